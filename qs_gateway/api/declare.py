@@ -1,0 +1,168 @@
+"""How an endpoint is declared: its contract once, its domain action in a few lines.
+
+Every endpoint states its path, HTTP methods, required scope and payload schema; the machinery
+here authenticates, checks the scope, reads and validates the JSON payload, calls the view and
+turns its result into a response. Errors are raised as exceptions and rendered by
+:mod:`qs_gateway.errors`, so no view repeats a try/except.
+
+``Resource.forward`` covers the common case (validated payload → one RE Manager method →
+the reply, verbatim); ``Resource.endpoint`` decorates views that need more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, g, request
+from marshmallow import Schema
+
+from ..auth import Principal, parse_credentials
+from ..auth.credentials import API_KEY_COOKIE
+from ..extensions import services
+from ..manager import Reply, dump_json
+from .payload import load, read_json_object
+
+# Scope markers beside real scope names:
+PUBLIC = None  # no authentication at all
+ANY_PRINCIPAL = ""  # credentials are checked if present, but no scope is required
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    rule: str
+    methods: tuple[str, ...]
+    scope: str | None
+    schema: Schema | None
+    summary: str
+    manager_method: str | None = None
+    injects: tuple[str, ...] = ()
+    blueprint: str = ""
+
+    @property
+    def required_scopes(self) -> frozenset[str]:
+        return frozenset({self.scope}) if self.scope else frozenset()
+
+
+@dataclass
+class Call:
+    """What a view receives: the validated payload, the principal and the path arguments."""
+
+    payload: dict[str, Any]
+    principal: Principal
+    path: dict[str, Any] = field(default_factory=dict)
+
+    def params(self, injects: Iterable[str] = ()) -> dict[str, Any]:
+        """The payload as RE Manager parameters: ``None`` values and an empty lock key dropped,
+        the principal's ``user`` / ``user_group`` injected where the endpoint says so."""
+        params = {k: v for k, v in self.payload.items() if v is not None}
+        if params.get("lock_key") == "":
+            del params["lock_key"]
+        for name in injects:
+            params[name] = self.principal.displayed_name if name == "user" else self.principal.user_group
+        return params
+
+
+def authorize(scope: str | None) -> Principal:
+    auth = services().auth
+    if scope is PUBLIC:
+        principal = auth.public
+    else:
+        credentials = parse_credentials(
+            request.headers.get("Authorization"), request.args.get("api_key"), request.cookies.get(API_KEY_COOKIE)
+        )
+        principal = auth.authenticate(credentials)
+        auth.require(principal, frozenset({scope}) if scope else frozenset())
+    g.principal = principal
+    return principal
+
+
+def to_response(result: Any) -> Response:
+    if isinstance(result, Response):
+        return result
+    body = result.body if isinstance(result, Reply) else dump_json(result)
+    return Response(body, mimetype="application/json")
+
+
+def _as_schema(schema: type[Schema] | Schema | None) -> Schema | None:
+    return schema() if isinstance(schema, type) else schema
+
+
+class Resource(Blueprint):
+    """A blueprint for one resource of the API; it records each endpoint's contract."""
+
+    def __init__(self, name: str, import_name: str, **kwargs: Any) -> None:
+        super().__init__(name, import_name, **kwargs)
+        self.specs: list[EndpointSpec] = []
+
+    def endpoint(
+        self,
+        rule: str | tuple[str, ...],
+        *,
+        methods: Iterable[str] = ("GET",),
+        scope: str | None,
+        schema: type[Schema] | Schema | None = None,
+        summary: str | None = None,
+        manager_method: str | None = None,
+        injects: Iterable[str] = (),
+    ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
+        schema_instance = _as_schema(schema)
+        rules = (rule,) if isinstance(rule, str) else tuple(rule)
+        methods = tuple(methods)
+
+        def decorator(view: Callable[[Call], Any]) -> Callable[[Call], Any]:
+            summary_text = summary or (view.__doc__ or view.__name__).strip().splitlines()[0]
+
+            def handler(**path_args: Any) -> Response:
+                principal = authorize(scope)
+                payload = load(schema_instance, read_json_object()) if schema_instance is not None else {}
+                return to_response(view(Call(payload, principal, path_args)))
+
+            handler.__name__ = view.__name__
+            handler.__doc__ = view.__doc__
+            for each_rule in rules:
+                self.add_url_rule(each_rule, view.__name__, handler, methods=list(methods))
+                self.specs.append(
+                    EndpointSpec(
+                        rule=each_rule,
+                        methods=methods,
+                        scope=scope,
+                        schema=schema_instance,
+                        summary=summary_text,
+                        manager_method=manager_method,
+                        injects=tuple(injects),
+                        blueprint=self.name,
+                    )
+                )
+            return view
+
+        return decorator
+
+    def forward(
+        self,
+        rule: str,
+        manager_method: str,
+        *,
+        scope: str,
+        schema: type[Schema] | Schema | None,
+        methods: Iterable[str] = ("POST",),
+        injects: Iterable[str] = (),
+        summary: str | None = None,
+    ) -> None:
+        """Declare an endpoint that sends its validated payload to ``manager_method``."""
+        injects = tuple(injects)
+
+        def view(call: Call) -> Reply:
+            return services().manager.call(manager_method, call.params(injects))
+
+        view.__name__ = manager_method
+        self.endpoint(
+            rule,
+            methods=methods,
+            scope=scope,
+            schema=schema,
+            summary=summary or f"RE Manager `{manager_method}`",
+            manager_method=manager_method,
+            injects=injects,
+        )(view)

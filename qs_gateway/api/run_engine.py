@@ -1,0 +1,41 @@
+"""The Run Engine: pausing and ending plans, runs and metadata."""
+
+from __future__ import annotations
+
+from ..extensions import services
+from . import schemas
+from .declare import Call, Resource
+
+run_engine = Resource("re", __name__)
+
+run_engine.forward("/re/pause", "re_pause", scope="write:plan:control", schema=schemas.RePause)
+for action in ("resume", "stop", "abort", "halt"):
+    run_engine.forward(f"/re/{action}", f"re_{action}", scope="write:plan:control", schema=schemas.LockKeyOnly)
+run_engine.forward("/re/metadata", "re_metadata", methods=("GET",), scope="read:monitor", schema=schemas.Empty)
+
+
+def _runs(option: str | None, reload: bool = False) -> dict:
+    # RE Manager is always asked for every run; the list is filtered here (and cached by uid).
+    reply = services().manager.cached("re_runs", uid_field="run_list_uid", reload=reload)
+    if not reply.succeeded:
+        return reply.data
+    runs = reply.get("run_list") or []
+    if option == "open":
+        runs = [run for run in runs if run.get("is_open")]
+    elif option == "closed":
+        runs = [run for run in runs if not run.get("is_open")]
+    return {**reply.data, "run_list": runs}
+
+
+@run_engine.endpoint(
+    "/re/runs", methods=("POST",), scope="read:monitor", schema=schemas.ReRuns, manager_method="re_runs"
+)
+def re_runs(call: Call) -> dict:
+    """Runs opened by the running plan; `option` selects active (all), open or closed ones."""
+    return _runs(call.payload.get("option"), bool(call.payload.get("reload")))
+
+
+@run_engine.endpoint("/re/runs/<any(active, open, closed):option>", scope="read:monitor", schema=schemas.Empty)
+def re_runs_by_option(call: Call) -> dict:
+    """Runs of the running plan: active (all), open or closed ones."""
+    return _runs(call.path["option"])

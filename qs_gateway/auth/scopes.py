@@ -1,0 +1,65 @@
+"""Scopes and the default roles (bluesky-httpserver's table, so existing role edits keep working)."""
+
+from __future__ import annotations
+
+READ_SCOPES = frozenset(
+    {
+        "read:status",
+        "read:queue",
+        "read:history",
+        "read:resources",
+        "read:config",
+        "read:monitor",
+        "read:console",
+        "read:lock",
+        "read:testing",
+    }
+)
+
+WRITE_SCOPES = frozenset(
+    {
+        "write:queue:edit",
+        "write:queue:control",
+        "write:manager:control",
+        "write:plan:control",
+        "write:execute",
+        "write:history:edit",
+        "write:permissions",
+        "write:scripts",
+        "write:config",
+        "write:lock",
+        "write:manager:stop",
+        "write:testing",
+    }
+)
+
+ADMIN_SCOPES = frozenset({"admin:apikeys", "admin:read:principals", "admin:metrics"})
+
+ALL_SCOPES = READ_SCOPES | WRITE_SCOPES | ADMIN_SCOPES | {"user:apikeys"}
+
+_OPERATOR_WRITES = frozenset(
+    {
+        "write:queue:edit",
+        "write:queue:control",
+        "write:manager:control",
+        "write:plan:control",
+        "write:execute",
+        "write:history:edit",
+    }
+)
+
+DEFAULT_ROLES: dict[str, frozenset[str]] = {
+    "admin": frozenset({"read:status", "user:apikeys"}) | ADMIN_SCOPES,
+    "expert": READ_SCOPES
+    | _OPERATOR_WRITES
+    | {"write:permissions", "write:scripts", "write:config", "write:lock", "user:apikeys"},
+    "advanced": READ_SCOPES | _OPERATOR_WRITES | {"user:apikeys"},
+    "user": READ_SCOPES | _OPERATOR_WRITES | {"user:apikeys"},
+    "observer": READ_SCOPES | {"user:apikeys"},
+    "unauthenticated_single_user": READ_SCOPES | WRITE_SCOPES | {"user:apikeys"},
+    "unauthenticated_public": frozenset({"read:status"}),
+}
+
+SINGLE_USER = "UNAUTHENTICATED_SINGLE_USER"
+PUBLIC_USER = "UNAUTHENTICATED_PUBLIC"
+BUILT_IN_USERS = {SINGLE_USER: "unauthenticated_single_user", PUBLIC_USER: "unauthenticated_public"}

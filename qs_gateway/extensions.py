@@ -1,0 +1,88 @@
+"""The services an application uses, bound to it in ``app.extensions``.
+
+Building them opens nothing: the socket pool creates its ZeroMQ context on first use in each
+process (after gunicorn forks), and the Redis client connects on first use. gunicorn's worker
+hooks call :meth:`Services.open` and :meth:`Services.close`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, current_app
+
+from .auth import Authenticator
+from .auth.policies import BasicAPIAccessControl, DefaultResourceAccessControl
+from .config import ConfigError, Settings
+from .manager import ManagerClient, StatusCache, TimeoutPolicy
+from .redis_store import RedisStore
+from .transport import CircuitBreaker, Codec, SocketPool, Timeouts
+
+logger = logging.getLogger(__name__)
+
+EXTENSION_KEY = "qs_gateway"
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        options = settings.gateway
+        self.store = RedisStore(options["redis_url"], options["redis_prefix"])
+        self.pool = SocketPool(
+            settings.zmq.control_address,
+            size=options["pool_size"],
+            checkout_timeout=options["pool_timeout"],
+            codec=Codec(settings.zmq.encoding),
+            server_public_key=settings.zmq.public_key,
+            breaker=CircuitBreaker(
+                threshold=options["breaker_threshold"], open_seconds=options["breaker_open_seconds"]
+            ),
+        )
+        self.manager = ManagerClient(
+            self.pool,
+            StatusCache(self.store, options["status_ttl"]),
+            TimeoutPolicy(
+                default=Timeouts(send=options["timeout_send"], receive=options["timeout_receive"]),
+                per_method=options["method_timeouts"],
+            ),
+        )
+        self.auth = self._build_authenticator(settings)
+
+    @staticmethod
+    def _build_authenticator(settings: Settings) -> Authenticator:
+        auth = settings.auth
+        if auth.providers:
+            raise ConfigError("authentication.providers: login providers are not supported by this version")
+        if auth.api_access.policy or auth.resource_access.policy:
+            logger.info("Access policies: %s / %s", auth.api_access.policy, auth.resource_access.policy)
+        try:
+            api_access = BasicAPIAccessControl(**dict(auth.api_access.args))
+        except TypeError as exc:
+            raise ConfigError(f"api_access.args: {exc}") from None
+        try:
+            resource_access = DefaultResourceAccessControl(**dict(auth.resource_access.args))
+        except TypeError as exc:
+            raise ConfigError(f"resource_access.args: {exc}") from None
+        return Authenticator(
+            single_user_api_key=auth.single_user_api_key,
+            allow_anonymous_access=auth.allow_anonymous_access,
+            api_access=api_access,
+            resource_access=resource_access,
+        )
+
+    def open(self) -> None:
+        self.pool.open()
+
+    def close(self) -> None:
+        self.pool.close()
+        self.store.close()
+
+
+def init_services(app: Flask, settings: Settings) -> Services:
+    services = Services(settings)
+    app.extensions[EXTENSION_KEY] = services
+    return services
+
+
+def services() -> Services:
+    return current_app.extensions[EXTENSION_KEY]

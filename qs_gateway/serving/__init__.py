@@ -1,0 +1,1 @@
+"""Running the gateway: gunicorn configuration, the command line, and the demo stack."""

@@ -1,0 +1,75 @@
+"""gunicorn settings and hooks for qs-gateway (``gunicorn -c python:qs_gateway.serving.gunicorn_config``).
+
+gthread workers: requests wait on RE Manager and Redis, not on the CPU, and streams hold a
+thread each. No preloading: every worker builds its own application after the fork, and the
+ZeroMQ context and sockets are created in the worker (``post_worker_init``), never in the master.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+
+from qs_gateway.config import ConfigError, load_settings
+
+try:
+    _settings = load_settings()
+except ConfigError as exc:
+    print(f"qs-gateway: configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+_options = _settings.gateway
+
+bind = [_options["bind"]]
+workers = _options["workers"]
+threads = _options["threads"]
+worker_class = "gthread"
+preload_app = False
+# For gthread this is a heartbeat, not a request limit: request deadlines are enforced by the app.
+timeout = 60
+graceful_timeout = 10
+# Longer than nginx's upstream keep-alive, so the proxy closes idle connections, not gunicorn.
+keepalive = 65
+worker_connections = 1000
+errorlog = "-"
+loglevel = os.environ.get("QS_GATEWAY_LOG_LEVEL", "info")
+proc_name = "qs-gateway"
+# gunicorn's control socket has one default path per user: several gateways on a host would collide.
+control_socket_disable = True
+wsgi_app = "qs_gateway.app:create_app()"
+
+
+def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    """Generate the single-user key once, in the master, so every worker gets the same one."""
+    auth = _settings.auth
+    if not auth.providers and not auth.single_user_api_key:
+        key = secrets.token_hex(32)
+        os.environ["QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY"] = key
+        print(f"qs-gateway: no single-user API key configured; generated one: {key}", file=sys.stderr, flush=True)
+
+
+def post_worker_init(worker) -> None:  # noqa: ANN001
+    from qs_gateway.extensions import EXTENSION_KEY
+
+    worker.wsgi.extensions[EXTENSION_KEY].open()
+
+
+def worker_exit(server, worker) -> None:  # noqa: ANN001
+    from qs_gateway.extensions import EXTENSION_KEY
+
+    wsgi = getattr(worker, "wsgi", None)
+    if wsgi is not None:
+        wsgi.extensions[EXTENSION_KEY].close()
+
+
+def when_ready(server) -> None:  # noqa: ANN001
+    # The first words are what bluesky-httpserver prints, so its test fixtures can wait for them.
+    server.log.info(
+        "Bluesky HTTP Server started successfully: qs-gateway %s on %s (%d workers x %d threads), RE Manager at %s",
+        __import__("qs_gateway").__version__,
+        ", ".join(bind),
+        workers,
+        threads,
+        _settings.zmq.control_address,
+    )

@@ -1,0 +1,261 @@
+"""Starting and stopping a private stack: Redis, RE Manager (simulated profile) and the gateway.
+
+Used by ``qs-gateway demo``, by the test fixtures and by the benchmark. Every process runs in
+its own process group on free loopback ports, is waited for until it answers, and is stopped by
+signalling its group (RE Manager's worker process goes with it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _bin(name: str) -> str:
+    """A console script of this environment (beside the interpreter), else from PATH."""
+    local = Path(sys.executable).with_name(name)
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name!r} is not installed")
+    return found
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    args: Sequence[str]
+    log_path: Path
+    env: Mapping[str, str] | None = None
+    popen: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self) -> "ManagedProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(
+            list(self.args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(self.env) if self.env is not None else None,
+            start_new_session=True,  # own process group: stopped as a whole
+        )
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise RuntimeError(f"{self.name} exited before {what}:\n{self.log_tail()}")
+            try:
+                if ready():
+                    return
+            except Exception:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not {what} after {timeout} s:\n{self.log_tail()}")
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen is None:
+            return
+        if self.running():
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever is left of the group (RE Manager's worker, gunicorn's workers) goes too.
+        self.signal_group(signal.SIGKILL)
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+# -- Redis -------------------------------------------------------------------------------------
+
+
+def start_redis(workdir: Path, port: int | None = None) -> tuple[ManagedProcess, int]:
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = ManagedProcess(
+        "redis-server",
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        workdir / "redis.log",
+    ).start()
+
+    def answers() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    proc.wait_until(answers, 10, "answering PING")
+    return proc, port
+
+
+# -- RE Manager --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ManagerPorts:
+    control: int
+    info: int
+
+    @property
+    def control_address(self) -> str:
+        return f"tcp://127.0.0.1:{self.control}"
+
+    @property
+    def info_address(self) -> str:
+        return f"tcp://127.0.0.1:{self.info}"
+
+
+def simulated_profile(workdir: Path) -> Path:
+    """A private copy of bluesky-queueserver's simulated startup profile (RE Manager writes
+    into its profile directory, so each stack gets its own)."""
+    import bluesky_queueserver
+
+    source = Path(bluesky_queueserver.__file__).parent / "profile_collection_sim"
+    target = workdir / "profile_collection_sim"
+    if not target.exists():
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def manager_status(address: str, timeout: float = 1.0, encoding: str = "json", public_key: str | None = None) -> dict:
+    """One ``status`` request over a fresh socket."""
+    from ..transport import CircuitBreaker, Codec, SocketPool, Timeouts
+
+    pool = SocketPool(
+        address, size=1, codec=Codec(encoding), server_public_key=public_key, breaker=CircuitBreaker(threshold=1000)
+    )
+    try:
+        return pool.request({"method": "status", "params": {}}, timeouts=Timeouts(send=timeout, receive=timeout))
+    finally:
+        pool.close()
+
+
+def start_re_manager(
+    workdir: Path,
+    *,
+    redis_port: int,
+    ports: ManagerPorts | None = None,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    encoding: str = "json",
+    public_key: str | None = None,
+    name_prefix: str = "qs_gateway_stack",
+    timeout: float = 30.0,
+) -> tuple[ManagedProcess, ManagerPorts]:
+    ports = ports or ManagerPorts(free_port(), free_port())
+    profile = simulated_profile(workdir)
+    proc = ManagedProcess(
+        "start-re-manager",
+        [
+            _bin("start-re-manager"),
+            "--startup-dir",
+            str(profile),
+            "--redis-addr",
+            f"127.0.0.1:{redis_port}",
+            "--redis-name-prefix",
+            name_prefix,
+            "--zmq-control-addr",
+            f"tcp://127.0.0.1:{ports.control}",
+            "--zmq-info-addr",
+            f"tcp://127.0.0.1:{ports.info}",
+            "--zmq-publish-console",
+            "ON",
+            "--zmq-encoding",
+            encoding,
+            *extra_args,
+        ],
+        workdir / "re-manager.log",
+        env={**os.environ, **(env or {})},
+    ).start()
+    proc.wait_until(
+        lambda: (
+            manager_status(ports.control_address, encoding=encoding, public_key=public_key)["manager_state"] == "idle"
+        ),
+        timeout,
+        "idle",
+    )
+    return proc, ports
+
+
+# -- the gateway under gunicorn ----------------------------------------------------------------
+
+
+def start_gateway(
+    workdir: Path,
+    env: Mapping[str, str],
+    *,
+    port: int | None = None,
+    timeout: float = 30.0,
+    log_name: str = "gateway.log",
+) -> tuple[ManagedProcess, str]:
+    """``qs-gateway serve`` with ``env`` (which must carry the QSERVER_*/QS_GATEWAY_* settings)."""
+    port = port or free_port()
+    full_env = {**os.environ, **env, "QS_GATEWAY_BIND": f"127.0.0.1:{port}"}
+    proc = ManagedProcess(
+        "qs-gateway", [sys.executable, "-m", "qs_gateway.serving.cli", "serve"], workdir / log_name, env=full_env
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(f"{url}/api/nonexistent-readiness-probe", timeout=1)
+        except urllib.error.HTTPError as exc:
+            return exc.code == 404
+        return False
+
+    proc.wait_until(answers, timeout, "answering HTTP")
+    return proc, url

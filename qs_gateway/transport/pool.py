@@ -1,0 +1,256 @@
+"""A thread-safe pool of ZeroMQ REQ sockets connected to one REP peer (RE Manager).
+
+Rules this module keeps:
+
+* ZeroMQ sockets are not thread-safe, so a socket is checked out by one thread for one request
+  and checked back in afterwards; the pool's lock is the memory barrier between threads.
+* A REQ socket must alternate send and receive. A socket whose request timed out or failed is
+  stuck, so it is closed (LINGER 0) and replaced by a new one, never put back.
+* One ``zmq.Context`` per process, created lazily and re-created after ``fork()``: nothing is
+  created at import time.
+* A request is sent at most once unless the caller says it may be repeated (reads). A read is
+  retried once, on a fresh socket, only when the first attempt could not deliver the message.
+
+The pool knows nothing about HTTP, Flask or RE Manager's methods.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from .breaker import CircuitBreaker, CircuitOpen
+from .codec import Codec
+from .curve import ClientCurveKeys
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CircuitOpen", "PoolExhausted", "ProtocolError", "RequestTimeout", "SocketPool", "Timeouts"]
+
+
+class RequestTimeout(Exception):
+    """The peer did not take or answer the request in time. ``delivered`` tells which."""
+
+    def __init__(self, delivered: bool) -> None:
+        self.delivered = delivered
+        super().__init__("timeout occurred")
+
+
+class PoolExhausted(Exception):
+    """Every socket stayed busy past the checkout deadline."""
+
+    def __init__(self, waited: float, retry_after: float = 1.0) -> None:
+        self.waited = waited
+        self.retry_after = retry_after
+        super().__init__(f"all RE Manager connections stayed busy for {waited:.1f} s")
+
+
+class ProtocolError(Exception):
+    """The peer answered with a frame that could not be decoded."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds allowed to hand the message to the peer and to receive its reply."""
+
+    send: float = 0.5
+    receive: float = 2.0
+
+
+def _ms(seconds: float) -> int:
+    return max(int(seconds * 1000), 1)
+
+
+class SocketPool:
+    def __init__(
+        self,
+        address: str,
+        *,
+        size: int = 4,
+        checkout_timeout: float = 1.0,
+        codec: Codec | None = None,
+        server_public_key: str | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        if size < 1:
+            raise ValueError("pool size must be at least 1")
+        self.address = address
+        self.size = size
+        self.checkout_timeout = checkout_timeout
+        self.codec = codec or Codec("json")
+        self.server_public_key = server_public_key or None
+        self.breaker = breaker or CircuitBreaker()
+        self._cond = threading.Condition(threading.Lock())
+        self._idle: collections.deque[zmq.Socket] = collections.deque()
+        self._open_count = 0
+        self._pid: int | None = None
+        self._context: zmq.Context | None = None
+        self._curve: ClientCurveKeys | None = None
+        self._closed = False
+
+    # -- introspection (metrics, readiness) -------------------------------------------------
+
+    @property
+    def sockets_open(self) -> int:
+        return self._open_count
+
+    @property
+    def sockets_in_use(self) -> int:
+        return self._open_count - len(self._idle)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _ensure_process_state(self) -> None:
+        """Create the context on first use in this process; forget a parent's after fork."""
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        with self._cond:
+            if self._pid == pid:
+                return
+            if self._pid is not None:
+                # Inherited from the parent: its sockets and context must not be touched here.
+                self._idle.clear()
+                self._open_count = 0
+            self._context = zmq.Context()
+            if self.server_public_key:
+                self._curve = ClientCurveKeys.generate(self.server_public_key)
+            self._closed = False
+            self._pid = pid
+
+    def open(self) -> None:
+        """Create the per-process context now (gunicorn's ``post_worker_init``)."""
+        self._ensure_process_state()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            while self._idle:
+                self._idle.pop().close(linger=0)
+            self._open_count = 0
+            context, self._context, self._pid = self._context, None, None
+            self._cond.notify_all()
+        if context is not None:
+            # At worker exit no request is in flight any more; destroy() closes whatever a
+            # crashed thread may have left checked out instead of blocking in term().
+            context.destroy(linger=0)
+
+    # -- sockets -----------------------------------------------------------------------------
+
+    def _new_socket(self) -> zmq.Socket:
+        sock = self._context.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        # Do not queue messages for a peer that is not connected: a send then fails at once,
+        # and a failed send is known not to have reached RE Manager.
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        # Heartbeats notice a peer host that vanished without closing the TCP connection.
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
+        if self._curve is not None:
+            self._curve.apply(sock)
+        sock.connect(self.address)
+        return sock
+
+    def _checkout(self) -> zmq.Socket:
+        self._ensure_process_state()
+        started = time.monotonic()
+        deadline = started + self.checkout_timeout
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise RuntimeError("the socket pool is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._open_count < self.size:
+                    self._open_count += 1
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PoolExhausted(time.monotonic() - started)
+                self._cond.wait(remaining)
+        try:
+            return self._new_socket()
+        except BaseException:
+            with self._cond:
+                self._open_count -= 1
+                self._cond.notify()
+            raise
+
+    def _checkin(self, sock: zmq.Socket) -> None:
+        with self._cond:
+            if self._closed or os.getpid() != self._pid:
+                sock.close(linger=0)
+                return
+            self._idle.append(sock)
+            self._cond.notify()
+
+    def _discard(self, sock: zmq.Socket) -> None:
+        sock.close(linger=0)
+        with self._cond:
+            if os.getpid() == self._pid and not self._closed:
+                self._open_count -= 1
+            self._cond.notify()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def request(self, message: Any, *, timeouts: Timeouts = Timeouts(), repeatable: bool = False) -> Any:
+        """Send ``message`` and return the decoded reply.
+
+        ``repeatable`` marks a request that may be sent again (a read): if the first attempt
+        could not even deliver it, one more attempt is made on a fresh socket. A request that
+        was delivered is never sent again, whatever happens to its reply.
+        """
+        frame = self.codec.encode(message)
+        attempts = 2 if repeatable else 1
+        for attempt in range(1, attempts + 1):
+            sock = self._checkout()
+            try:
+                self.breaker.admit()
+            except CircuitOpen:
+                self._checkin(sock)
+                raise
+            try:
+                reply_frame = self._exchange(sock, frame, timeouts)
+            except RequestTimeout as exc:
+                self._discard(sock)
+                if exc.delivered or attempt == attempts:
+                    self.breaker.record_failure()
+                    raise
+                logger.debug("request not delivered on a pooled socket; retrying on a fresh one")
+                continue
+            except BaseException:
+                self._discard(sock)
+                raise
+            self._checkin(sock)
+            self.breaker.record_success()
+            try:
+                return self.codec.decode(reply_frame)
+            except Exception as exc:
+                raise ProtocolError(f"undecodable reply from RE Manager: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _exchange(sock: zmq.Socket, frame: bytes, timeouts: Timeouts) -> bytes:
+        sock.setsockopt(zmq.SNDTIMEO, _ms(timeouts.send))
+        try:
+            sock.send(frame)
+        except zmq.Again:
+            raise RequestTimeout(delivered=False) from None
+        except zmq.ZMQError as exc:
+            logger.warning("ZeroMQ send failed: %s", exc)
+            raise RequestTimeout(delivered=False) from exc
+        try:
+            if not sock.poll(_ms(timeouts.receive), zmq.POLLIN):
+                raise RequestTimeout(delivered=True)
+            return sock.recv()
+        except zmq.ZMQError as exc:
+            logger.warning("ZeroMQ receive failed: %s", exc)
+            raise RequestTimeout(delivered=True) from exc
