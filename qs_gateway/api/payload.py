@@ -69,7 +69,7 @@ def describe(errors: Mapping[str, Any], schema: Schema | None = None) -> str:
         field = fields.get(path)
         if field is not None and message == field.error_messages.get("required") != MISSING_FIELD:
             others.append(message)
-        elif path in fields and message == MISSING_FIELD:
+        elif "." not in path and message == MISSING_FIELD:
             missing.append(path)
         elif "." not in path and message == UNKNOWN_FIELD:
             unknown.append(path)

@@ -16,7 +16,8 @@ READ_SCOPES = frozenset(
     }
 )
 
-WRITE_SCOPES = frozenset(
+# What operators of an experiment do (roles user, advanced and expert share these).
+OPERATOR_WRITES = frozenset(
     {
         "write:queue:edit",
         "write:queue:control",
@@ -24,37 +25,29 @@ WRITE_SCOPES = frozenset(
         "write:plan:control",
         "write:execute",
         "write:history:edit",
-        "write:permissions",
-        "write:scripts",
-        "write:config",
-        "write:lock",
-        "write:manager:stop",
-        "write:testing",
     }
 )
+
+WRITE_SCOPES = OPERATOR_WRITES | {
+    "write:permissions",
+    "write:scripts",
+    "write:config",
+    "write:lock",
+    "write:manager:stop",
+    "write:testing",
+}
 
 ADMIN_SCOPES = frozenset({"admin:apikeys", "admin:read:principals", "admin:metrics"})
 
 ALL_SCOPES = READ_SCOPES | WRITE_SCOPES | ADMIN_SCOPES | {"user:apikeys"}
 
-_OPERATOR_WRITES = frozenset(
-    {
-        "write:queue:edit",
-        "write:queue:control",
-        "write:manager:control",
-        "write:plan:control",
-        "write:execute",
-        "write:history:edit",
-    }
-)
-
 DEFAULT_ROLES: dict[str, frozenset[str]] = {
     "admin": frozenset({"read:status", "user:apikeys"}) | ADMIN_SCOPES,
     "expert": READ_SCOPES
-    | _OPERATOR_WRITES
+    | OPERATOR_WRITES
     | {"write:permissions", "write:scripts", "write:config", "write:lock", "user:apikeys"},
-    "advanced": READ_SCOPES | _OPERATOR_WRITES | {"user:apikeys"},
-    "user": READ_SCOPES | _OPERATOR_WRITES | {"user:apikeys"},
+    "advanced": READ_SCOPES | OPERATOR_WRITES | {"user:apikeys"},
+    "user": READ_SCOPES | OPERATOR_WRITES | {"user:apikeys"},
     "observer": READ_SCOPES | {"user:apikeys"},
     "unauthenticated_single_user": READ_SCOPES | WRITE_SCOPES | {"user:apikeys"},
     "unauthenticated_public": frozenset({"read:status"}),

@@ -1,0 +1,68 @@
+"""Helpers shared by the tests: plans, waiting, and RE Manager seen directly over ZeroMQ."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from bluesky_queueserver_api.zmq import REManagerAPI as ZmqREManagerAPI
+
+API_KEY = "TESTAPIKEY"
+
+PLAN_COUNT = {"item_type": "plan", "name": "count", "args": [["det1", "det2"]]}
+# About five seconds: long enough to pause, resume and stop while it runs.
+PLAN_SLOW = {"item_type": "plan", "name": "count", "args": [["det1", "det2"]], "kwargs": {"num": 10, "delay": 0.5}}
+INSTRUCTION_STOP = {"item_type": "instruction", "name": "queue_stop"}
+
+
+def plan(name: str = "count", **kwargs: Any) -> dict:
+    item = {"item_type": "plan", "name": name, "args": [["det1", "det2"]]}
+    if kwargs:
+        item["kwargs"] = kwargs
+    return item
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, period: float = 0.1) -> None:
+    """Poll ``condition`` until it holds; a bounded loop, not a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(period)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def zmq_api(control_address: str) -> ZmqREManagerAPI:
+    """The real client in ZeroMQ mode: RE Manager as it is, without the gateway in between."""
+    return ZmqREManagerAPI(zmq_control_addr=control_address, request_fail_exceptions=False)
+
+
+def reset_manager(rm: ZmqREManagerAPI, *, environment: bool | None = None) -> None:
+    """Bring RE Manager back to a known state between tests.
+
+    ``environment``: True opens it, False closes it, None leaves it as it is.
+    """
+    status = rm.status()
+    if status["manager_state"] == "paused":
+        rm.re_stop()
+    if status["manager_state"] in ("executing_queue", "starting_queue", "paused"):
+        rm.queue_stop()
+        wait_for(lambda: rm.status()["manager_state"] in ("idle", "paused"), 30, "queue to stop")
+        if rm.status()["manager_state"] == "paused":
+            rm.re_abort()
+    wait_for(lambda: rm.status()["manager_state"] == "idle", 30, "RE Manager idle")
+    if rm.status()["lock"]["environment"] or rm.status()["lock"]["queue"]:
+        raise AssertionError("a test left RE Manager locked")
+    rm.queue_clear()
+    rm.history_clear()
+    rm.queue_mode_set(mode="default")
+    rm.queue_autostart(False)
+    exists = rm.status()["worker_environment_exists"]
+    if environment is True and not exists:
+        rm.environment_open()
+        wait_for(lambda: rm.status()["worker_environment_exists"] and rm.status()["manager_state"] == "idle", 60,
+                 "environment open")
+    elif environment is False and exists:
+        rm.environment_close()
+        wait_for(lambda: not rm.status()["worker_environment_exists"] and rm.status()["manager_state"] == "idle",
+                 60, "environment closed")

@@ -1,0 +1,171 @@
+"""Bad requests get a clear 4xx JSON answer with ``detail``, and nothing reaches RE Manager."""
+
+from __future__ import annotations
+
+import pytest
+
+from qs_gateway.extensions import EXTENSION_KEY
+
+from .support import API_KEY, PLAN_COUNT
+
+
+@pytest.fixture
+def sent(app):
+    pool = app.extensions[EXTENSION_KEY].pool
+    original = pool.request
+    log: list[str] = []
+
+    def spy(message, **kwargs):
+        log.append(message["method"])
+        return original(message, **kwargs)
+
+    pool.request = spy
+    return log
+
+
+@pytest.mark.parametrize(
+    "method, path, payload, field",
+    [
+        ("GET", "/api/status", {"foo": 1}, "foo"),
+        ("POST", "/api/queue/item/add", {"item": PLAN_COUNT, "position": 1}, "position"),
+        ("POST", "/api/queue/start", {"lock": "x"}, "lock"),
+        ("GET", "/api/queue/get", {"reload": True, "x": 1}, "x"),
+        ("POST", "/api/re/pause", {"opt": "immediate"}, "opt"),
+        ("GET", "/api/config/get", {"a": 1}, "a"),
+        ("POST", "/api/lock", {"lock_key": "k", "queues": True}, "queues"),
+    ],
+)
+def test_unknown_keys_are_400_with_the_reference_text(client, sent, method, path, payload, field):
+    response = client.open(path, method=method, json=payload)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert f"Request contains keys the are not supported: {{'{field}'}}" in body["detail"]
+    assert body["errors"][field] == ["Unknown field."]
+    assert sent == []
+
+
+@pytest.mark.parametrize(
+    "path, payload, field",
+    [
+        ("/api/queue/item/add", {"item": PLAN_COUNT, "pos": "middle"}, "pos"),
+        ("/api/queue/item/add", {"item": PLAN_COUNT, "pos": True}, "pos"),
+        ("/api/queue/item/add", {"item": "count"}, "item"),
+        ("/api/queue/item/add/batch", {"items": [PLAN_COUNT, {"name": "count"}]}, "items"),
+        ("/api/queue/item/remove/batch", {"uids": "abc"}, "uids"),
+        ("/api/history/clear", {"size": -1}, "size"),
+        ("/api/history/clear", {"size": "3"}, "size"),
+        ("/api/re/pause", {"option": "later"}, "option"),
+        ("/api/re/runs", {"option": "x"}, "option"),
+        ("/api/queue/start", {"lock_key": 5}, "lock_key"),
+        ("/api/script/upload", {"script": ["x = 1"]}, "script"),
+        ("/api/manager/stop", {"option": "now"}, "option"),
+        ("/api/function/execute", {"item": {**PLAN_COUNT}}, "item"),
+        ("/api/queue/mode/set", {"mode": 5}, "mode"),
+    ],
+)
+def test_wrong_types_are_400_with_field_errors(client, sent, path, payload, field):
+    response = client.post(path, json=payload)
+    assert response.status_code == 400, response.get_json()
+    body = response.get_json()
+    assert isinstance(body["detail"], str) and field in body["detail"]
+    assert field in body["errors"]
+    assert sent == []
+
+
+def test_field_errors_reach_into_items(client, sent):
+    bad = {"item_type": "plan", "name": "count", "args": "det1", "kwargs": {"num": 1}}
+    body = client.post("/api/queue/item/add/batch", json={"items": [PLAN_COUNT, bad]}).get_json()
+    assert body["errors"] == {"items": {"1": {"args": ["Not a valid list."]}}}
+    assert "items.1.args" in body["detail"]
+    assert sent == []
+
+
+def test_missing_required_keys(client, sent):
+    assert "enable" in client.post("/api/queue/autostart", json={}).get_json()["detail"]
+    assert client.post("/api/queue/item/update", json={}).status_code == 400
+    lock = client.post("/api/lock", json={"environment": True})
+    assert lock.status_code == 400 and "Lock key is not set" in lock.get_json()["detail"]
+    assert client.post("/api/unlock", json={}).status_code == 400
+    assert sent == []
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b'"text"', "application/json"),
+        (b"\xff\xfe{}", "application/json"),
+        (b'{"a": 1}', "application/xml"),
+        (b"[" * 5000 + b"]" * 5000, "application/json"),
+    ],
+)
+def test_unreadable_bodies_are_422_with_string_detail(client, sent, body, content_type):
+    response = client.post("/api/queue/item/add", data=body, headers={"Content-Type": content_type})
+    assert response.status_code == 422
+    assert isinstance(response.get_json()["detail"], str)
+    assert sent == []
+
+
+def test_body_without_content_type_is_read_as_json(client, manager_idle):
+    response = client.get("/api/status", data=b'{"reload": true}')
+    assert response.status_code == 200 and response.get_json()["msg"].startswith("RE Manager")
+    empty = client.post("/api/queue/clear", data=b"")
+    assert empty.get_json()["success"] is True
+
+
+def test_no_key_wrong_key_and_malformed_authorization(anonymous, sent):
+    response = anonymous.get("/api/status")
+    assert response.status_code == 401
+    assert response.get_json()["detail"] == (
+        "Not enough permissions. Requires scopes ['read:status']. Request had scopes []"
+    )
+    wrong = anonymous.get("/api/status", headers={"Authorization": "ApiKey not-the-key"})
+    assert wrong.status_code == 401 and wrong.get_json()["detail"] == "Invalid API key"
+    query = anonymous.get("/api/status?api_key=wrong")
+    assert query.status_code == 401 and query.get_json()["detail"] == "Invalid API key"
+    token = anonymous.get("/api/status", headers={"Authorization": "Bearer abc.def.ghi"})
+    assert token.status_code == 401 and token.get_json()["detail"] == "Could not validate credentials"
+    scheme = anonymous.get("/api/status", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert scheme.status_code == 400 and scheme.get_json()["detail"].startswith("Authorization header must include")
+    assert sent == []
+
+
+def test_key_accepted_in_any_scheme_casing_and_query(anonymous, manager_idle):
+    assert anonymous.get("/api/status", headers={"Authorization": f"apikey {API_KEY}"}).status_code == 200
+    assert anonymous.get(f"/api/status?api_key={API_KEY}").status_code == 200
+
+
+def test_anonymous_access_gives_the_public_role_only(re_manager, manager_idle):
+    from .conftest import make_app
+
+    app = make_app(re_manager, QSERVER_HTTP_SERVER_ALLOW_ANONYMOUS_ACCESS="1")
+    try:
+        public = app.test_client()
+        assert public.get("/api/status").status_code == 200
+        refused = public.get("/api/queue/get")
+        assert refused.status_code == 401
+        assert refused.get_json()["detail"] == (
+            "Not enough permissions. Requires scopes ['read:queue']. Request had scopes ['read:status']"
+        )
+        # invalid credentials are still refused
+        assert public.get("/api/status", headers={"Authorization": "ApiKey nope"}).status_code == 401
+    finally:
+        app.extensions[EXTENSION_KEY].close()
+
+
+def test_unknown_route_and_wrong_method(client, sent):
+    missing = client.get("/api/no/such/endpoint")
+    assert missing.status_code == 404 and missing.get_json() == {"detail": "Not Found"}
+    wrong = client.post("/api/status")
+    assert wrong.status_code == 405 and wrong.get_json() == {"detail": "Method Not Allowed"}
+    assert "GET" in wrong.headers["Allow"]
+    assert client.get("/api/queue/start").status_code == 405
+    assert sent == []
+
+
+@pytest.mark.parametrize("path", ["/api/status/", "/api/queue/get/", "/api/", "/api", "/api/ping/"])
+def test_trailing_slashes_answer_without_redirect(client, manager_idle, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    assert "Location" not in response.headers

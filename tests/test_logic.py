@@ -1,0 +1,125 @@
+"""Pure logic: the circuit breaker, single-flight, error descriptions, credentials."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from qs_gateway.api.payload import describe
+from qs_gateway.auth.credentials import parse_credentials
+from qs_gateway.errors import BadRequest
+from qs_gateway.manager.singleflight import SingleFlight
+from qs_gateway.transport.breaker import CircuitBreaker, CircuitOpen
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_after_threshold_and_lets_one_probe_through():
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=3, open_seconds=1.0, clock=clock)
+    for _ in range(2):
+        breaker.admit()
+        breaker.record_failure()
+    assert breaker.state == "closed"
+    breaker.admit()
+    breaker.record_failure()
+    assert breaker.state == "open"
+    with pytest.raises(CircuitOpen) as raised:
+        breaker.admit()
+    assert 0.1 <= raised.value.retry_after <= 1.0 and "3 consecutive" in str(raised.value)
+    clock.now = 1.5
+    assert breaker.state == "half_open"
+    breaker.admit()  # the probe
+    with pytest.raises(CircuitOpen):
+        breaker.admit()  # everybody else keeps failing fast meanwhile
+    breaker.record_failure()  # probe failed: open again
+    assert breaker.state == "open"
+    clock.now = 3.0
+    breaker.admit()
+    breaker.record_success()
+    assert breaker.state == "closed"
+    breaker.admit()
+
+
+def test_breaker_success_resets_the_count():
+    breaker = CircuitBreaker(threshold=2, open_seconds=1.0)
+    breaker.record_failure()
+    breaker.record_success()
+    breaker.record_failure()
+    assert breaker.state == "closed"
+
+
+def test_stale_probe_does_not_keep_the_breaker_shut():
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=1, open_seconds=1.0, probe_timeout=5.0, clock=clock)
+    breaker.record_failure()
+    clock.now = 2.0
+    breaker.admit()  # a probe whose thread never reports back
+    clock.now = 8.0
+    breaker.admit()  # a new probe is allowed
+
+
+def test_single_flight_shares_one_call():
+    flight = SingleFlight()
+    calls = []
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow():
+        calls.append(1)
+        started.set()
+        release.wait(5)
+        return "result"
+
+    results = []
+    leader = threading.Thread(target=lambda: results.append(flight.do("k", slow)))
+    leader.start()
+    started.wait(5)
+    followers = [threading.Thread(target=lambda: results.append(flight.do("k", slow))) for _ in range(5)]
+    for thread in followers:
+        thread.start()
+    time.sleep(0.05)
+    release.set()
+    for thread in [leader, *followers]:
+        thread.join(5)
+    assert results == ["result"] * 6 and len(calls) == 1
+    assert flight.do("k", lambda: "again") == "again"  # finished flights are not reused
+
+
+def test_single_flight_shares_the_error():
+    flight = SingleFlight()
+
+    def failing():
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError):
+        flight.do("k", failing)
+
+
+def test_describe_keeps_the_reference_wording():
+    text = describe({"foo": ["Unknown field."], "enable": ["Missing data for required field."]})
+    assert text == (
+        "Some required keys are missing in the request: {'enable'}. "
+        "Request contains keys the are not supported: {'foo'}."
+    )
+    nested = describe({"item": {"name": ["Missing data for required field."]}, "pos": ["Bad."]})
+    assert nested == "Invalid value of 'item.name': Missing data for required field. Invalid value of 'pos': Bad."
+
+
+def test_credentials_priority_and_schemes():
+    assert parse_credentials("ApiKey header", "query", "cookie").api_key == "query"
+    assert parse_credentials("apikey header", None, "cookie").api_key_source == "header"
+    assert parse_credentials(None, None, "cookie").api_key_source == "cookie"
+    both = parse_credentials("Bearer token", None, "cookie")
+    assert both.api_key == "cookie" and both.bearer_token is None  # an API key wins over a token
+    assert parse_credentials("BEARER tok", None, None).bearer_token == "tok"
+    with pytest.raises(BadRequest):
+        parse_credentials("Basic abc", None, None)
