@@ -6,9 +6,9 @@ its process group; nothing here touches the Redis on 6379 or a manager started b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from flask import Flask

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bluesky_queueserver_api.zmq import REManagerAPI as ZmqREManagerAPI
 
@@ -60,9 +61,15 @@ def reset_manager(rm: ZmqREManagerAPI, *, environment: bool | None = None) -> No
     exists = rm.status()["worker_environment_exists"]
     if environment is True and not exists:
         rm.environment_open()
-        wait_for(lambda: rm.status()["worker_environment_exists"] and rm.status()["manager_state"] == "idle", 60,
-                 "environment open")
+        wait_for(
+            lambda: rm.status()["worker_environment_exists"] and rm.status()["manager_state"] == "idle",
+            60,
+            "environment open",
+        )
     elif environment is False and exists:
         rm.environment_close()
-        wait_for(lambda: not rm.status()["worker_environment_exists"] and rm.status()["manager_state"] == "idle",
-                 60, "environment closed")
+        wait_for(
+            lambda: not rm.status()["worker_environment_exists"] and rm.status()["manager_state"] == "idle",
+            60,
+            "environment closed",
+        )

@@ -76,8 +76,7 @@ def test_start_queue_and_wait_then_history(RM, manager_open):
 def test_pause_then_resume_stop_abort_or_halt(RM, manager_open, ending):
     RM.item_add(BPlan("count", ["det1"], num=10, delay=0.3))
     RM.queue_start()
-    RM.wait_for_condition(lambda s: s["manager_state"] == "executing_queue" and s["re_state"] == "running",
-                          timeout=20)
+    RM.wait_for_condition(lambda s: s["manager_state"] == "executing_queue" and s["re_state"] == "running", timeout=20)
     RM.re_pause(option="immediate")
     RM.wait_for_idle_or_paused(timeout=20)
     assert RM.status()["manager_state"] == "paused"

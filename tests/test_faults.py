@@ -88,8 +88,12 @@ def manager(faulty):
 def http(faulty):
     _, url = faulty
     # a fresh connection per request, so that requests spread over the workers
-    with httpx.Client(base_url=url, headers={"Authorization": f"ApiKey {API_KEY}"}, timeout=10,
-                      limits=httpx.Limits(max_keepalive_connections=0)) as client:
+    with httpx.Client(
+        base_url=url,
+        headers={"Authorization": f"ApiKey {API_KEY}"},
+        timeout=10,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    ) as client:
         yield client
 
 
