@@ -51,11 +51,12 @@ def register_request_hooks(app: Flask) -> None:
     @app.after_request
     def drain_request_body(response: Response) -> Response:
         # A kept-alive connection whose body was never read would stall gunicorn's gthread
-        # worker (benoitc/gunicorn#3301); read what is left, e.g. after an early 401.
-        stream = request.stream
+        # worker (benoitc/gunicorn#3301); read what is left, e.g. after an early 401. A body
+        # over the size limit is not read: the connection is closed instead.
         try:
+            stream = request.stream
             while stream.read(65536):
                 pass
-        except Exception:  # a client that went away; nothing to drain
-            pass
+        except Exception:
+            response.headers["Connection"] = "close"
         return response

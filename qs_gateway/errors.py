@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from .manager import dump_json
@@ -91,7 +91,11 @@ def json_error(status: int, detail: Any, headers: Mapping[str, str] | None = Non
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Response:
-        return json_error(exc.status, exc.detail, exc.headers, **exc.extra)
+        headers = exc.headers
+        if exc.status == 401:
+            # bluesky-httpserver (after Tiled) names the API root on every 401
+            headers = {**headers, "X-Tiled-Root": f"{request.host_url.rstrip('/')}{request.script_root}/api"}
+        return json_error(exc.status, exc.detail, headers, **exc.extra)
 
     @app.errorhandler(RequestTimeout)
     def manager_timeout(exc: RequestTimeout) -> Response:
@@ -118,9 +122,13 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_exception(exc: HTTPException) -> Response:
         headers = {}
+        detail = exc.name
         if exc.code == 405 and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
-        return json_error(exc.code or 500, exc.name, headers)
+        if exc.code == 413:
+            limit = current_app.config.get("MAX_CONTENT_LENGTH")
+            detail = f"Request body too large: the limit is {limit} bytes"
+        return json_error(exc.code or 500, detail, headers)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:

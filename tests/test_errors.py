@@ -117,6 +117,8 @@ def test_body_without_content_type_is_read_as_json(client, manager_idle):
 def test_no_key_wrong_key_and_malformed_authorization(anonymous, sent):
     response = anonymous.get("/api/status")
     assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer scope="read:status"'
+    assert response.headers["X-Tiled-Root"] == "http://localhost/api"
     assert response.get_json()["detail"] == (
         "Not enough permissions. Requires scopes ['read:status']. Request had scopes []"
     )
@@ -169,3 +171,30 @@ def test_trailing_slashes_answer_without_redirect(client, manager_idle, path):
     response = client.get(path)
     assert response.status_code == 200
     assert "Location" not in response.headers
+
+
+def test_exhausted_pool_is_503_with_retry_after(client, app, monkeypatch):
+    from qs_gateway.transport import PoolExhausted
+
+    def exhausted(*args, **kwargs):
+        raise PoolExhausted(waited=1.0)
+
+    monkeypatch.setattr(app.extensions[EXTENSION_KEY].pool, "request", exhausted)
+    response = client.post("/api/queue/start")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert "busy" in response.get_json()["detail"]
+
+
+def test_body_over_the_limit_is_413_with_detail(re_manager):
+    from .conftest import make_app
+
+    app = make_app(re_manager, QS_GATEWAY_MAX_BODY_BYTES="2048")
+    try:
+        client = app.test_client()
+        big = {"script": "x" * 5000}
+        response = client.post("/api/script/upload", json=big, headers={"Authorization": f"ApiKey {API_KEY}"})
+        assert response.status_code == 413
+        assert "detail" in response.get_json()
+    finally:
+        app.extensions[EXTENSION_KEY].close()

@@ -187,3 +187,12 @@ def test_no_write_is_sent_twice_across_a_restart(manager, http):
     succeeded = {num for num, code in outcomes.items() if code == 200}
     assert succeeded <= set(nums), "an acknowledged write was lost"
     assert set(outcomes.values()) <= {200, 408}
+
+
+def test_manager_kill_is_408_and_the_watchdog_brings_it_back(manager, http):
+    response = http.post("/api/test/manager/kill")
+    assert response.status_code == 408
+    assert response.json() == {"detail": "Request timeout: ZMQ communication error: timeout occurred"}
+    # RE Manager's watchdog restarts the frozen manager loop after a few seconds
+    wait_for(lambda: http.get("/api/status").status_code == 200, 30, "RE Manager restarted by its watchdog")
+    assert http.get("/api/status").json()["manager_state"] == "idle"

@@ -123,3 +123,12 @@ def test_credentials_priority_and_schemes():
     assert parse_credentials("BEARER tok", None, None).bearer_token == "tok"
     with pytest.raises(BadRequest):
         parse_credentials("Basic abc", None, None)
+
+
+def test_timeout_policy_overrides_single_methods():
+    from qs_gateway.manager import TimeoutPolicy
+    from qs_gateway.transport import Timeouts
+
+    policy = TimeoutPolicy(default=Timeouts(send=0.5, receive=2.0), per_method={"plans_existing": 5.0})
+    assert policy.for_method("plans_existing") == Timeouts(send=0.5, receive=5.0)
+    assert policy.for_method("status") == Timeouts(send=0.5, receive=2.0)
