@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import sys
 from dataclasses import replace
 
@@ -12,7 +14,7 @@ from flask import Flask, Response, request
 from .api import register_blueprints
 from .config import Settings, load_settings
 from .errors import register_error_handlers
-from .extensions import init_services
+from .extensions import EXTENSION_KEY, init_services
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,14 @@ def ensure_single_user_key(settings: Settings) -> Settings:
 
 
 def register_request_hooks(app: Flask) -> None:
+    if app.extensions[EXTENSION_KEY].settings.gateway["worker_header"]:
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+
+        @app.after_request
+        def name_the_worker(response: Response) -> Response:
+            response.headers["X-Gateway-Worker"] = worker
+            return response
+
     @app.after_request
     def drain_request_body(response: Response) -> Response:
         # A kept-alive connection whose body was never read would stall gunicorn's gthread

@@ -195,6 +195,13 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         "Seconds a fetched RE Manager status is served to all workers (writes invalidate it).",
     ),
     Option(
+        "worker_header",
+        "QS_GATEWAY_WORKER_HEADER",
+        False,
+        _parse_bool,
+        "Add `X-Gateway-Worker: host:pid` to every response (to see which worker answered).",
+    ),
+    Option(
         "max_body_bytes",
         "QS_GATEWAY_MAX_BODY_BYTES",
         64 * 1024 * 1024,

@@ -123,7 +123,9 @@ def anonymous(app: Flask) -> FlaskClient:
 def gateway_url(stack_dir: Path, re_manager: Manager) -> Iterator[str]:
     """The gateway under real gunicorn: three workers of four threads."""
     process, url = start_gateway(
-        stack_dir, re_manager.gateway_env(QS_GATEWAY_WORKERS="3", QS_GATEWAY_THREADS="4"), log_name="gunicorn.log"
+        stack_dir,
+        re_manager.gateway_env(QS_GATEWAY_WORKERS="3", QS_GATEWAY_THREADS="4", QS_GATEWAY_WORKER_HEADER="1"),
+        log_name="gunicorn.log",
     )
     yield url
     process.stop()
