@@ -195,6 +195,57 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         "Seconds a fetched RE Manager status is served to all workers (writes invalidate it).",
     ),
     Option(
+        "published_status_max_age",
+        "QS_GATEWAY_PUBLISHED_STATUS_MAX_AGE",
+        1.5,
+        _parser(float, minimum=0.0),
+        "Seconds the status RE Manager published is served without asking it (it publishes at least once a "
+        "second); 0 turns this off.",
+    ),
+    Option(
+        "console_stream_length",
+        "QS_GATEWAY_CONSOLE_STREAM_LENGTH",
+        10_000,
+        _parser(int, minimum=100),
+        "Console messages kept in Redis (what `console_output_update` with `ALL` and stream resumes can reach).",
+    ),
+    Option(
+        "info_stream_length",
+        "QS_GATEWAY_INFO_STREAM_LENGTH",
+        1_000,
+        _parser(int, minimum=10),
+        "Published status messages kept in Redis for status streams to resume from.",
+    ),
+    Option(
+        "ingest_lease_seconds",
+        "QS_GATEWAY_INGEST_LEASE_SECONDS",
+        2.0,
+        _parser(float, minimum=0.2),
+        "Lease of the one worker that subscribes to RE Manager; another takes over within about this long.",
+    ),
+    Option(
+        "stream_limit",
+        "QS_GATEWAY_STREAM_LIMIT",
+        8,
+        _parser(int, minimum=0),
+        "Open streams (NDJSON, SSE, websockets) per worker; each holds a thread, keep it below `threads`. "
+        "Over it: 503.",
+    ),
+    Option(
+        "stream_queue_length",
+        "QS_GATEWAY_STREAM_QUEUE_LENGTH",
+        1_000,
+        _parser(int, minimum=1),
+        "Messages buffered for one slow stream consumer before its oldest are dropped.",
+    ),
+    Option(
+        "sse_heartbeat_seconds",
+        "QS_GATEWAY_SSE_HEARTBEAT_SECONDS",
+        15.0,
+        _parser(float, minimum=0.1),
+        "Seconds between heartbeat comments on quiet Server-Sent Event streams.",
+    ),
+    Option(
         "worker_header",
         "QS_GATEWAY_WORKER_HEADER",
         False,

@@ -16,7 +16,12 @@ from .auth.policies import BasicAPIAccessControl, DefaultResourceAccessControl
 from .config import ConfigError, Settings
 from .manager import ManagerClient, StatusCache, TimeoutPolicy
 from .redis_store import RedisStore
+from .streaming.console import ConsoleLog
+from .streaming.hub import StreamHub
+from .streaming.ingest import Ingester
+from .streaming.keys import StreamKeys
 from .transport import CircuitBreaker, Codec, SocketPool, Timeouts
+from .transport.subscriber import Subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,19 @@ class Services:
             ),
         )
         self.auth = self._build_authenticator(settings)
+        self.console = ConsoleLog(self.store)
+        self.stream_keys = StreamKeys.of(self.store)
+        self.hub = StreamHub(
+            options["redis_url"], max_streams=options["stream_limit"], queue_length=options["stream_queue_length"]
+        )
+        self.ingester = Ingester(
+            self.store,
+            lambda: Subscriber(settings.zmq.info_address, Codec(settings.zmq.encoding)),
+            lease_seconds=options["ingest_lease_seconds"],
+            console_length=options["console_stream_length"],
+            info_length=options["info_stream_length"],
+            status_max_age=options["published_status_max_age"],
+        )
 
     @staticmethod
     def _build_authenticator(settings: Settings) -> Authenticator:
@@ -71,9 +89,17 @@ class Services:
         )
 
     def open(self) -> None:
+        """Start what a serving worker runs: the ZeroMQ context and the ingest thread."""
         self.pool.open()
+        self.ingester.start()
+
+    def begin_shutdown(self) -> None:
+        """The worker was asked to stop: open streams end now instead of holding it up."""
+        self.hub.shutdown()
 
     def close(self) -> None:
+        self.hub.shutdown()
+        self.ingester.stop()
         self.pool.close()
         self.store.close()
 

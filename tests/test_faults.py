@@ -168,7 +168,7 @@ def test_no_write_is_sent_twice_across_a_restart(manager, http):
 
     def writer() -> None:
         num = 0
-        while not stop.is_set() and num < 400:
+        while not stop.is_set() and num < 5000:
             outcomes[num] = add(http, num).status_code
             num += 1
 

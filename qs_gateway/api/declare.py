@@ -17,8 +17,10 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 from marshmallow import Schema
+from simple_websocket import ConnectionClosed
+from simple_websocket import Server as WebSocket
 
-from ..auth import Principal, parse_credentials
+from ..auth import Credentials, Principal, parse_credentials
 from ..auth.credentials import API_KEY_COOKIE
 from ..extensions import services
 from ..manager import Reply, dump_json
@@ -39,6 +41,7 @@ class EndpointSpec:
     manager_method: str | None = None
     injects: tuple[str, ...] = ()
     blueprint: str = ""
+    kind: str = "json"  # "json", "stream" (SSE or byte stream) or "websocket"
 
     @property
     def required_scopes(self) -> frozenset[str]:
@@ -64,18 +67,30 @@ class Call:
         return params
 
 
-def authorize(scope: str | None) -> Principal:
+def authorize(scope: str | None, credentials: Credentials | None = None) -> Principal:
     auth = services().auth
     if scope is PUBLIC:
         principal = auth.public
     else:
-        credentials = parse_credentials(
-            request.headers.get("Authorization"), request.args.get("api_key"), request.cookies.get(API_KEY_COOKIE)
-        )
+        if credentials is None:
+            credentials = parse_credentials(
+                request.headers.get("Authorization"), request.args.get("api_key"), request.cookies.get(API_KEY_COOKIE)
+            )
         principal = auth.authenticate(credentials)
         auth.require(principal, frozenset({scope}) if scope else frozenset())
     g.principal = principal
     return principal
+
+
+def websocket_credentials() -> Credentials:
+    """Websockets authenticate only with ``Authorization: ApiKey <key>`` (that exact prefix), as
+    bluesky-httpserver does; anything else is an anonymous request."""
+    header = request.headers.get("Authorization", "")
+    return (
+        Credentials(api_key=header[len("ApiKey ") :], api_key_source="header")
+        if header.startswith("ApiKey ")
+        else Credentials()
+    )
 
 
 def to_response(result: Any) -> Response:
@@ -106,6 +121,7 @@ class Resource(Blueprint):
         summary: str | None = None,
         manager_method: str | None = None,
         injects: Iterable[str] = (),
+        kind: str = "json",
     ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
         schema_instance = _as_schema(schema)
         rules = (rule,) if isinstance(rule, str) else tuple(rule)
@@ -133,8 +149,46 @@ class Resource(Blueprint):
                         manager_method=manager_method,
                         injects=tuple(injects),
                         blueprint=self.name,
+                        kind=kind,
                     )
                 )
+            return view
+
+        return decorator
+
+    def websocket(
+        self, rule: str, *, scope: str, summary: str | None = None
+    ) -> Callable[[Callable[[Any, Call], None]], Callable[[Any, Call], None]]:
+        """Declare a websocket endpoint; the view receives the accepted connection and the call.
+
+        Credentials are checked before the handshake, so a refused client never gets a socket.
+        """
+
+        def decorator(view: Callable[[Any, Call], None]) -> Callable[[Any, Call], None]:
+            def handler(**path_args: Any) -> Response:
+                principal = authorize(scope, websocket_credentials())
+                ws = WebSocket(request.environ)
+                try:
+                    view(ws, Call({}, principal, path_args))
+                except ConnectionClosed:
+                    pass
+                finally:
+                    ws.close()
+                return _websocket_done(ws)
+
+            handler.__name__ = view.__name__
+            self.add_url_rule(rule, view.__name__, handler, methods=["GET"], websocket=True)
+            self.specs.append(
+                EndpointSpec(
+                    rule=rule,
+                    methods=("GET",),
+                    scope=scope,
+                    schema=None,
+                    summary=summary or (view.__doc__ or view.__name__).strip().splitlines()[0],
+                    blueprint=self.name,
+                    kind="websocket",
+                )
+            )
             return view
 
         return decorator
@@ -166,3 +220,19 @@ class Resource(Blueprint):
             manager_method=manager_method,
             injects=injects,
         )(view)
+
+
+def _websocket_done(ws: WebSocket) -> Response:
+    """What the view returns once the websocket has ended: nothing more may be written.
+
+    Under gunicorn the connection was taken over by the websocket, and raising StopIteration
+    when the response is called tells gunicorn to close it without writing a response.
+    """
+
+    class Done(Response):
+        def __call__(self, environ: Any, start_response: Any) -> Any:
+            if ws.mode == "gunicorn":
+                raise StopIteration()
+            return super().__call__(environ, start_response)
+
+    return Done()

@@ -329,3 +329,14 @@ class ServerSleep(Payload):
         validate=validate.Range(min=0, max=300),
         error_messages={"required": "The required parameter 'time' is missing in the API call"},
     )
+
+
+# -- console output --------------------------------------------------------------------------
+
+
+class ConsoleOutput(Payload):
+    nlines = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0), load_default=200)
+
+
+class ConsoleOutputUpdate(Payload):
+    last_msg_uid = fields.String(required=True)

@@ -77,7 +77,7 @@ class ManagerClient:
 
     def _fetch_status(self, generation: int) -> Reply:
         reply = self.call("status")
-        self.status_cache.store_status(reply.body, generation)
+        self.status_cache.store_status(reply.body, generation, str(reply.get("time", "")))
         return reply
 
     # -- uid-keyed reads ---------------------------------------------------------------------

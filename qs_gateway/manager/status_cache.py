@@ -1,11 +1,21 @@
 """The last RE Manager status, shared by all workers, with read-your-writes.
 
-Every write sent through any worker increments a *generation* in Redis. A cached status carries
-the generation that was current when its request started, and is served only while that is
-still the current generation and the entry has not expired (Redis expires it after ``ttl``).
-So a client that wrote through worker A and then reads through worker B never sees a status
-older than its write. If Redis is unavailable, each process falls back to its own memory with
-the same rules, which keeps read-your-writes within a process.
+Two sources, both in Redis:
+
+* the status a worker *fetched* (REQ ``status``), kept for ``ttl``;
+* the status RE Manager *published* (kept up to date by the ingest leader, see
+  :mod:`qs_gateway.streaming.ingest`), which expires when RE Manager stops publishing.
+
+Every write sent through any worker increments a *generation*. A fetched status carries the
+generation that was current when its request started, and is served only while that is still
+the current generation. A published status may have left RE Manager before a write and arrived
+after it, so it is served only once a status fetched in the current generation has set a
+*floor*: RE Manager's ``time`` of that status. Published statuses older than the floor are not
+served. So a client that wrote through worker A and then reads through worker B never sees a
+status older than its write.
+
+If Redis is unavailable, each process falls back to its own memory with the same rules for the
+fetched status, which keeps read-your-writes within a process.
 """
 
 from __future__ import annotations
@@ -25,21 +35,31 @@ class StatusCache:
         self._local_generation = 0
         self._local: tuple[int, float, bytes] | None = None  # generation, expiry, body
         if store is not None:
-            self._gen_key = store.key("status", "generation")
-            self._status_key = store.key("status", "cached")
+            self._keys = (
+                store.key("status", "generation"),
+                store.key("status", "cached"),
+                store.key("status", "floor"),
+                store.key("status", "published"),
+            )
 
     def lookup(self) -> tuple[bytes | None, int]:
         """Return ``(body or None, current generation)``."""
         if self.store is not None:
             try:
-                generation, entry = self.store.run(lambda r: r.mget(self._gen_key, self._status_key))
+                generation, cached, floor, published = self.store.run(lambda r: r.mget(self._keys))
             except StoreUnavailable:
                 pass
             else:
                 generation = int(generation or 0)
-                if entry is not None:
-                    entry_generation, _, body = entry.partition(b"|")
-                    if int(entry_generation) == generation:
+                if cached is not None:
+                    cached_generation, _, body = cached.partition(b"|")
+                    if int(cached_generation) == generation:
+                        return body, generation
+                if published is not None and floor is not None:
+                    floor_generation, _, floor_time = floor.partition(b"|")
+                    published_time, _, body = published.partition(b"|")
+                    # RE Manager's ISO timestamps of one format compare as strings
+                    if int(floor_generation) == generation and published_time >= floor_time:
                         return body, generation
                 return None, generation
         with self._lock:
@@ -48,11 +68,21 @@ class StatusCache:
                 return local[2], self._local_generation
             return None, self._local_generation
 
-    def store_status(self, body: bytes, generation: int) -> None:
+    def store_status(self, body: bytes, generation: int, status_time: str) -> None:
+        """Keep a status fetched by a request that started in ``generation``."""
         if self.store is not None:
+            generation_key, cached_key, floor_key, _ = self._keys
             entry = b"%d|%s" % (generation, body)
+            floor = f"{generation}|{status_time}".encode()
             try:
-                self.store.run(lambda r: r.set(self._status_key, entry, px=self._ttl_ms))
+                self.store.run(
+                    lambda r: (
+                        r.pipeline(transaction=False)
+                        .set(cached_key, entry, px=self._ttl_ms)
+                        .set(floor_key, floor)
+                        .execute()
+                    )
+                )
                 return
             except StoreUnavailable:
                 pass
@@ -67,6 +97,6 @@ class StatusCache:
             self._local = None
         if self.store is not None:
             try:
-                self.store.run(lambda r: r.incr(self._gen_key))
+                self.store.run(lambda r: r.incr(self._keys[0]))
             except StoreUnavailable:
                 pass

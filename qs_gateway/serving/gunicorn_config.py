@@ -50,9 +50,23 @@ def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
 
 
 def post_worker_init(worker) -> None:  # noqa: ANN001
+    import signal
+
     from qs_gateway.extensions import EXTENSION_KEY
 
-    worker.wsgi.extensions[EXTENSION_KEY].open()
+    services = worker.wsgi.extensions[EXTENSION_KEY]
+    services.open()
+
+    # gunicorn's SIGTERM handler only stops accepting; open streams would hold the worker for
+    # the whole graceful timeout. Tell them to end first.
+    graceful_stop = signal.getsignal(signal.SIGTERM)
+
+    def end_streams_then_stop(signum, frame) -> None:  # noqa: ANN001
+        services.begin_shutdown()
+        if callable(graceful_stop):
+            graceful_stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, end_streams_then_stop)
 
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001

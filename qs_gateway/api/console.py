@@ -1,0 +1,54 @@
+"""RE Manager's console output: rendered text, polling, streams and a websocket.
+
+What every worker serves comes from Redis (see :mod:`qs_gateway.streaming`), so a client may
+reach any worker on any host and still gets each message once and in order.
+"""
+
+from __future__ import annotations
+
+from flask import Response
+
+from ..extensions import services
+from . import schemas
+from .declare import Call, Resource
+from .streams import console_byte_stream, last_event_id, pump_to_websocket, server_sent_events, subscribe
+
+console = Resource("console", __name__)
+
+
+@console.endpoint("/console_output", scope="read:console", schema=schemas.ConsoleOutput)
+def console_output(call: Call) -> dict:
+    """The last `nlines` lines of console output (default 200), rendered as a terminal shows them."""
+    text, _ = services().console.text(call.payload["nlines"])
+    return {"success": True, "msg": "", "text": text}
+
+
+@console.endpoint("/console_output/uid", scope="read:console", schema=schemas.Empty)
+def console_output_uid(call: Call) -> dict:
+    """An id that changes whenever the console output changes."""
+    return {"success": True, "msg": "", "console_output_uid": services().console.uid()}
+
+
+@console.endpoint("/console_output_update", scope="read:console", schema=schemas.ConsoleOutputUpdate)
+def console_output_update(call: Call) -> Response:
+    """Messages after `last_msg_uid` ("ALL": every kept message), and the new `last_msg_uid`."""
+    body = services().console.update(call.payload["last_msg_uid"])
+    return Response(body, mimetype="application/json")
+
+
+@console.endpoint("/stream_console_output", scope="read:console", kind="stream")
+def stream_console_output(call: Call) -> Response:
+    """New console messages as they come, as concatenated JSON objects (bluesky-httpserver's format)."""
+    return console_byte_stream(subscribe(services().stream_keys.console))
+
+
+@console.endpoint("/console_output/events", scope="read:console", kind="stream")
+def console_output_events(call: Call) -> Response:
+    """Server-Sent Events, one per console message; resumes after `Last-Event-ID`."""
+    return server_sent_events(subscribe(services().stream_keys.console, last_event_id()))
+
+
+@console.websocket("/console_output/ws", scope="read:console")
+def console_output_ws(ws, call: Call) -> None:  # noqa: ANN001
+    """Each console message as a text frame `{"time", "msg"}`."""
+    pump_to_websocket(ws, subscribe(services().stream_keys.console))

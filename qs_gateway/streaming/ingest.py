@@ -1,0 +1,158 @@
+"""Ingest: one subscriber to RE Manager's info channel among all workers and hosts.
+
+Every worker runs an :class:`Ingester` thread, but only the holder of a lease in Redis
+subscribes. The holder renews the lease several times per lease period; if it dies, the lease
+expires and another worker takes over within about one lease period. A worker that shuts down
+releases its lease at once.
+
+The leader appends each console message to a bounded Redis stream, each info message (status)
+to another, and keeps the latest published status under a key that expires when RE Manager
+stops publishing (it publishes at least once a second).
+
+Messages RE Manager publishes while no one subscribes (between a leader's death and the
+takeover) are lost: PUB/SUB keeps nothing for absent subscribers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ..redis_store import RedisStore, StoreUnavailable
+from ..transport.subscriber import CONSOLE_TOPIC, INFO_TOPIC, Subscriber
+from .keys import StreamKeys
+
+logger = logging.getLogger(__name__)
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Ingester:
+    def __init__(
+        self,
+        store: RedisStore,
+        subscriber_factory: Callable[[], Subscriber],
+        *,
+        lease_seconds: float = 2.0,
+        console_length: int = 10_000,
+        info_length: int = 1_000,
+        status_max_age: float = 1.5,
+        on_leadership: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.keys = StreamKeys.of(store)
+        self.subscriber_factory = subscriber_factory
+        self.lease_ms = int(lease_seconds * 1000)
+        self.renew_every = lease_seconds / 4
+        self.console_length = console_length
+        self.info_length = info_length
+        self.status_max_age_ms = int(status_max_age * 1000)
+        self.on_leadership = on_leadership
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.is_leader = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="qs-gateway-ingest", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    # -- the lease -----------------------------------------------------------------------------
+
+    def _acquire(self) -> bool:
+        return bool(self.store.run(lambda r: r.set(self.keys.leader, self.identity, nx=True, px=self.lease_ms)))
+
+    def _renew(self) -> bool:
+        return bool(self.store.run(lambda r: r.eval(_RENEW, 1, self.keys.leader, self.identity, self.lease_ms)))
+
+    def _release(self) -> None:
+        try:
+            self.store.run(lambda r: r.eval(_RELEASE, 1, self.keys.leader, self.identity))
+        except StoreUnavailable:
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self._acquire():
+                    self._lead()
+            except StoreUnavailable:
+                pass  # logged by the store; try again
+            except Exception:
+                logger.exception("Ingest failed; trying again")
+            self._stop.wait(self.renew_every)
+
+    # -- leading -------------------------------------------------------------------------------
+
+    def _lead(self) -> None:
+        logger.info("This worker (%s) now subscribes to RE Manager's console and status", self.identity)
+        self.is_leader = True
+        subscriber = self.subscriber_factory()
+        subscriber.open()
+        if self.on_leadership is not None:
+            self.on_leadership()
+        renewed_at = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                messages = subscriber.receive(timeout=min(0.2, self.renew_every))
+                if messages:
+                    self._append(messages)
+                if time.monotonic() - renewed_at >= self.renew_every:
+                    if not self._renew():
+                        logger.warning("Lost the ingest lease; another worker subscribes now")
+                        return
+                    renewed_at = time.monotonic()
+        finally:
+            self.is_leader = False
+            subscriber.close()
+            if self._stop.is_set():
+                self._release()
+
+    def _append(self, messages: list[tuple[str, Any]]) -> None:
+        keys = self.keys
+
+        def write(r: Any) -> None:
+            pipe = r.pipeline(transaction=False)
+            latest_status = None
+            for topic, message in messages:
+                if not isinstance(message, dict):
+                    continue
+                data = orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS)
+                if topic == CONSOLE_TOPIC:
+                    pipe.xadd(keys.console, {"data": data}, maxlen=self.console_length, approximate=True)
+                elif topic == INFO_TOPIC:
+                    pipe.xadd(keys.info, {"data": data}, maxlen=self.info_length, approximate=True)
+                    payload = message.get("msg")
+                    if isinstance(payload, dict) and isinstance(payload.get("status"), dict):
+                        latest_status = payload["status"]
+            if latest_status is not None:
+                entry = f"{latest_status.get('time', '')}|".encode() + orjson.dumps(latest_status)
+                pipe.set(keys.published_status, entry, px=self.status_max_age_ms)
+            pipe.execute()
+
+        self.store.run(write)

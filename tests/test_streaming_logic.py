@@ -1,0 +1,86 @@
+"""Streaming pieces on their own: text rendering, slow consumers, the ingest lease (real Redis)."""
+
+from __future__ import annotations
+
+import collections
+import random
+import time
+
+import pytest
+from bluesky_queueserver_api.console_monitor import _ConsoleMonitor
+
+from qs_gateway.redis_store import RedisStore
+from qs_gateway.streaming.hub import StreamClosed, Subscription
+from qs_gateway.streaming.ingest import Ingester
+from qs_gateway.streaming.render import ConsoleText
+
+from .support import wait_for
+
+
+class ClientRendering(_ConsoleMonitor):
+    """bluesky-queueserver-api's own console text buffer: the behaviour to match."""
+
+    def _monitor_init(self):
+        pass
+
+    def add(self, msg):
+        self._add_msg_to_text_buffer({"msg": msg})
+        self._adjust_text_buffer_size()
+        self._text.clear()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_rendering_matches_the_client_library(seed):
+    rng = random.Random(seed)
+    pieces = ["ab", "xyz", "0123456789", " ", "\n", "\r", "\x1b[A", "\n\n", "é"]
+    ours, theirs = ConsoleText(max_lines=7), ClientRendering(max_lines=7)
+    for _ in range(200):
+        msg = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        ours.add(msg)
+        theirs.add(msg)
+        for nlines in (None, 1, 3, 7, 50):
+            assert ours.text(nlines) == theirs._text_generate(nlines), (seed, nlines)
+    assert ours.text(0) == ""
+
+
+def test_slow_consumer_loses_its_oldest_messages_only():
+    slow = Subscription("k", collections.deque(maxlen=3))
+    slow.push([(f"{i}-0", b"x") for i in range(1, 6)])
+    assert [entry_id for entry_id, _ in slow.get(0)] == ["3-0", "4-0", "5-0"]
+    assert slow.dropped == 2
+    slow.push([("5-0", b"again"), ("6-0", b"y")])  # already delivered ids are skipped
+    assert [entry_id for entry_id, _ in slow.get(0)] == ["6-0"]
+    slow.close()
+    with pytest.raises(StreamClosed):
+        slow.get(0)
+
+
+class SilentSubscriber:
+    def open(self):
+        pass
+
+    def close(self):
+        pass
+
+    def receive(self, timeout, limit=1000):
+        time.sleep(timeout)
+        return []
+
+
+def test_exactly_one_ingester_leads_and_a_successor_takes_over(redis_port):
+    store = RedisStore(f"redis://127.0.0.1:{redis_port}/0", prefix=f"lease_test_{time.time_ns()}")
+    ingesters = [Ingester(store, SilentSubscriber, lease_seconds=0.5) for _ in range(3)]
+    for ingester in ingesters:
+        ingester.start()
+    try:
+        wait_for(lambda: sum(i.is_leader for i in ingesters) == 1, 5, "one leader")
+        for _ in range(10):  # and it stays one
+            assert sum(i.is_leader for i in ingesters) == 1
+            time.sleep(0.1)
+        leader = next(i for i in ingesters if i.is_leader)
+        leader.stop()  # a worker that stops hands the lease over at once
+        wait_for(lambda: sum(i.is_leader for i in ingesters) == 1, 3, "a successor")
+        assert not leader.is_leader
+    finally:
+        for ingester in ingesters:
+            ingester.stop()
