@@ -10,7 +10,7 @@ from .declare import Call, Resource
 status = Resource("status", __name__)
 
 
-@status.endpoint(("/", "/ping", "/status"), scope="read:status", schema=schemas.Reload)
+@status.endpoint(("/", "/ping", "/status"), scope="read:status", schema=schemas.Reload, manager_method="status")
 def get_status(call: Call) -> Reply:
     """RE Manager status (cached briefly, shared by all workers; `reload` fetches it anew)."""
     return services().manager.status(reload=bool(call.payload.get("reload")))

@@ -94,6 +94,7 @@ class SocketPool:
         self._context: zmq.Context | None = None
         self._curve: ClientCurveKeys | None = None
         self._closed = False
+        self._timeouts = 0
 
     # -- introspection (metrics, readiness) -------------------------------------------------
 
@@ -104,6 +105,11 @@ class SocketPool:
     @property
     def sockets_in_use(self) -> int:
         return self._open_count - len(self._idle)
+
+    @property
+    def timeouts(self) -> int:
+        """Requests the peer did not take or answer in time, since this pool was made."""
+        return self._timeouts
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -223,6 +229,8 @@ class SocketPool:
                 self._discard(sock)
                 if exc.delivered or attempt == attempts:
                     self.breaker.record_failure()
+                    with self._cond:
+                        self._timeouts += 1
                     raise
                 logger.debug("request not delivered on a pooled socket; retrying on a fresh one")
                 continue

@@ -1,0 +1,31 @@
+"""Custom blueprints, as a facility would load them with QSERVER_HTTP_CUSTOM_ROUTERS."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from qs_gateway.api import schemas
+from qs_gateway.api.declare import Call, Resource
+from qs_gateway.extensions import services
+
+# A plain Flask blueprint: the gateway registers it as it is.
+plain = Blueprint("facility_plain", __name__, url_prefix="/facility")
+
+
+@plain.route("/hello")
+def hello():
+    return jsonify({"hello": "beamline"})
+
+
+# A Resource: authentication, payload validation and the OpenAPI document come with it.
+beamline = Resource("facility_beamline", __name__, url_prefix="/api/beamline")
+
+
+@beamline.endpoint("/queue_size", scope="read:queue", schema=schemas.Reload, manager_method="status")
+def queue_size(call: Call) -> dict:
+    """How many items wait in the queue."""
+    status = services().manager.status(reload=bool(call.payload.get("reload")))
+    return {"success": True, "msg": "", "items_in_queue": status.get("items_in_queue")}
+
+
+not_a_blueprint = object()
