@@ -27,8 +27,8 @@ def test_every_route_of_the_app_is_a_documented_declaration(app, document):
         path, _ = _openapi_path(rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (path, method.lower()) in documented, (rule.rule, method)
-    # and every declaration is a route: nothing documented that does not answer
-    assert len(documented) == sum(len(spec.methods) for spec in endpoint_specs())
+    # and every declaration is there (metrics are off in this app)
+    assert len(documented) == sum(len(spec.methods) for spec in endpoint_specs() if spec.blueprint != "metrics")
 
 
 def test_operations_carry_fields_scope_and_error_responses(document):
@@ -61,7 +61,6 @@ def test_operations_carry_fields_scope_and_error_responses(document):
     for public in ("/healthz", "/readyz", "/openapi.json", "/docs"):
         assert paths[public]["get"]["security"] == [], public
         assert "401" not in paths[public]["get"]["responses"]
-    assert paths["/metrics"]["get"]["x-scope"] == "admin:metrics"
     errors = document["components"]["responses"]
     assert errors["InvalidPayload"]["content"]["application/json"]["schema"]["required"] == ["detail", "errors"]
 
@@ -81,10 +80,12 @@ def test_docs_page_and_its_files_come_from_the_installed_package(anonymous):
     assert anonymous.get("/docs/../setup.py").status_code == 404
 
 
-def test_docs_can_be_turned_off(re_manager):
+def test_docs_can_be_turned_off_and_metrics_on(re_manager):
     client = make_app(re_manager, QS_GATEWAY_DOCS="0").test_client()
     assert client.get("/docs").status_code == 404
     assert client.get("/openapi.json").status_code == 404
+    paths = make_app(re_manager, QS_GATEWAY_METRICS="1").test_client().get("/openapi.json").get_json()["paths"]
+    assert paths["/metrics"]["get"]["x-scope"] == "admin:metrics"
 
 
 def test_get_parameters_from_the_query_string_typed_by_the_schema(client, anonymous, manager_idle):

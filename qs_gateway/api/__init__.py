@@ -44,11 +44,11 @@ SERVICE_RESOURCES: tuple[Resource, ...] = (health, metrics, docs)
 def register_blueprints(app: Flask) -> None:
     for resource in RESOURCES:
         app.register_blueprint(resource, url_prefix="/api")
-    options = app.extensions[EXTENSION_KEY].settings.gateway
+    settings = app.extensions[EXTENSION_KEY].settings
+    switched_off = {docs: not settings.gateway["docs"], metrics: not settings.metrics_enabled}
     for resource in SERVICE_RESOURCES:
-        if resource is docs and not options["docs"]:
-            continue
-        app.register_blueprint(resource)
+        if not switched_off.get(resource):
+            app.register_blueprint(resource)
 
 
 def endpoint_specs() -> list[EndpointSpec]:

@@ -1,4 +1,5 @@
-"""``/metrics``: Prometheus metrics of all workers, for callers with the ``admin:metrics`` scope.
+"""``/metrics``: Prometheus metrics of all workers, for callers with the ``admin:metrics`` scope
+(registered only when metrics are on).
 
 With ``metrics_bind`` set, a scraper can instead read them without credentials on that separate
 address (see :class:`MetricsListener`), which should then be reachable only from the scraper.
@@ -11,7 +12,6 @@ from typing import Any
 
 from flask import Response
 
-from ..errors import NotFound
 from ..extensions import services
 from .declare import Call, Resource
 
@@ -21,10 +21,7 @@ metrics = Resource("metrics", __name__)
 @metrics.endpoint("/metrics", scope="admin:metrics")
 def prometheus_metrics(call: Call) -> Response:
     """Prometheus metrics: requests, latency, sockets, breaker, timeouts, streams (all workers)."""
-    collected = services().metrics
-    if collected is None:
-        raise NotFound("Metrics are off: enable them with QS_GATEWAY_METRICS=1 or metrics.prometheus")
-    body, content_type = collected.exposition()
+    body, content_type = services().metrics.exposition()
     return Response(body, content_type=content_type)
 
 
