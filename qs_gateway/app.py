@@ -78,6 +78,14 @@ def register_request_hooks(app: Flask) -> None:
             return response
 
     @app.after_request
+    def unbuffered_streams(response: Response) -> Response:
+        # A proxy must pass a stream on as it is produced (nginx honours this header);
+        # files (direct passthrough) may be buffered.
+        if response.is_streamed and not response.direct_passthrough:
+            response.headers.setdefault("X-Accel-Buffering", "no")
+        return response
+
+    @app.after_request
     def drain_request_body(response: Response) -> Response:
         # A kept-alive connection whose body was never read would stall gunicorn's gthread
         # worker (benoitc/gunicorn#3301); read what is left, e.g. after an early 401. A body

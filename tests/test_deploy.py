@@ -104,6 +104,9 @@ def deployment(tmp_path_factory, re_manager):
             QS_GATEWAY_LOG_FORMAT="json",
             QS_GATEWAY_WORKER_HEADER="1",
             QS_GATEWAY_METRICS_BIND=f"127.0.0.1:{metrics_port}",
+            QSERVER_HTTP_CUSTOM_ROUTERS="tests.plugins.custom_blueprints.plain",
+            QS_TEST_RELEASE_DIR=str(workdir),
+            PYTHONPATH=str(Path(__file__).parents[1]),
         ),
         unix_socket=socket_path,
     )
@@ -182,6 +185,17 @@ def test_bodies_beyond_nginx_default_limit_reach_the_gateway(https):
     big = {"item": {"item_type": "plan", "name": "count"}, "padding": "x" * 2_000_000}
     response = https.post("/api/queue/item/add", json=big, headers={"Authorization": f"ApiKey {API_KEY}"})
     assert response.status_code == 400 and "padding" in response.json()["detail"]
+
+
+def test_streams_pass_through_unbuffered(deployment, https):
+    # The gateway marks streamed responses X-Accel-Buffering: no; nginx then sends each line
+    # on at once. Buffered, the first line would wait for the stream's end, which waits for us.
+    with https.stream("GET", "/facility/stream/unbuffered-check") as response:
+        assert response.headers["content-type"] == "application/x-ndjson"
+        lines = response.iter_lines()
+        assert json.loads(next(lines)) == {"line": 1}
+        (deployment.workdir / "unbuffered-check").touch()
+        assert json.loads(next(lines)) == {"line": 2, "released": True}
 
 
 def _connected_to(socket_path: Path) -> int:

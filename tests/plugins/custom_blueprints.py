@@ -29,3 +29,28 @@ def queue_size(call: Call) -> dict:
 
 
 not_a_blueprint = object()
+
+
+@plain.route("/stream/<name>")
+def stream(name: str):
+    """NDJSON: one line now, the next once the file ``name`` appears in $QS_TEST_RELEASE_DIR.
+
+    A proxy that buffered the stream would hold the first line back until the end.
+    """
+    import json
+    import os
+    import time
+    from pathlib import Path
+
+    from flask import Response
+
+    release = Path(os.environ["QS_TEST_RELEASE_DIR"]) / name
+
+    def lines():
+        yield json.dumps({"line": 1}) + "\n"
+        deadline = time.monotonic() + 20
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield json.dumps({"line": 2, "released": release.exists()}) + "\n"
+
+    return Response(lines(), mimetype="application/x-ndjson")
