@@ -10,11 +10,14 @@ import sys
 from dataclasses import replace
 
 from flask import Flask, Response, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .api import register_blueprints
 from .config import Settings, load_settings
 from .errors import register_error_handlers
+from .extending import register_custom_blueprints
 from .extensions import EXTENSION_KEY, init_services
+from .observability import register_observability
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +34,25 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.merge_slashes = False
     init_services(app, settings)
     register_blueprints(app)
+    register_custom_blueprints(app, settings.custom_routers)
     register_error_handlers(app)
     register_request_hooks(app)
+    register_observability(app)
+    wrap_wsgi(app, settings)
     return app
+
+
+def wrap_wsgi(app: Flask, settings: Settings) -> None:
+    options = settings.gateway
+    hops = options["proxy_hops"]
+    if hops:
+        # Trust exactly as many X-Forwarded-* values as there are proxies: a client could forge more.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
+    if options["metrics_bind"]:
+        from .api.metrics import MetricsListener
+
+        services = app.extensions[EXTENSION_KEY]
+        app.wsgi_app = MetricsListener(app.wsgi_app, options["metrics_bind"], lambda: services.metrics)
 
 
 def ensure_single_user_key(settings: Settings) -> Settings:
@@ -57,6 +76,14 @@ def register_request_hooks(app: Flask) -> None:
         def name_the_worker(response: Response) -> Response:
             response.headers["X-Gateway-Worker"] = worker
             return response
+
+    @app.after_request
+    def unbuffered_streams(response: Response) -> Response:
+        # A proxy must pass a stream on as it is produced (nginx honours this header);
+        # files (direct passthrough) may be buffered.
+        if response.is_streamed and not response.direct_passthrough:
+            response.headers.setdefault("X-Accel-Buffering", "no")
+        return response
 
     @app.after_request
     def drain_request_body(response: Response) -> Response:

@@ -68,6 +68,16 @@ def _parse_str(value: Any, name: str) -> str:
     return str(value)
 
 
+def _choice(*choices: str) -> Callable[[Any, str], str]:
+    def parse(value: Any, name: str) -> str:
+        text = _parse_str(value, name).strip().lower()
+        if text not in choices:
+            raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    return parse
+
+
 def _parse_method_timeouts(value: Any, name: str) -> dict[str, float]:
     """``{"plans_existing": 5}`` in YAML, ``plans_existing=5,devices_existing=5`` in the environment."""
     if isinstance(value, str):
@@ -259,6 +269,29 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         _parser(int, minimum=1024),
         "Largest accepted request body (then 413).",
     ),
+    Option(
+        "proxy_hops",
+        "QS_GATEWAY_PROXY_HOPS",
+        0,
+        _parser(int, minimum=0),
+        "Proxies in front of the gateway whose X-Forwarded-For/-Proto/-Host/-Port/-Prefix are trusted.",
+    ),
+    Option("docs", "QS_GATEWAY_DOCS", True, _parse_bool, "Serve `/openapi.json` and the Swagger UI page `/docs`."),
+    Option(
+        "metrics",
+        "QS_GATEWAY_METRICS",
+        False,
+        _parse_bool,
+        "Collect Prometheus metrics, served at `/metrics` to the `admin:metrics` scope.",
+    ),
+    Option(
+        "metrics_bind",
+        "QS_GATEWAY_METRICS_BIND",
+        "",
+        _parse_str,
+        "A second address serving only `/metrics`, without credentials (turns metrics on).",
+    ),
+    Option("log_format", "QS_GATEWAY_LOG_FORMAT", "text", _choice("text", "json"), "Log lines as `text` or `json`."),
 )
 
 
@@ -408,6 +441,10 @@ class Settings:
     custom_routers: tuple[str, ...] = ()
     prometheus: bool = False
     config_path: str | None = None
+
+    @property
+    def metrics_enabled(self) -> bool:
+        return bool(self.prometheus or self.gateway["metrics"] or self.gateway["metrics_bind"])
 
     def with_gateway(self, **overrides: Any) -> "Settings":
         """A copy with some gateway options replaced (tests, the demo)."""

@@ -14,6 +14,7 @@ from flask import Flask, current_app
 from .auth import Authenticator
 from .auth.policies import BasicAPIAccessControl, DefaultResourceAccessControl
 from .config import ConfigError, Settings
+from .extending import load_custom_modules
 from .manager import ManagerClient, StatusCache, TimeoutPolicy
 from .redis_store import RedisStore
 from .streaming.console import ConsoleLog
@@ -65,6 +66,12 @@ class Services:
             info_length=options["info_stream_length"],
             status_max_age=options["published_status_max_age"],
         )
+        self.custom_modules = load_custom_modules(settings.custom_modules)
+        self.metrics = None
+        if settings.metrics_enabled:
+            from .metrics import GatewayMetrics
+
+            self.metrics = GatewayMetrics()
 
     @staticmethod
     def _build_authenticator(settings: Settings) -> Authenticator:

@@ -17,6 +17,8 @@ from typing import TypeVar
 
 import redis
 
+from .redact import redact_url
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -29,6 +31,7 @@ class StoreUnavailable(Exception):
 class RedisStore:
     def __init__(self, url: str, prefix: str = "qs_gateway", *, timeout: float = 0.5, cooldown: float = 1.0) -> None:
         self.url = url
+        self.display_url = redact_url(url)  # for messages and logs: no password
         self.prefix = prefix
         self.timeout = timeout
         self.cooldown = cooldown
@@ -62,16 +65,16 @@ class RedisStore:
 
     def run(self, operation: Callable[[redis.Redis], T]) -> T:
         if not self.available:
-            raise StoreUnavailable(f"Redis at {self.url} did not answer")
+            raise StoreUnavailable(f"Redis at {self.display_url} did not answer")
         try:
             result = operation(self.client)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             if self._failed_at is None:
-                logger.warning("Redis at %s is unavailable: %s", self.url, exc)
+                logger.warning("Redis at %s is unavailable: %s", self.display_url, exc)
             self._failed_at = time.monotonic()
-            raise StoreUnavailable(f"Redis at {self.url} did not answer: {exc}") from exc
+            raise StoreUnavailable(f"Redis at {self.display_url} did not answer: {exc}") from exc
         if self._failed_at is not None:
-            logger.warning("Redis at %s answers again", self.url)
+            logger.warning("Redis at %s answers again", self.display_url)
             self._failed_at = None
         return result
 

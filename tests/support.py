@@ -73,3 +73,10 @@ def reset_manager(rm: ZmqREManagerAPI, *, environment: bool | None = None) -> No
             60,
             "environment closed",
         )
+
+
+def keyed_client(app: Any) -> Any:
+    """A Flask test client of ``app`` that sends the single-user API key."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"ApiKey {API_KEY}"
+    return client

@@ -19,7 +19,7 @@ import redis
 from bluesky_queueserver_api.http import REManagerAPI
 from websockets.sync.client import connect
 
-from qs_gateway.serving.stack import start_gateway
+from qs_gateway.serving.stack import free_port, start_gateway
 
 from .support import API_KEY, wait_for
 
@@ -307,16 +307,21 @@ def test_published_status_serves_reads_and_writes_are_still_seen(console_gateway
 
 
 def test_stream_limit_per_worker(stack_dir, re_manager):
+    metrics_port = free_port()
     env = re_manager.gateway_env(
         QS_GATEWAY_WORKERS="1",
         QS_GATEWAY_THREADS="4",
         QS_GATEWAY_STREAM_LIMIT="2",
         QS_GATEWAY_REDIS_PREFIX=f"qs_gateway_limit_{re_manager.ports.control}",
+        QS_GATEWAY_METRICS_BIND=f"127.0.0.1:{metrics_port}",
     )
     process, url = start_gateway(stack_dir, env, log_name="gateway-limit.log")
     try:
         with httpx.Client(base_url=url, headers=HEADERS, timeout=10) as client:
             with client.stream("GET", "/api/console_output/events"), client.stream("GET", "/api/status/events"):
+                metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+                assert 'qs_gateway_open_streams{kind="console_events"} 1.0' in metrics
+                assert 'qs_gateway_open_streams{kind="status_events"} 1.0' in metrics
                 refused = client.get("/api/console_output/events")
                 assert refused.status_code == 503
                 assert "Too many open streams" in refused.json()["detail"]
@@ -328,6 +333,12 @@ def test_stream_limit_per_worker(stack_dir, re_manager):
                     return response.status_code == 200
 
             wait_for(opens, 10, "the closed streams to free their places")
+            def open_console_streams() -> float:
+                text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+                found = re.search(r'qs_gateway_open_streams\{kind="console_events"\} (\S+)', text)
+                return float(found.group(1)) if found else 0.0
+
+            wait_for(lambda: open_console_streams() == 0.0, 10, "the metric to count the closed streams")
     finally:
         process.stop()
 

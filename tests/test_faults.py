@@ -190,6 +190,12 @@ def test_no_write_is_sent_twice_across_a_restart(manager, http):
 
 
 def test_manager_kill_is_408_and_the_watchdog_brings_it_back(manager, http):
+    # every worker's breaker closed again after the earlier tests
+    wait_for(
+        lambda: all(http.get("/api/status", params={"reload": "true"}).status_code == 200 for _ in range(8)),
+        15,
+        "all workers to reach RE Manager",
+    )
     response = http.post("/api/test/manager/kill")
     assert response.status_code == 408
     assert response.json() == {"detail": "Request timeout: ZMQ communication error: timeout occurred"}

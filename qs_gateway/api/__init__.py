@@ -1,25 +1,32 @@
-"""The REST API: one blueprint per resource, all under ``/api``."""
+"""The REST API: one blueprint per resource, all under ``/api``; and the service endpoints
+(documentation, health, metrics) at the root."""
 
 from __future__ import annotations
 
 from flask import Flask
 
+from ..extensions import EXTENSION_KEY
 from .console import console
 from .declare import EndpointSpec, Resource
+from .docs import docs
 from .environment import environment
+from .health import health
 from .history import history
 from .lock import lock
 from .manager import manager
+from .metrics import metrics
 from .permissions import permissions
 from .queue import queue
 from .resources import resources
 from .run_engine import run_engine
 from .scripts import scripts
+from .spreadsheet import spreadsheet
 from .status import status
 
 RESOURCES: tuple[Resource, ...] = (
     status,
     queue,
+    spreadsheet,
     history,
     environment,
     run_engine,
@@ -32,13 +39,22 @@ RESOURCES: tuple[Resource, ...] = (
 )
 
 
+# Served at the root, outside /api: what proxies, probes, scrapers and browsers ask for.
+SERVICE_RESOURCES: tuple[Resource, ...] = (health, metrics, docs)
+
+
 def register_blueprints(app: Flask) -> None:
     for resource in RESOURCES:
         app.register_blueprint(resource, url_prefix="/api")
+    settings = app.extensions[EXTENSION_KEY].settings
+    switched_off = {docs: not settings.gateway["docs"], metrics: not settings.metrics_enabled}
+    for resource in SERVICE_RESOURCES:
+        if not switched_off.get(resource):
+            app.register_blueprint(resource)
 
 
 def endpoint_specs() -> list[EndpointSpec]:
-    return [spec for resource in RESOURCES for spec in resource.specs]
+    return [spec for resource in RESOURCES + SERVICE_RESOURCES for spec in resource.specs]
 
 
-__all__ = ["EndpointSpec", "RESOURCES", "endpoint_specs", "register_blueprints"]
+__all__ = ["EndpointSpec", "RESOURCES", "SERVICE_RESOURCES", "endpoint_specs", "register_blueprints"]

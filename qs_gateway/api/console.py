@@ -39,16 +39,16 @@ def console_output_update(call: Call) -> Response:
 @console.endpoint("/stream_console_output", scope="read:console", kind="stream")
 def stream_console_output(call: Call) -> Response:
     """New console messages as they come, as concatenated JSON objects (bluesky-httpserver's format)."""
-    return console_byte_stream(subscribe(services().stream_keys.console))
+    return console_byte_stream(subscribe(services().stream_keys.console, "console_stream"))
 
 
 @console.endpoint("/console_output/events", scope="read:console", kind="stream")
 def console_output_events(call: Call) -> Response:
     """Server-Sent Events, one per console message; resumes after `Last-Event-ID`."""
-    return server_sent_events(subscribe(services().stream_keys.console, last_event_id()))
+    return server_sent_events(subscribe(services().stream_keys.console, "console_events", last_event_id()))
 
 
 @console.websocket("/console_output/ws", scope="read:console")
 def console_output_ws(ws, call: Call) -> None:  # noqa: ANN001
     """Each console message as a text frame `{"time", "msg"}`."""
-    pump_to_websocket(ws, subscribe(services().stream_keys.console))
+    pump_to_websocket(ws, subscribe(services().stream_keys.console, "console_ws"))

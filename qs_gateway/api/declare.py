@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Flask, Response, g, request
+from flask.sansio.blueprints import BlueprintSetupState
 from marshmallow import Schema
 from simple_websocket import ConnectionClosed
 from simple_websocket import Server as WebSocket
@@ -24,7 +25,7 @@ from ..auth import Credentials, Principal, parse_credentials
 from ..auth.credentials import API_KEY_COOKIE
 from ..extensions import services
 from ..manager import Reply, dump_json
-from .payload import load, read_json_object
+from .payload import load, read_form, read_payload
 
 # Scope markers beside real scope names:
 PUBLIC = None  # no authentication at all
@@ -42,6 +43,7 @@ class EndpointSpec:
     injects: tuple[str, ...] = ()
     blueprint: str = ""
     kind: str = "json"  # "json", "stream" (SSE or byte stream) or "websocket"
+    form: Schema | None = None  # a multipart form instead of a JSON payload (file uploads)
 
     @property
     def required_scopes(self) -> frozenset[str]:
@@ -104,12 +106,29 @@ def _as_schema(schema: type[Schema] | Schema | None) -> Schema | None:
     return schema() if isinstance(schema, type) else schema
 
 
+REGISTERED_KEY = "qs_gateway.resources"
+
+
+def registered_endpoints(app: Flask) -> list[tuple[str, EndpointSpec]]:
+    """Every endpoint declared on ``app`` (custom resources included), with its full URL rule."""
+    return [
+        ((prefix or "").rstrip("/") + spec.rule, spec)
+        for resource, prefix in app.extensions.get(REGISTERED_KEY, ())
+        for spec in resource.specs
+    ]
+
+
 class Resource(Blueprint):
     """A blueprint for one resource of the API; it records each endpoint's contract."""
 
     def __init__(self, name: str, import_name: str, **kwargs: Any) -> None:
         super().__init__(name, import_name, **kwargs)
         self.specs: list[EndpointSpec] = []
+        self.record(self._remember_registration)
+
+    def _remember_registration(self, state: BlueprintSetupState) -> None:
+        # The OpenAPI document is built from what an app registered, under the prefix it used.
+        state.app.extensions.setdefault(REGISTERED_KEY, []).append((self, state.url_prefix))
 
     def endpoint(
         self,
@@ -122,8 +141,10 @@ class Resource(Blueprint):
         manager_method: str | None = None,
         injects: Iterable[str] = (),
         kind: str = "json",
+        form: type[Schema] | Schema | None = None,
     ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
         schema_instance = _as_schema(schema)
+        form_instance = _as_schema(form)
         rules = (rule,) if isinstance(rule, str) else tuple(rule)
         methods = tuple(methods)
 
@@ -132,7 +153,12 @@ class Resource(Blueprint):
 
             def handler(**path_args: Any) -> Response:
                 principal = authorize(scope)
-                payload = load(schema_instance, read_json_object()) if schema_instance is not None else {}
+                if form_instance is not None:
+                    payload = load(form_instance, read_form())
+                elif schema_instance is not None:
+                    payload = load(schema_instance, read_payload(schema_instance))
+                else:
+                    payload = {}
                 return to_response(view(Call(payload, principal, path_args)))
 
             handler.__name__ = view.__name__
@@ -150,6 +176,7 @@ class Resource(Blueprint):
                         injects=tuple(injects),
                         blueprint=self.name,
                         kind=kind,
+                        form=form_instance,
                     )
                 )
             return view

@@ -1,4 +1,9 @@
-"""Reading the JSON payload of a request (GET included) and explaining why it was refused."""
+"""Reading the payload of a request and explaining why it was refused.
+
+The payload is the JSON body, on GET as on POST (that is what the clients send). A GET without
+a body may give its parameters in the query string instead (browsers and the /docs page cannot
+send a body on GET); the schema's fields say how each string is typed.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Any
 
 import orjson
 from flask import request
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema, ValidationError, fields
 
 from ..errors import InvalidPayload, UnreadableBody
 
@@ -34,6 +39,64 @@ def read_json_object() -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise UnreadableBody(f"Request body must be a JSON object, not {type(payload).__name__}")
     return payload
+
+
+_FORM_TYPES = {"multipart/form-data", "application/x-www-form-urlencoded"}
+
+
+def read_form() -> dict[str, Any]:
+    """The fields and files of a form (file uploads); another kind of body is a 422."""
+    if request.mimetype not in _FORM_TYPES:
+        raise UnreadableBody(f"Expected a multipart/form-data body, got {request.mimetype or 'none'!r}")
+    return {**request.form.to_dict(), **request.files.to_dict()}
+
+
+# Query parameters that are credentials, not payload.
+CREDENTIAL_PARAMETERS = frozenset({"api_key", "csrf"})
+
+
+def read_payload(schema: Schema) -> dict[str, Any]:
+    """The JSON body; on a GET without a body, the query string typed through ``schema``."""
+    body = read_json_object()
+    if body or request.method not in ("GET", "HEAD") or request.get_data(cache=True).strip():
+        return body
+    return query_payload(schema, request.args.to_dict(flat=False))
+
+
+def query_payload(schema: Schema, args: Mapping[str, list[str]]) -> dict[str, Any]:
+    """Query-string values typed for ``schema``: strings stay strings, numbers become numbers,
+    anything else is read as JSON when it parses (``pos=-1``, ``uids=["a","b"]``, ``reload=true``)
+    and kept as text when it does not (``pos=front``). A repeated parameter of a list field
+    gives the list. Unknown names are kept, so the schema refuses them as it would in a body."""
+    payload: dict[str, Any] = {}
+    for name, values in args.items():
+        if name in CREDENTIAL_PARAMETERS:
+            continue
+        field = schema.fields.get(name)
+        if len(values) > 1 and isinstance(field, fields.List):
+            payload[name] = [_typed(field.inner, value) for value in values]
+        else:
+            payload[name] = _typed(field, values[-1])
+    return payload
+
+
+def _typed(field: fields.Field | None, text: str) -> Any:
+    if isinstance(field, (fields.String, fields.Boolean)):
+        return text  # marshmallow reads "true", "1", "off" ... itself
+    if isinstance(field, fields.Integer):
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    if isinstance(field, fields.Float):
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
 
 
 def _set_repr(names: list[str]) -> str:

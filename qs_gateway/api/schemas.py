@@ -26,6 +26,7 @@ class Position(fields.Field):
     """A queue index (negative counts from the back) or ``"front"`` / ``"back"``."""
 
     default_error_messages = {"invalid": "Must be an integer or one of 'front', 'back'."}
+    openapi = {"oneOf": [{"type": "integer"}, {"type": "string", "enum": ["front", "back"]}]}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if isinstance(value, bool) or not (isinstance(value, int) or value in ("front", "back")):
@@ -35,6 +36,7 @@ class Position(fields.Field):
 
 class StringOrStrings(fields.Field):
     default_error_messages = {"invalid": "Must be a string or a list of strings."}
+    openapi = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if isinstance(value, str):
@@ -46,6 +48,7 @@ class StringOrStrings(fields.Field):
 
 class Meta(fields.Field):
     default_error_messages = {"invalid": "Must be an object or a list of objects."}
+    openapi = {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if isinstance(value, dict) or (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
@@ -340,3 +343,25 @@ class ConsoleOutput(Payload):
 
 class ConsoleOutputUpdate(Payload):
     last_msg_uid = fields.String(required=True)
+
+
+# -- uploads (multipart forms) ---------------------------------------------------------------
+
+
+class Upload(fields.Field):
+    """A file of a multipart form."""
+
+    default_error_messages = {"invalid": "Must be a file."}
+    openapi = {"type": "string", "format": "binary"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        from werkzeug.datastructures import FileStorage
+
+        if not isinstance(value, FileStorage):
+            raise self.make_error("invalid")
+        return value
+
+
+class SpreadsheetUpload(Payload):
+    spreadsheet = Upload()
+    data_type = fields.String(allow_none=True)

@@ -14,7 +14,7 @@ from .streams import last_event_id, pump_to_websocket, server_sent_events, subsc
 status = Resource("status", __name__)
 
 
-@status.endpoint(("/", "/ping", "/status"), scope="read:status", schema=schemas.Reload)
+@status.endpoint(("/", "/ping", "/status"), scope="read:status", schema=schemas.Reload, manager_method="status")
 def get_status(call: Call) -> Reply:
     """RE Manager status (cached briefly, shared by all workers; `reload` fetches it anew)."""
     return services().manager.status(reload=bool(call.payload.get("reload")))
@@ -34,17 +34,17 @@ def _carries_status(data: bytes) -> bool:
 @status.endpoint("/status/events", scope="read:monitor", kind="stream")
 def status_events(call: Call) -> Response:
     """Server-Sent Events with each status RE Manager publishes; resumes after `Last-Event-ID`."""
-    subscription = subscribe(services().stream_keys.info, last_event_id())
+    subscription = subscribe(services().stream_keys.info, "status_events", last_event_id())
     return server_sent_events(subscription, render=_status_only)
 
 
 @status.websocket("/status/ws", scope="read:monitor")
 def status_ws(ws, call: Call) -> None:  # noqa: ANN001
     """Each published status as a text frame `{"time", "msg": {"status": {...}}}`."""
-    pump_to_websocket(ws, subscribe(services().stream_keys.info), accept=_carries_status)
+    pump_to_websocket(ws, subscribe(services().stream_keys.info, "status_ws"), accept=_carries_status)
 
 
 @status.websocket("/info/ws", scope="read:monitor")
 def info_ws(ws, call: Call) -> None:  # noqa: ANN001
     """Every message of RE Manager's info channel as a text frame `{"time", "msg": {...}}`."""
-    pump_to_websocket(ws, subscribe(services().stream_keys.info))
+    pump_to_websocket(ws, subscribe(services().stream_keys.info, "info_ws"))

@@ -22,13 +22,20 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 POLL_SECONDS = 1.0
 
 
-def subscribe(key: str, after: str | None = None) -> Subscription:
+def subscribe(key: str, kind: str, after: str | None = None) -> Subscription:
+    """Open a stream on Redis stream ``key``; ``kind`` names it in the open-streams metric."""
     try:
-        return services().hub.subscribe(key, after)
+        subscription = services().hub.subscribe(key, after)
     except TooManyStreams as exc:
         raise ServiceUnavailable(f"Too many open streams: {exc}", retry_after=5) from None
     except StreamClosed:
         raise ServiceUnavailable("The server is shutting down", retry_after=1) from None
+    metrics = services().metrics
+    if metrics is not None:
+        gauge = metrics.open_streams.labels(kind)
+        gauge.inc()
+        subscription.on_close = gauge.dec
+    return subscription
 
 
 def _client_gone(sock: socket.socket | None) -> bool:

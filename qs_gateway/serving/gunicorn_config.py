@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 
 from qs_gateway.config import ConfigError, load_settings
+from qs_gateway.logs import configure_logging, make_formatter
 
 try:
     _settings = load_settings()
@@ -22,6 +25,8 @@ except ConfigError as exc:
 _options = _settings.gateway
 
 bind = [_options["bind"]]
+if _options["metrics_bind"]:
+    bind.append(_options["metrics_bind"])  # served /metrics only (see qs_gateway.api.metrics)
 workers = _options["workers"]
 threads = _options["threads"]
 worker_class = "gthread"
@@ -34,19 +39,55 @@ keepalive = 65
 worker_connections = 1000
 errorlog = "-"
 loglevel = os.environ.get("QS_GATEWAY_LOG_LEVEL", "info")
+# gunicorn's access log is off: the gateway logs one line per request itself (qs_gateway.request).
+accesslog = None
 proc_name = "qs-gateway"
 # gunicorn's control socket has one default path per user: several gateways on a host would collide.
 control_socket_disable = True
 wsgi_app = "qs_gateway.app:create_app()"
 
 
+_created_metrics_dir: str | None = None
+
+
 def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
-    """Generate the single-user key once, in the master, so every worker gets the same one."""
+    """Generate the single-user key once, in the master, so every worker gets the same one.
+    Set up logging and the metrics directory before any worker is forked."""
     auth = _settings.auth
     if not auth.providers and not auth.single_user_api_key:
         key = secrets.token_hex(32)
         os.environ["QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY"] = key
         print(f"qs-gateway: no single-user API key configured; generated one: {key}", file=sys.stderr, flush=True)
+    configure_logging(_options["log_format"], loglevel)
+    for handler in server.log.error_log.handlers:
+        handler.setFormatter(make_formatter(_options["log_format"]))
+    if _settings.metrics_enabled:
+        _prepare_metrics_dir()
+
+
+def _prepare_metrics_dir() -> None:
+    """Workers write their metric values to files here; the master empties it at start (values of
+    an earlier run must not count) and removes it at exit if it made it."""
+    global _created_metrics_dir
+    from qs_gateway.metrics import MULTIPROCESS_DIR_ENV, prepare_multiprocess_dir
+
+    path = os.environ.get(MULTIPROCESS_DIR_ENV)
+    if not path:
+        path = _created_metrics_dir = tempfile.mkdtemp(prefix="qs-gateway-metrics-")
+        os.environ[MULTIPROCESS_DIR_ENV] = path
+    prepare_multiprocess_dir(path)
+
+
+def child_exit(server, worker) -> None:  # noqa: ANN001
+    if _settings.metrics_enabled:
+        from qs_gateway.metrics import mark_worker_dead
+
+        mark_worker_dead(worker.pid)
+
+
+def on_exit(server) -> None:  # noqa: ANN001
+    if _created_metrics_dir:
+        shutil.rmtree(_created_metrics_dir, ignore_errors=True)
 
 
 def post_worker_init(worker) -> None:  # noqa: ANN001

@@ -7,6 +7,7 @@ signalling its group (RE Manager's worker process goes with it).
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -14,8 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,28 +234,52 @@ def start_re_manager(
 # -- the gateway under gunicorn ----------------------------------------------------------------
 
 
+def http_status(url: str, path: str, timeout: float = 1.0) -> int:
+    """The status of ``GET path`` at ``url``: ``http://host:port`` or ``unix:/path/to/socket``."""
+    if url.startswith("unix:"):
+        connection: http.client.HTTPConnection = _UnixHTTPConnection(url[len("unix:") :], timeout)
+    else:
+        connection = http.client.HTTPConnection(urllib.parse.urlsplit(url).netloc, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
 def start_gateway(
     workdir: Path,
     env: Mapping[str, str],
     *,
     port: int | None = None,
+    unix_socket: Path | None = None,
     timeout: float = 30.0,
     log_name: str = "gateway.log",
 ) -> tuple[ManagedProcess, str]:
-    """``qs-gateway serve`` with ``env`` (which must carry the QSERVER_*/QS_GATEWAY_* settings)."""
-    port = port or free_port()
-    full_env = {**os.environ, **env, "QS_GATEWAY_BIND": f"127.0.0.1:{port}"}
+    """``qs-gateway serve`` with ``env`` (which must carry the QSERVER_*/QS_GATEWAY_* settings).
+
+    It listens on ``unix_socket`` if given (the URL returned is then ``unix:/path``), else on a
+    loopback port (``http://127.0.0.1:port``).
+    """
+    if unix_socket is not None:
+        url = f"unix:{unix_socket}"
+    else:
+        url = f"http://127.0.0.1:{port or free_port()}"
+    bind = url if unix_socket is not None else url.removeprefix("http://")
+    full_env = {**os.environ, **env, "QS_GATEWAY_BIND": bind}
     proc = ManagedProcess(
         "qs-gateway", [sys.executable, "-m", "qs_gateway.serving.cli", "serve"], workdir / log_name, env=full_env
     ).start()
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            urllib.request.urlopen(f"{url}/api/nonexistent-readiness-probe", timeout=1)
-        except urllib.error.HTTPError as exc:
-            return exc.code == 404
-        return False
-
-    proc.wait_until(answers, timeout, "answering HTTP")
+    proc.wait_until(lambda: http_status(url, "/api/nonexistent-readiness-probe") == 404, timeout, "answering HTTP")
     return proc, url

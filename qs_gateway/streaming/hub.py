@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import redis
@@ -41,6 +41,7 @@ class Subscription:
     last_id: tuple[int, int] = (-1, -1)
     dropped: int = 0
     closed: bool = False
+    on_close: Callable[[], None] | None = field(default=None, repr=False)  # e.g. a metrics gauge
     _cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def push(self, entries: Iterable[Entry]) -> None:
@@ -128,7 +129,11 @@ class StreamHub:
     def unsubscribe(self, subscription: Subscription) -> None:
         subscription.close()
         with self._lock:
+            if subscription not in self._subscriptions:
+                return
             self._subscriptions.discard(subscription)
+        if subscription.on_close is not None:
+            subscription.on_close()
 
     def shutdown(self) -> None:
         """The worker is stopping: end every stream now."""

@@ -94,6 +94,7 @@ class SocketPool:
         self._context: zmq.Context | None = None
         self._curve: ClientCurveKeys | None = None
         self._closed = False
+        self._timeouts = 0
 
     # -- introspection (metrics, readiness) -------------------------------------------------
 
@@ -104,6 +105,11 @@ class SocketPool:
     @property
     def sockets_in_use(self) -> int:
         return self._open_count - len(self._idle)
+
+    @property
+    def timeouts(self) -> int:
+        """Requests the peer did not take or answer in time, since this pool was made."""
+        return self._timeouts
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -212,17 +218,20 @@ class SocketPool:
         attempts = 2 if repeatable else 1
         for attempt in range(1, attempts + 1):
             sock = self._checkout()
-            try:
-                self.breaker.admit()
-            except CircuitOpen:
-                self._checkin(sock)
-                raise
+            if attempt == 1:  # the retry belongs to the same admitted request (maybe the probe)
+                try:
+                    self.breaker.admit()
+                except CircuitOpen:
+                    self._checkin(sock)
+                    raise
             try:
                 reply_frame = self._exchange(sock, frame, timeouts)
             except RequestTimeout as exc:
                 self._discard(sock)
                 if exc.delivered or attempt == attempts:
                     self.breaker.record_failure()
+                    with self._cond:
+                        self._timeouts += 1
                     raise
                 logger.debug("request not delivered on a pooled socket; retrying on a fresh one")
                 continue

@@ -1,0 +1,86 @@
+"""The OpenAPI document and the interactive docs page (Swagger UI, served from the installed
+``flask-swagger-ui`` package: the page works without internet access).
+
+Both are public on purpose: a browser must load the page before the user can enter a key, and
+the document describes the API, not its data. ``QS_GATEWAY_DOCS=0`` removes them.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import flask_swagger_ui
+from flask import Response, current_app, request, send_from_directory
+
+from ..manager import dump_json
+from .declare import PUBLIC, Call, Resource, registered_endpoints
+
+docs = Resource("docs", __name__)
+
+SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).parent / "dist"
+DOCUMENT_CACHE_KEY = "qs_gateway.openapi"
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="UTF-8">
+  <title>qs-gateway API</title>
+  <link rel="stylesheet" type="text/css" href="{root}/docs/swagger-ui.css">
+  <link rel="icon" type="image/png" href="{root}/docs/favicon-32x32.png" sizes="32x32">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="{root}/docs/swagger-ui-bundle.js"></script>
+  <script>
+    window.onload = function () {{
+      window.ui = SwaggerUIBundle(Object.assign({config}, {{
+        presets: [SwaggerUIBundle.presets.apis],
+        layout: "BaseLayout"
+      }}));
+    }};
+  </script>
+</body>
+</html>
+"""
+
+
+def _document() -> dict:
+    # Built once per application: the declarations do not change while it runs.
+    document = current_app.extensions.get(DOCUMENT_CACHE_KEY)
+    if document is None:
+        from ..openapi import build_document
+
+        document = build_document(registered_endpoints(current_app))
+        current_app.extensions[DOCUMENT_CACHE_KEY] = document
+    return document
+
+
+@docs.endpoint("/openapi.json", scope=PUBLIC)
+def openapi_document(call: Call) -> Response:
+    """The OpenAPI 3.1 document of every endpoint."""
+    # The server URL follows the deployment prefix (X-Forwarded-Prefix through the proxy).
+    document = {**_document(), "servers": [{"url": request.script_root or "/"}]}
+    return Response(dump_json(document), mimetype="application/json")
+
+
+@docs.endpoint("/docs", scope=PUBLIC)
+def docs_page(call: Call) -> Response:
+    """Interactive documentation (Swagger UI): read the endpoints and try them."""
+    root = request.script_root
+    config = {
+        "url": f"{root}/openapi.json",
+        "dom_id": "#swagger-ui",
+        "deepLinking": True,
+        "persistAuthorization": False,
+    }
+    # json.dumps output is safe inside <script> once "</" cannot close the element.
+    page = PAGE.format(root=html.escape(root, quote=True), config=json.dumps(config).replace("</", "<\\/"))
+    return Response(page, mimetype="text/html")
+
+
+@docs.endpoint("/docs/<path:asset>", scope=PUBLIC)
+def docs_asset(call: Call) -> Response:
+    """The files of the docs page (Swagger UI's distribution)."""
+    return send_from_directory(SWAGGER_UI_DIST, call.path["asset"], max_age=3600)

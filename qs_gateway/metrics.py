@@ -1,0 +1,114 @@
+"""Prometheus metrics, correct across gunicorn's worker processes.
+
+Under gunicorn every worker writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` (the
+gunicorn configuration creates it, empties it at start and marks exited workers dead), and
+whichever worker answers ``/metrics`` reads all of them. Without that directory (the app
+in-process, tests) the values live in this process's own registry.
+
+Pool and breaker gauges are sampled after each request of the worker, under a lock, so the last
+request to finish leaves the worker's true state: these only change while requests run. The
+breaker gauge is 1 while the breaker is not closed (open, or half-open waiting for its probe),
+which is also something only a request can end.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from .transport import SocketPool
+
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        # Imported here: only workers that collect metrics load prometheus_client.
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.multiprocess_dir = os.environ.get(MULTIPROCESS_DIR_ENV) or None
+        self.registry = None if self.multiprocess_dir else CollectorRegistry()
+        registry = self.registry
+        self.requests = Counter(
+            "qs_gateway_requests",
+            "HTTP requests answered, by endpoint (URL rule), method and status",
+            ["endpoint", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "qs_gateway_request_duration_seconds",
+            "Time to answer a request (until the response starts, for streams)",
+            ["endpoint", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+        def live_sum(name: str, description: str) -> Gauge:
+            # summed over the workers alive now: an exited worker's sockets are gone
+            return Gauge(name, description, registry=registry, multiprocess_mode="livesum")
+
+        self.pool_size = live_sum("qs_gateway_pool_size", "ZeroMQ sockets allowed to RE Manager")
+        self.sockets_open = live_sum("qs_gateway_pool_sockets_open", "ZeroMQ sockets open")
+        self.sockets_in_use = live_sum("qs_gateway_pool_sockets_in_use", "ZeroMQ sockets checked out by requests")
+        self.breaker_open = Gauge(
+            "qs_gateway_breaker_open",
+            "1 while a worker fails requests at once because RE Manager stopped answering",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.manager_timeouts = Counter(
+            "qs_gateway_manager_timeouts", "Requests RE Manager did not take or answer in time", registry=registry
+        )
+        self.open_streams = Gauge(
+            "qs_gateway_open_streams",
+            "Streaming responses and websockets being served, by kind",
+            ["kind"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self._lock = threading.Lock()
+        self._timeouts_seen = 0
+
+    def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint, method, str(status)).inc()
+        self.latency.labels(endpoint, method).observe(seconds)
+
+    def sample_pool(self, pool: SocketPool) -> None:
+        with self._lock:
+            self.pool_size.set(pool.size)
+            self.sockets_open.set(pool.sockets_open)
+            self.sockets_in_use.set(pool.sockets_in_use)
+            self.breaker_open.set(0 if pool.breaker.state == pool.breaker.CLOSED else 1)
+            timeouts = pool.timeouts
+            if timeouts > self._timeouts_seen:
+                self.manager_timeouts.inc(timeouts - self._timeouts_seen)
+                self._timeouts_seen = timeouts
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text format of every worker's metrics, and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def prepare_multiprocess_dir(path: str) -> None:
+    """Create the directory and remove values left by a previous run (gunicorn master, at start)."""
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.remove(os.path.join(path, name))
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Drop an exited worker's live gauges (gunicorn master, ``child_exit``); counters stay."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, os.environ.get(MULTIPROCESS_DIR_ENV))

@@ -1,0 +1,109 @@
+"""What the gateway tells about each request: a request id, one log line, metrics, and an audit
+line for every request that may change state.
+
+* ``X-Request-ID``: taken from the request when it is a sane token (nginx or a client may set
+  it), generated otherwise, and returned on the response and in every line about the request.
+* ``qs_gateway.request``: one line per request (method, path without secrets, status, time,
+  user).
+* ``qs_gateway.audit``: one line per state-changing request (any method but GET/HEAD/OPTIONS):
+  who, which endpoint, and what RE Manager answered (``success``/``msg``) or the error status.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+from flask import Flask, Response, g, request
+
+from .extensions import EXTENSION_KEY
+from .redact import redact_query
+
+request_log = logging.getLogger("qs_gateway.request")
+audit_log = logging.getLogger("qs_gateway.audit")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+UNMATCHED = "<unmatched>"  # one label for every unknown path, so scanners cannot grow the metrics
+_MAX_MSG = 500
+
+
+def request_id_from(header: str | None) -> str:
+    return header if header and _SANE_REQUEST_ID.match(header) else uuid.uuid4().hex
+
+
+def _who() -> dict[str, Any]:
+    principal = getattr(g, "principal", None)
+    if principal is None:
+        return {"user": None}
+    return {"user": principal.username, "auth": principal.method}
+
+
+def _outcome(response: Response) -> dict[str, Any]:
+    """RE Manager's verdict (``success``, ``msg``) or the error, from a JSON response."""
+    if response.is_streamed or response.mimetype != "application/json":
+        return {}
+    try:
+        body = orjson.loads(response.get_data())
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(body, dict):
+        return {}
+    if response.status_code >= 400:
+        detail = body.get("detail")
+        return {"error": str(detail)[:_MAX_MSG] if detail is not None else response.status}
+    outcome: dict[str, Any] = {}
+    if "success" in body:
+        outcome["success"] = body["success"]
+    if body.get("msg"):
+        outcome["msg"] = str(body["msg"])[:_MAX_MSG]
+    return outcome
+
+
+def register_observability(app: Flask) -> None:
+    services = app.extensions[EXTENSION_KEY]
+
+    @app.before_request
+    def start_request() -> None:
+        g.request_started = time.perf_counter()
+        g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+
+    @app.after_request
+    def account_for_request(response: Response) -> Response:
+        seconds = time.perf_counter() - g.get("request_started", time.perf_counter())
+        request_id = g.get("request_id") or request_id_from(None)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
+        status = response.status_code
+        if services.metrics is not None:
+            services.metrics.observe_request(endpoint, request.method, status, seconds)
+            services.metrics.sample_pool(services.pool)
+
+        path = request.path
+        query = redact_query(request.query_string.decode("latin-1"))
+        fields = {
+            "request_id": request_id,
+            "method": request.method,
+            "path": f"{path}?{query}" if query else path,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 1),
+            "remote_addr": request.remote_addr,
+            **_who(),
+        }
+        request_log.info("request", extra={"fields": fields})
+        if request.method not in READ_ONLY_METHODS:
+            audit = {
+                "request_id": request_id,
+                **_who(),
+                "endpoint": endpoint,
+                "method": request.method,
+                "status": status,
+                **_outcome(response),
+            }
+            audit_log.info("audit", extra={"fields": audit})
+        return response

@@ -1,0 +1,212 @@
+"""The OpenAPI 3.1 document, generated from the declared endpoints.
+
+Every endpoint is declared through :class:`qs_gateway.api.declare.Resource`, which records its
+rule, methods, scope, payload schema, summary and RE Manager method. This module turns those
+records into operations: the schema's fields become the request body (POST) or query
+parameters (GET: browsers cannot send a body on GET, and the gateway reads the query string of
+a GET without a body), the scope becomes a security requirement, and the error contract of
+:mod:`qs_gateway.errors` becomes the documented error responses. Nothing is written by hand per
+endpoint, so endpoints declared later (or by custom resources) are documented as they appear.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema, fields
+
+from . import __version__
+from .api.declare import ANY_PRINCIPAL, PUBLIC, EndpointSpec
+
+OPENAPI_VERSION = "3.1.0"
+
+DESCRIPTION = """\
+HTTP gateway to the Bluesky Queue Server (RE Manager), wire-compatible with bluesky-httpserver.
+
+Payloads are JSON objects in the request body, on GET as on POST (what the clients send). A GET
+without a body may give its parameters in the query string instead, e.g.
+`GET /api/queue/item/get?pos=-1`; when a body is sent, the query string is not read.
+
+Authenticate with `Authorization: ApiKey <key>` (or `?api_key=<key>`); the scope an endpoint
+requires is named in its security requirement and description. RE Manager's replies are passed
+on verbatim with status 200, also when they say `"success": false`.
+"""
+
+SECURITY_SCHEMES = {
+    "ApiKeyHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "The API key, as `ApiKey <key>` (the single-user key, or a key of a user).",
+    },
+    "ApiKeyQuery": {"type": "apiKey", "in": "query", "name": "api_key", "description": "The API key."},
+    "BearerToken": {"type": "http", "scheme": "bearer", "description": "An access token of a logged-in user."},
+}
+
+_ERROR = {
+    "type": "object",
+    "properties": {"detail": {"description": "What went wrong, in words"}},
+    "required": ["detail"],
+}
+_INVALID_PAYLOAD = {
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string", "description": "The problems, one sentence each"},
+        "errors": {"type": "object", "description": "The messages per field, nested like the payload"},
+    },
+    "required": ["detail", "errors"],
+}
+
+# name -> (status, description, schema)
+ERROR_RESPONSES: dict[str, tuple[int, str, dict]] = {
+    "InvalidPayload": (400, "The payload is wrong; nothing was sent to RE Manager.", _INVALID_PAYLOAD),
+    "Unauthorized": (401, "Missing or invalid credentials, or a scope the caller lacks.", _ERROR),
+    "ManagerTimeout": (
+        408,
+        "RE Manager did not answer in time, or the gateway is failing fast after repeated timeouts.",
+        _ERROR,
+    ),
+    "BodyTooLarge": (413, "The body is larger than the gateway accepts.", _ERROR),
+    "UnreadableBody": (422, "The body is not a JSON object.", _ERROR),
+    "ServiceUnavailable": (503, "No connection to RE Manager became free in time, or Redis is down.", _ERROR),
+}
+
+_MANAGER_REPLY = {
+    "description": "RE Manager's reply, passed on verbatim (also when it says `success: false`).",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
+
+_PATH_ARGUMENT = re.compile(r"<(?:(?P<converter>[a-zA-Z_]+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>[a-zA-Z_]\w*)>")
+
+
+def _openapi_path(rule: str) -> tuple[str, list[dict[str, Any]]]:
+    """A Flask rule as an OpenAPI path, and its path parameters."""
+    parameters = []
+
+    def replace(match: re.Match) -> str:
+        schema: dict[str, Any] = {"type": "string"}
+        converter, args = match.group("converter"), match.group("args")
+        if converter == "int":
+            schema = {"type": "integer"}
+        elif converter == "float":
+            schema = {"type": "number"}
+        elif converter == "any" and args:
+            schema["enum"] = [a.strip().strip("'\"") for a in args.split(",")]
+        parameters.append({"in": "path", "name": match.group("name"), "required": True, "schema": schema})
+        return "{" + match.group("name") + "}"
+
+    return _PATH_ARGUMENT.sub(replace, rule), parameters
+
+
+def _field_openapi(self: Any, field: fields.Field, **kwargs: Any) -> dict:
+    # Custom fields say what they accept in an ``openapi`` class attribute (see api/schemas.py).
+    return dict(getattr(field, "openapi", {}))
+
+
+def _schema_name(schema: type[Schema] | Schema) -> str:
+    cls = schema if isinstance(schema, type) else type(schema)
+    return cls.__name__
+
+
+def _security(scope: str | None) -> list[dict[str, list[str]]]:
+    if scope is PUBLIC:
+        return []
+    scopes = [scope] if scope else []
+    requirements = [{name: scopes} for name in SECURITY_SCHEMES]
+    if scope == ANY_PRINCIPAL:
+        requirements.insert(0, {})  # credentials are optional
+    return requirements
+
+
+def _description(spec: EndpointSpec) -> str:
+    parts = []
+    if spec.scope is PUBLIC:
+        parts.append("No authentication.")
+    elif spec.scope == ANY_PRINCIPAL:
+        parts.append("Any caller; credentials, if sent, must be valid.")
+    else:
+        parts.append(f"Requires scope `{spec.scope}`.")
+    if spec.manager_method:
+        parts.append(f"RE Manager method `{spec.manager_method}`.")
+    if spec.injects:
+        parts.append("The gateway adds " + ", ".join(f"`{name}`" for name in spec.injects) + " from the caller.")
+    return " ".join(parts)
+
+
+def _operation(path: str, method: str, spec: EndpointSpec, path_parameters: list[dict]) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": _MANAGER_REPLY}
+    error_names = []
+    if spec.schema is not None or spec.form is not None:
+        error_names += ["InvalidPayload", "BodyTooLarge", "UnreadableBody"]
+    if spec.scope is not PUBLIC:
+        error_names.append("Unauthorized")
+    if spec.manager_method:
+        error_names += ["ManagerTimeout", "ServiceUnavailable"]
+    for name in sorted(error_names, key=lambda n: ERROR_RESPONSES[n][0]):
+        responses[str(ERROR_RESPONSES[name][0])] = {"$ref": f"#/components/responses/{name}"}
+
+    operation: dict[str, Any] = {
+        "operationId": f"{method}{re.sub(r'[^a-zA-Z0-9]+', '_', path)}".rstrip("_"),
+        "summary": spec.summary,
+        "description": _description(spec),
+        "tags": [spec.blueprint or "other"],
+        "security": _security(spec.scope),
+        "responses": responses,
+        "parameters": list(path_parameters),
+    }
+    if spec.scope:
+        operation["x-scope"] = spec.scope
+    if spec.manager_method:
+        operation["x-manager-method"] = spec.manager_method
+    if spec.schema is not None and spec.schema.fields:
+        if method in ("get", "head", "delete"):
+            operation["parameters"].append({"in": "query", "schema": spec.schema})
+        else:
+            operation["requestBody"] = {
+                "required": False,
+                "content": {"application/json": {"schema": spec.schema}},
+            }
+    elif spec.schema is not None and method not in ("get", "head", "delete"):
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
+        }
+    if spec.form is not None:
+        operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": spec.form}}}
+    if not operation["parameters"]:
+        del operation["parameters"]
+    return operation
+
+
+def build_document(endpoints: Iterable[tuple[str, EndpointSpec]], server_url: str = "/") -> dict[str, Any]:
+    """The OpenAPI document of ``endpoints`` (pairs of full URL rule and declaration)."""
+    plugin = MarshmallowPlugin(schema_name_resolver=_schema_name)
+    document = APISpec(
+        title="qs-gateway",
+        version=__version__,
+        openapi_version=OPENAPI_VERSION,
+        plugins=[plugin],
+        info={"description": DESCRIPTION},
+        servers=[{"url": server_url}],
+    )
+    plugin.converter.add_attribute_function(_field_openapi)
+    for name, scheme in SECURITY_SCHEMES.items():
+        document.components.security_scheme(name, scheme)
+    for name, (_, description, schema) in ERROR_RESPONSES.items():
+        document.components.response(
+            name, {"description": description, "content": {"application/json": {"schema": schema}}}
+        )
+
+    operations_by_path: dict[str, dict[str, Any]] = {}
+    for rule, spec in endpoints:
+        path, path_parameters = _openapi_path(rule)
+        operations = operations_by_path.setdefault(path, {})
+        for method in spec.methods:
+            operations[method.lower()] = _operation(path, method.lower(), spec, path_parameters)
+    for path in sorted(operations_by_path):
+        document.path(path=path, operations=operations_by_path[path])
+    return document.to_dict()

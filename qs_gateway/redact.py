@@ -1,0 +1,35 @@
+"""Keeping secrets out of logs and messages: API keys, tokens, passwords."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+REDACTED = "***"
+
+# Query parameters and JSON keys whose values are secrets.
+SECRET_NAMES = frozenset(
+    {"api_key", "apikey", "password", "token", "access_token", "refresh_token", "secret", "client_secret", "csrf"}
+)
+
+_SECRET_QUERY = re.compile(r"(?i)(^|[?&])(" + "|".join(sorted(SECRET_NAMES)) + r")=[^&]*")
+
+
+def redact_url(url: str) -> str:
+    """``redis://:pw@host/0`` → ``redis://:***@host/0``; secret query values replaced too."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, _, host = netloc.rpartition("@")
+        user, sep, _password = credentials.partition(":")
+        # user:password@ keeps the user; a lone token@ (a password in Redis URLs) is hidden
+        netloc = f"{user}:{REDACTED}@{host}" if sep else f"{REDACTED}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc, query=redact_query(parts.query)))
+
+
+def redact_query(query: str) -> str:
+    """``a=1&api_key=abc`` → ``a=1&api_key=***``."""
+    return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}{m.group(2)}={REDACTED}", query)
