@@ -11,9 +11,8 @@ import logging
 
 from flask import Flask, current_app
 
-from .auth import Authenticator
-from .auth.policies import BasicAPIAccessControl, DefaultResourceAccessControl
-from .config import ConfigError, Settings
+from .auth.setup import build_authenticator
+from .config import Settings
 from .manager import ManagerClient, StatusCache, TimeoutPolicy
 from .redis_store import RedisStore
 from .transport import CircuitBreaker, Codec, SocketPool, Timeouts
@@ -46,34 +45,15 @@ class Services:
                 per_method=options["method_timeouts"],
             ),
         )
-        self.auth = self._build_authenticator(settings)
-
-    @staticmethod
-    def _build_authenticator(settings: Settings) -> Authenticator:
-        auth = settings.auth
-        if auth.providers:
-            raise ConfigError("authentication.providers: login providers are not supported by this version")
-        if auth.api_access.policy or auth.resource_access.policy:
-            logger.info("Access policies: %s / %s", auth.api_access.policy, auth.resource_access.policy)
-        try:
-            api_access = BasicAPIAccessControl(**dict(auth.api_access.args))
-        except TypeError as exc:
-            raise ConfigError(f"api_access.args: {exc}") from None
-        try:
-            resource_access = DefaultResourceAccessControl(**dict(auth.resource_access.args))
-        except TypeError as exc:
-            raise ConfigError(f"resource_access.args: {exc}") from None
-        return Authenticator(
-            single_user_api_key=auth.single_user_api_key,
-            allow_anonymous_access=auth.allow_anonymous_access,
-            api_access=api_access,
-            resource_access=resource_access,
-        )
+        self.auth, self.accounts = build_authenticator(settings.auth, self.store)
 
     def open(self) -> None:
         self.pool.open()
 
     def close(self) -> None:
+        stop_polling = getattr(self.auth.api_access, "stop", None)
+        if callable(stop_polling):
+            stop_polling()
         self.pool.close()
         self.store.close()
 
