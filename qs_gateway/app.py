@@ -12,6 +12,7 @@ from dataclasses import replace
 from flask import Flask, Response, request
 
 from .api import register_blueprints
+from .api.browser import register_browser_hooks
 from .config import Settings, load_settings
 from .errors import register_error_handlers
 from .extensions import EXTENSION_KEY, init_services
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     register_request_hooks(app)
+    register_browser_hooks(app, settings.allow_origins)
     return app
 
 

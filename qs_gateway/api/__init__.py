@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from .auth import auth
 from .declare import EndpointSpec, Resource
 from .environment import environment
 from .history import history
@@ -27,6 +28,7 @@ RESOURCES: tuple[Resource, ...] = (
     scripts,
     lock,
     manager,
+    auth,
 )
 
 

@@ -39,6 +39,7 @@ class EndpointSpec:
     manager_method: str | None = None
     injects: tuple[str, ...] = ()
     blueprint: str = ""
+    location: str = "json"  # where the payload is read: "json" body, "form" body or "query" string
 
     @property
     def required_scopes(self) -> frozenset[str]:
@@ -72,6 +73,7 @@ def authorize(scope: str | None) -> Principal:
         credentials = parse_credentials(
             request.headers.get("Authorization"), request.args.get("api_key"), request.cookies.get(API_KEY_COOKIE)
         )
+        g.credentials = credentials
         principal = auth.authenticate(credentials)
         auth.require(principal, frozenset({scope}) if scope else frozenset())
     g.principal = principal
@@ -83,6 +85,15 @@ def to_response(result: Any) -> Response:
         return result
     body = result.body if isinstance(result, Reply) else dump_json(result)
     return Response(body, mimetype="application/json")
+
+
+def read_payload(location: str) -> dict[str, Any]:
+    if location == "form":
+        return request.form.to_dict()
+    if location == "query":
+        # credentials may ride in the query string too; they are not the payload
+        return {k: v for k, v in request.args.items() if k not in ("api_key", "csrf")}
+    return read_json_object()
 
 
 def _as_schema(schema: type[Schema] | Schema | None) -> Schema | None:
@@ -106,7 +117,10 @@ class Resource(Blueprint):
         summary: str | None = None,
         manager_method: str | None = None,
         injects: Iterable[str] = (),
+        location: str = "json",
     ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
+        if location not in ("json", "form", "query"):
+            raise ValueError(f"payload location must be json, form or query, not {location!r}")
         schema_instance = _as_schema(schema)
         rules = (rule,) if isinstance(rule, str) else tuple(rule)
         methods = tuple(methods)
@@ -116,7 +130,7 @@ class Resource(Blueprint):
 
             def handler(**path_args: Any) -> Response:
                 principal = authorize(scope)
-                payload = load(schema_instance, read_json_object()) if schema_instance is not None else {}
+                payload = load(schema_instance, read_payload(location)) if schema_instance is not None else {}
                 return to_response(view(Call(payload, principal, path_args)))
 
             handler.__name__ = view.__name__
@@ -133,6 +147,7 @@ class Resource(Blueprint):
                         manager_method=manager_method,
                         injects=tuple(injects),
                         blueprint=self.name,
+                        location=location,
                     )
                 )
             return view
