@@ -1,0 +1,83 @@
+"""Helpers of the authentication tests: configuration files, users, logging in."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# bluesky-httpserver's test users (provider "toy"), with one user per default role
+PASSWORDS = {
+    "bob": "bob_password",
+    "alice": "alice_password",
+    "tom": "tom_password",
+    "cara": "cara_password",
+    "eve": "eve_password",
+    "olga": "olga_password",
+    "adam": "adam_password",
+}
+ROLES = {
+    "bob": ["admin", "expert"],
+    "alice": "advanced",
+    "tom": "user",
+    "eve": "expert",
+    "olga": "observer",
+    "adam": "admin",
+}  # cara is not known to the policy
+
+TOY_PROVIDER = {
+    "provider": "toy",
+    "authenticator": "bluesky_httpserver.authenticators:DictionaryAuthenticator",
+    "args": {"users_to_passwords": PASSWORDS},
+}
+
+
+def toy_config(*, anonymous: bool = False, users: dict | None = None, roles: dict | None = None, **auth: Any) -> dict:
+    """A bluesky-httpserver configuration with the toy provider and the Dictionary policy."""
+    api_args: dict[str, Any] = {"users": users if users is not None else {u: {"roles": r} for u, r in ROLES.items()}}
+    if roles is not None:
+        api_args["roles"] = roles
+    return {
+        "authentication": {"allow_anonymous_access": anonymous, "providers": [TOY_PROVIDER], **auth},
+        "api_access": {"policy": "bluesky_httpserver.authorization:DictionaryAPIAccessControl", "args": api_args},
+    }
+
+
+def write_config(directory: Path, config: dict) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"config-{uuid.uuid4().hex[:8]}.yml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def private_prefix() -> str:
+    """A Redis prefix of its own, so principals and keys of one test never meet another's."""
+    return f"qs_gateway_auth_{uuid.uuid4().hex[:12]}"
+
+
+def login(client: Any, username: str, password: str | None = None, provider: str = "toy") -> dict:
+    response = client.post(
+        f"/api/auth/provider/{provider}/token",
+        data={"username": username, "password": password or PASSWORDS[username]},
+    )
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def bearer(tokens: dict) -> dict:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def api_key_header(secret: str) -> dict:
+    return {"Authorization": f"ApiKey {secret}"}
+
+
+def sample_path(app: Any, rule: Any) -> str:
+    """A concrete path for a URL rule: each variable gets an allowed value (``x`` if any goes)."""
+    values = {}
+    for name, converter in rule._converters.items():
+        choices = getattr(converter, "items", None)  # any(...) converters
+        values[name] = sorted(choices)[0] if choices else "x"
+    return app.url_map.bind("localhost").build(rule.endpoint, values)
