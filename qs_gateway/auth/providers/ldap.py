@@ -11,6 +11,7 @@ only that login.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -71,7 +72,8 @@ class LDAPAuthenticator:
         self.use_ssl = bool(use_ssl)
         self.use_tls = bool(use_tls)
         self.connect_timeout = float(connect_timeout)
-        self.receive_timeout = float(receive_timeout)
+        # ldap3 packs it into a socket option as whole seconds
+        self.receive_timeout = max(1, math.ceil(receive_timeout))
         self.bind_dn_templates = _as_list(bind_dn_template, "bind_dn_template")
         for template in self.bind_dn_templates:
             if "{username}" not in template:
@@ -101,20 +103,27 @@ class LDAPAuthenticator:
     # -- ldap3 plumbing ----------------------------------------------------------------------
 
     def _connection(self, user: str | None, password: str | None) -> Any:
+        """An open connection to the first server that answers (tried in the configured order;
+        ldap3's ServerPool would sleep 10 s between rounds)."""
         import ldap3
+        from ldap3.core.exceptions import LDAPException
 
-        servers = [
-            ldap3.Server(host, port=port, use_ssl=self.use_ssl, connect_timeout=self.connect_timeout)
-            for host, port in self.servers
-        ]
-        pool = ldap3.ServerPool(servers, ldap3.FIRST, active=1, exhaust=False)
-        connection = ldap3.Connection(
-            pool, user=user, password=password, receive_timeout=self.receive_timeout, raise_exceptions=False
-        )
-        connection.open()
-        if self.use_tls and not self.use_ssl:
-            connection.start_tls()
-        return connection
+        failure: LDAPException | None = None
+        for host, port in self.servers:
+            server = ldap3.Server(host, port=port, use_ssl=self.use_ssl, connect_timeout=self.connect_timeout)
+            connection = ldap3.Connection(
+                server, user=user, password=password, receive_timeout=self.receive_timeout, raise_exceptions=False
+            )
+            try:
+                connection.open()
+            except LDAPException as exc:
+                logger.info("LDAP server %s:%s does not answer: %s", host, port, exc)
+                failure = exc
+                continue
+            if self.use_tls and not self.use_ssl:
+                connection.start_tls()
+            return connection
+        raise failure
 
     def _escape_dn(self, dn: str) -> str:
         if not self.escape_userdn:
