@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,21 @@ def private_prefix() -> str:
     return f"qs_gateway_auth_{uuid.uuid4().hex[:12]}"
 
 
+@contextmanager
+def configured_app(manager: Any, directory: Path, config: dict, **env: str) -> Iterator[Any]:
+    """The gateway in-process with ``config`` as its YAML file and a Redis prefix of its own."""
+    from qs_gateway.extensions import EXTENSION_KEY
+
+    from .conftest import make_app
+
+    env.setdefault("QS_GATEWAY_REDIS_PREFIX", private_prefix())
+    app = make_app(manager, QSERVER_HTTP_SERVER_CONFIG=write_config(directory, config), **env)
+    try:
+        yield app
+    finally:
+        app.extensions[EXTENSION_KEY].close()
+
+
 def login(client: Any, username: str, password: str | None = None, provider: str = "toy") -> dict:
     response = client.post(
         f"/api/auth/provider/{provider}/token",
@@ -81,3 +98,45 @@ def sample_path(app: Any, rule: Any) -> str:
         choices = getattr(converter, "items", None)  # any(...) converters
         values[name] = sorted(choices)[0] if choices else "x"
     return app.url_map.bind("localhost").build(rule.endpoint, values)
+
+
+class JsonServer:
+    """A small HTTP server in a thread of the test: ``handle(method, path, body)`` returns
+    (status, JSON-able answer). Stands in for an access server or an identity provider."""
+
+    def __init__(self, handle: Any) -> None:
+        import http.server
+        import json
+        import threading
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                outer.requests.append((self.command, self.path, body))
+                status, answer = outer.handle(self.command, self.path, body)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.handle = handle
+        self.requests: list[tuple[str, str, str]] = []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)

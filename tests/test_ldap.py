@@ -10,11 +10,9 @@ import ldap3
 import pytest
 
 from qs_gateway.auth.providers.ldap import LDAPAuthenticator
-from qs_gateway.extensions import EXTENSION_KEY
 from qs_gateway.serving.stack import ManagedProcess, free_port
 
-from .auth_support import bearer, private_prefix, write_config
-from .conftest import make_app
+from .auth_support import bearer, configured_app
 
 SLAPD = "/usr/sbin/slapd"
 BASE = "dc=example,dc=org"
@@ -116,11 +114,8 @@ def ldap_client(slapd, tmp_path, re_manager):
             "args": {"users": {"alice": {"roles": "user"}, "bob": {"roles": "user"}, "carl": {"roles": "observer"}}},
         },
     }
-    app = make_app(
-        re_manager, QSERVER_HTTP_SERVER_CONFIG=write_config(tmp_path, config), QS_GATEWAY_REDIS_PREFIX=private_prefix()
-    )
-    yield app.test_client()
-    app.extensions[EXTENSION_KEY].close()
+    with configured_app(re_manager, tmp_path, config) as app:
+        yield app.test_client()
 
 
 def _login(client, username: str, password: str):
