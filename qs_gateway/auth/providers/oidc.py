@@ -55,7 +55,7 @@ class OIDCAuthenticator:
         for index, jwk in enumerate(public_keys):
             try:
                 key = jwt.PyJWK(dict(jwk))
-            except (jwt.PyJWKError, TypeError, ValueError) as exc:
+            except (jwt.PyJWKError, jwt.InvalidKeyError, TypeError, ValueError) as exc:
                 raise ConfigError(f"public_keys[{index}]: not a usable JWK: {exc}") from None
             self.keys.append((jwk.get("kid"), key.algorithm_name, key.key))
         self.client_id = client_id
