@@ -33,18 +33,39 @@ TOY_PROVIDER = {
     "provider": "toy",
     "authenticator": "bluesky_httpserver.authenticators:DictionaryAuthenticator",
     "args": {"users_to_passwords": PASSWORDS},
-}
+}  # spelled out: it is also an example of a configuration entry
 
 
-def toy_config(*, anonymous: bool = False, users: dict | None = None, roles: dict | None = None, **auth: Any) -> dict:
-    """A bluesky-httpserver configuration with the toy provider and the Dictionary policy."""
-    api_args: dict[str, Any] = {"users": users if users is not None else {u: {"roles": r} for u, r in ROLES.items()}}
-    if roles is not None:
-        api_args["roles"] = roles
+def provider(name: str, authenticator: str, **args: Any) -> dict:
+    """One entry of ``authentication.providers``, with bluesky-httpserver's import path."""
+    return {"provider": name, "authenticator": f"bluesky_httpserver.authenticators:{authenticator}", "args": args}
+
+
+def auth_config(
+    providers: list[dict],
+    *,
+    users: dict | None = None,
+    roles: dict | None = None,
+    anonymous: bool = False,
+    api_access: dict | None = None,
+    **auth: Any,
+) -> dict:
+    """A bluesky-httpserver configuration: these providers and (unless ``api_access`` is given)
+    the Dictionary policy with ``users`` (by default one user per default role)."""
+    if api_access is None:
+        args: dict[str, Any] = {"users": users if users is not None else {u: {"roles": r} for u, r in ROLES.items()}}
+        if roles is not None:
+            args["roles"] = roles
+        api_access = {"policy": "bluesky_httpserver.authorization:DictionaryAPIAccessControl", "args": args}
     return {
-        "authentication": {"allow_anonymous_access": anonymous, "providers": [TOY_PROVIDER], **auth},
-        "api_access": {"policy": "bluesky_httpserver.authorization:DictionaryAPIAccessControl", "args": api_args},
+        "authentication": {"allow_anonymous_access": anonymous, "providers": providers, **auth},
+        "api_access": api_access,
     }
+
+
+def toy_config(**options: Any) -> dict:
+    """The toy provider (bluesky-httpserver's test users) and the Dictionary policy."""
+    return auth_config([TOY_PROVIDER], **options)
 
 
 def write_config(directory: Path, config: dict) -> str:

@@ -12,7 +12,7 @@ import pytest
 from qs_gateway.auth.providers.ldap import LDAPAuthenticator
 from qs_gateway.serving.stack import ManagedProcess, free_port
 
-from .auth_support import bearer, configured_app
+from .auth_support import auth_config, bearer, configured_app, provider
 
 SLAPD = "/usr/sbin/slapd"
 BASE = "dc=example,dc=org"
@@ -99,21 +99,10 @@ def ldap_args(port: int, **overrides) -> dict:
 
 @pytest.fixture
 def ldap_client(slapd, tmp_path, re_manager):
-    config = {
-        "authentication": {
-            "providers": [
-                {
-                    "provider": "ldap",
-                    "authenticator": "bluesky_httpserver.authenticators:LDAPAuthenticator",
-                    "args": ldap_args(slapd),
-                }
-            ]
-        },
-        "api_access": {
-            "policy": "bluesky_httpserver.authorization:DictionaryAPIAccessControl",
-            "args": {"users": {"alice": {"roles": "user"}, "bob": {"roles": "user"}, "carl": {"roles": "observer"}}},
-        },
-    }
+    config = auth_config(
+        [provider("ldap", "LDAPAuthenticator", **ldap_args(slapd))],
+        users={"alice": {"roles": "user"}, "bob": {"roles": "user"}, "carl": {"roles": "observer"}},
+    )
     with configured_app(re_manager, tmp_path, config) as app:
         yield app.test_client()
 

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .auth_support import TOY_PROVIDER, JsonServer, bearer, configured_app
+from .auth_support import TOY_PROVIDER, JsonServer, auth_config, bearer, configured_app, provider
 
 CLIENT_ID = "qs-gateway-test"
 CLIENT_SECRET = "client-secret"
@@ -68,29 +68,17 @@ def idp():
 
 @pytest.fixture
 def oidc_client(idp, tmp_path, re_manager):
-    config = {
-        "authentication": {
-            "providers": [
-                TOY_PROVIDER,
-                {
-                    "provider": "oidc",
-                    "authenticator": "bluesky_httpserver.authenticators:OIDCAuthenticator",
-                    "args": {
-                        "client_id": CLIENT_ID,
-                        "client_secret": CLIENT_SECRET,
-                        "redirect_uri": "http://localhost/api/auth/provider/oidc/code",
-                        "token_uri": f"{idp.server.url}/token",
-                        "authorization_endpoint": f"{idp.server.url}/authorize",
-                        "public_keys": [idp.jwk],
-                    },
-                },
-            ]
-        },
-        "api_access": {
-            "policy": "bluesky_httpserver.authorization:DictionaryAPIAccessControl",
-            "args": {"users": {"dana": {"roles": "user"}, "tom": {"roles": "user"}}},
-        },
-    }
+    oidc = provider(
+        "oidc",
+        "OIDCAuthenticator",
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        redirect_uri="http://localhost/api/auth/provider/oidc/code",
+        token_uri=f"{idp.server.url}/token",
+        authorization_endpoint=f"{idp.server.url}/authorize",
+        public_keys=[idp.jwk],
+    )
+    config = auth_config([TOY_PROVIDER, oidc], users={"dana": {"roles": "user"}, "tom": {"roles": "user"}})
     with configured_app(re_manager, tmp_path, config) as app:
         yield app.test_client()
 

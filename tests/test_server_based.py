@@ -7,7 +7,7 @@ import pytest
 from qs_gateway.auth.server_based import users_from_access_list
 from qs_gateway.extensions import EXTENSION_KEY
 
-from .auth_support import JsonServer, bearer, configured_app, login
+from .auth_support import JsonServer, auth_config, bearer, configured_app, login, provider
 from .support import plan, wait_for
 
 PASSWORDS = {"dana": "dana_password", "eric": "eric_password", "zed": "zed_password"}
@@ -41,27 +41,17 @@ def access_server():
 
 @pytest.fixture
 def app_and_client(access_server, tmp_path, re_manager):
-    config = {
-        "authentication": {
-            "providers": [
-                {
-                    "provider": "toy",
-                    "authenticator": "bluesky_httpserver.authenticators:DictionaryAuthenticator",
-                    "args": {"users_to_passwords": PASSWORDS},
-                }
-            ]
-        },
-        "api_access": {
-            "policy": "bluesky_httpserver.authorization:ServerBasedAPIAccessControl",
-            "args": {
-                "instrument": "BL99",
-                "base_url": f"{access_server.server.url}/api",
-                "update_period": 0.2,
-                "expiration_period": 1.0,
-                "http_timeout": 2,
-            },
-        },
+    policy_args = {
+        "instrument": "BL99",
+        "base_url": f"{access_server.server.url}/api",
+        "update_period": 0.2,
+        "expiration_period": 1.0,
+        "http_timeout": 2,
     }
+    config = auth_config(
+        [provider("toy", "DictionaryAuthenticator", users_to_passwords=PASSWORDS)],
+        api_access={"policy": "bluesky_httpserver.authorization:ServerBasedAPIAccessControl", "args": policy_args},
+    )
     with configured_app(re_manager, tmp_path, config) as app:
         yield app, app.test_client()
 
