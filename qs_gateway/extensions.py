@@ -7,8 +7,6 @@ hooks call :meth:`Services.open` and :meth:`Services.close`.
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask, current_app
 
 from .auth.setup import build_authenticator
@@ -16,8 +14,6 @@ from .config import Settings
 from .manager import ManagerClient, StatusCache, TimeoutPolicy
 from .redis_store import RedisStore
 from .transport import CircuitBreaker, Codec, SocketPool, Timeouts
-
-logger = logging.getLogger(__name__)
 
 EXTENSION_KEY = "qs_gateway"
 

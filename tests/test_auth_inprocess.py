@@ -147,6 +147,19 @@ def test_expired_access_token_says_so_in_the_words_clients_look_for(build_app):
     assert client.get("/api/status", headers=bearer(fresh)).status_code == 200
 
 
+def test_a_session_ends_at_its_max_age(build_app):
+    client = build_app(toy_config(session_max_age=1)).test_client()
+    tokens = login(client, "tom")
+
+    def refresh_refused() -> bool:
+        response = client.post("/api/auth/session/refresh", json={"refresh_token": tokens["refresh_token"]})
+        return response.status_code == 401
+
+    wait_for(refresh_refused, 10, "the session to expire", period=0.2)
+    response = client.post("/api/auth/session/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert response.get_json()["detail"] == "Session has expired. Please re-authenticate."
+
+
 def test_bad_tokens_and_keys(toy):
     garbage = toy.get("/api/status", headers={"Authorization": "Bearer abc.def.ghi"})
     assert garbage.status_code == 401 and garbage.get_json()["detail"] == "Could not validate credentials"
@@ -191,6 +204,8 @@ def test_secret_keys_from_the_environment(build_app):
 
 def test_api_keys_create_use_inspect_delete(toy):
     tokens = login(toy, "tom")
+    # expires_in is required (null: the key never expires)
+    assert toy.post("/api/auth/apikey", json={}, headers=bearer(tokens)).status_code == 400
     created = toy.post("/api/auth/apikey", json={"expires_in": 600, "note": "for a script"}, headers=bearer(tokens))
     assert created.status_code == 200
     key = created.get_json()
