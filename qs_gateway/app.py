@@ -13,6 +13,7 @@ from flask import Flask, Response, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .api import register_blueprints
+from .api.browser import register_browser_hooks
 from .config import Settings, load_settings
 from .errors import register_error_handlers
 from .extending import register_custom_blueprints
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_custom_blueprints(app, settings.custom_routers)
     register_error_handlers(app)
     register_request_hooks(app)
+    register_browser_hooks(app, settings.allow_origins)
     register_observability(app)
     wrap_wsgi(app, settings)
     return app

@@ -7,13 +7,10 @@ hooks call :meth:`Services.open` and :meth:`Services.close`.
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask, current_app
 
-from .auth import Authenticator
-from .auth.policies import BasicAPIAccessControl, DefaultResourceAccessControl
-from .config import ConfigError, Settings
+from .auth.setup import build_authenticator
+from .config import Settings
 from .extending import load_custom_modules
 from .manager import ManagerClient, StatusCache, TimeoutPolicy
 from .redis_store import RedisStore
@@ -23,8 +20,6 @@ from .streaming.ingest import Ingester
 from .streaming.keys import StreamKeys
 from .transport import CircuitBreaker, Codec, SocketPool, Timeouts
 from .transport.subscriber import Subscriber
-
-logger = logging.getLogger(__name__)
 
 EXTENSION_KEY = "qs_gateway"
 
@@ -52,7 +47,7 @@ class Services:
                 per_method=options["method_timeouts"],
             ),
         )
-        self.auth = self._build_authenticator(settings)
+        self.auth, self.accounts = build_authenticator(settings.auth, self.store)
         self.console = ConsoleLog(self.store)
         self.stream_keys = StreamKeys.of(self.store)
         self.hub = StreamHub(
@@ -73,28 +68,6 @@ class Services:
 
             self.metrics = GatewayMetrics()
 
-    @staticmethod
-    def _build_authenticator(settings: Settings) -> Authenticator:
-        auth = settings.auth
-        if auth.providers:
-            raise ConfigError("authentication.providers: login providers are not supported by this version")
-        if auth.api_access.policy or auth.resource_access.policy:
-            logger.info("Access policies: %s / %s", auth.api_access.policy, auth.resource_access.policy)
-        try:
-            api_access = BasicAPIAccessControl(**dict(auth.api_access.args))
-        except TypeError as exc:
-            raise ConfigError(f"api_access.args: {exc}") from None
-        try:
-            resource_access = DefaultResourceAccessControl(**dict(auth.resource_access.args))
-        except TypeError as exc:
-            raise ConfigError(f"resource_access.args: {exc}") from None
-        return Authenticator(
-            single_user_api_key=auth.single_user_api_key,
-            allow_anonymous_access=auth.allow_anonymous_access,
-            api_access=api_access,
-            resource_access=resource_access,
-        )
-
     def open(self) -> None:
         """Start what a serving worker runs: the ZeroMQ context and the ingest thread."""
         self.pool.open()
@@ -107,6 +80,9 @@ class Services:
     def close(self) -> None:
         self.hub.shutdown()
         self.ingester.stop()
+        stop_polling = getattr(self.auth.api_access, "stop", None)
+        if callable(stop_polling):
+            stop_polling()
         self.pool.close()
         self.store.close()
 

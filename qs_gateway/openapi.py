@@ -137,10 +137,14 @@ def _description(spec: EndpointSpec) -> str:
     return " ".join(parts)
 
 
+def _has_files(schema: Any) -> bool:
+    return any(getattr(field, "openapi", {}).get("format") == "binary" for field in schema.fields.values())
+
+
 def _operation(path: str, method: str, spec: EndpointSpec, path_parameters: list[dict]) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": _MANAGER_REPLY}
     error_names = []
-    if spec.schema is not None or spec.form is not None:
+    if spec.schema is not None:
         error_names += ["InvalidPayload", "BodyTooLarge", "UnreadableBody"]
     if spec.scope is not PUBLIC:
         error_names.append("Unauthorized")
@@ -162,8 +166,11 @@ def _operation(path: str, method: str, spec: EndpointSpec, path_parameters: list
         operation["x-scope"] = spec.scope
     if spec.manager_method:
         operation["x-manager-method"] = spec.manager_method
-    if spec.schema is not None and spec.schema.fields:
-        if method in ("get", "head", "delete"):
+    if spec.location == "form":
+        content_type = "multipart/form-data" if _has_files(spec.schema) else "application/x-www-form-urlencoded"
+        operation["requestBody"] = {"required": True, "content": {content_type: {"schema": spec.schema}}}
+    elif spec.schema is not None and spec.schema.fields:
+        if method in ("get", "head", "delete") or spec.location == "query":
             operation["parameters"].append({"in": "query", "schema": spec.schema})
         else:
             operation["requestBody"] = {
@@ -175,8 +182,6 @@ def _operation(path: str, method: str, spec: EndpointSpec, path_parameters: list
             "required": False,
             "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
         }
-    if spec.form is not None:
-        operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": spec.form}}}
     if not operation["parameters"]:
         del operation["parameters"]
     return operation

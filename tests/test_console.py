@@ -333,6 +333,7 @@ def test_stream_limit_per_worker(stack_dir, re_manager):
                     return response.status_code == 200
 
             wait_for(opens, 10, "the closed streams to free their places")
+
             def open_console_streams() -> float:
                 text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
                 found = re.search(r'qs_gateway_open_streams\{kind="console_events"\} (\S+)', text)

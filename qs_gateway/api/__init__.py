@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ..extensions import EXTENSION_KEY
+from .auth import auth
 from .console import console
 from .declare import EndpointSpec, Resource
 from .docs import docs
@@ -36,6 +37,7 @@ RESOURCES: tuple[Resource, ...] = (
     lock,
     manager,
     console,
+    auth,
 )
 
 

@@ -25,7 +25,7 @@ from ..auth import Credentials, Principal, parse_credentials
 from ..auth.credentials import API_KEY_COOKIE
 from ..extensions import services
 from ..manager import Reply, dump_json
-from .payload import load, read_form, read_payload
+from .payload import load, read_payload
 
 # Scope markers beside real scope names:
 PUBLIC = None  # no authentication at all
@@ -43,7 +43,7 @@ class EndpointSpec:
     injects: tuple[str, ...] = ()
     blueprint: str = ""
     kind: str = "json"  # "json", "stream" (SSE or byte stream) or "websocket"
-    form: Schema | None = None  # a multipart form instead of a JSON payload (file uploads)
+    location: str = "json"  # the payload: "json" body (or query string on a GET), "form" body, "query" string
 
     @property
     def required_scopes(self) -> frozenset[str]:
@@ -78,6 +78,7 @@ def authorize(scope: str | None, credentials: Credentials | None = None) -> Prin
             credentials = parse_credentials(
                 request.headers.get("Authorization"), request.args.get("api_key"), request.cookies.get(API_KEY_COOKIE)
             )
+        g.credentials = credentials
         principal = auth.authenticate(credentials)
         auth.require(principal, frozenset({scope}) if scope else frozenset())
     g.principal = principal
@@ -141,10 +142,11 @@ class Resource(Blueprint):
         manager_method: str | None = None,
         injects: Iterable[str] = (),
         kind: str = "json",
-        form: type[Schema] | Schema | None = None,
+        location: str = "json",
     ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
+        if location not in ("json", "form", "query"):
+            raise ValueError(f"payload location must be json, form or query, not {location!r}")
         schema_instance = _as_schema(schema)
-        form_instance = _as_schema(form)
         rules = (rule,) if isinstance(rule, str) else tuple(rule)
         methods = tuple(methods)
 
@@ -153,12 +155,11 @@ class Resource(Blueprint):
 
             def handler(**path_args: Any) -> Response:
                 principal = authorize(scope)
-                if form_instance is not None:
-                    payload = load(form_instance, read_form())
-                elif schema_instance is not None:
-                    payload = load(schema_instance, read_payload(schema_instance))
-                else:
-                    payload = {}
+                payload = (
+                    load(schema_instance, read_payload(schema_instance, location))
+                    if schema_instance is not None
+                    else {}
+                )
                 return to_response(view(Call(payload, principal, path_args)))
 
             handler.__name__ = view.__name__
@@ -176,7 +177,7 @@ class Resource(Blueprint):
                         injects=tuple(injects),
                         blueprint=self.name,
                         kind=kind,
-                        form=form_instance,
+                        location=location,
                     )
                 )
             return view

@@ -55,8 +55,13 @@ def read_form() -> dict[str, Any]:
 CREDENTIAL_PARAMETERS = frozenset({"api_key", "csrf"})
 
 
-def read_payload(schema: Schema) -> dict[str, Any]:
-    """The JSON body; on a GET without a body, the query string typed through ``schema``."""
+def read_payload(schema: Schema, location: str = "json") -> dict[str, Any]:
+    """The payload for ``schema`` from where the endpoint reads it: a form, the query string, or
+    the JSON body (on a GET without a body, the query string typed through ``schema``)."""
+    if location == "form":
+        return read_form()
+    if location == "query":
+        return query_payload(schema, request.args.to_dict(flat=False))
     body = read_json_object()
     if body or request.method not in ("GET", "HEAD") or request.get_data(cache=True).strip():
         return body

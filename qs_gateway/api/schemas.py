@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
+from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 
 class Payload(Schema):
@@ -365,3 +365,40 @@ class Upload(fields.Field):
 class SpreadsheetUpload(Payload):
     spreadsheet = Upload()
     data_type = fields.String(allow_none=True)
+
+
+# -- authentication --------------------------------------------------------------------------
+
+
+class PasswordLogin(Payload):
+    """OAuth2 password-flow form fields; only username and password are used."""
+
+    username = fields.String(required=True, validate=validate.Length(min=1))
+    password = fields.String(required=True, validate=validate.Length(min=1))
+    grant_type = fields.String(allow_none=True)
+    scope = fields.String(allow_none=True)
+    client_id = fields.String(allow_none=True)
+    client_secret = fields.String(allow_none=True)
+
+
+class AuthorizationCode(Schema):
+    """The identity provider's redirect carries more (state, session_state, ...): only code counts."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    code = fields.String(required=True, validate=validate.Length(min=1))
+
+
+class SessionRefresh(Payload):
+    refresh_token = fields.String(required=True)
+
+
+class ApiKeyNew(Payload):
+    expires_in = fields.Integer(required=True, allow_none=True, strict=True, validate=validate.Range(min=1))
+    scopes = fields.List(fields.String(), allow_none=True)
+    note = fields.String(allow_none=True, validate=validate.Length(max=255))
+
+
+class ApiKeyDelete(Payload):
+    first_eight = fields.String(required=True, validate=validate.Length(equal=8))

@@ -16,7 +16,8 @@ spreadsheet = Resource("spreadsheet", __name__)
     "/queue/upload/spreadsheet",
     methods=("POST",),
     scope="write:queue:edit",
-    form=schemas.SpreadsheetUpload,
+    schema=schemas.SpreadsheetUpload,
+    location="form",
     manager_method="queue_item_add_batch",
     injects=("user", "user_group"),
 )

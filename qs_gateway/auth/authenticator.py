@@ -1,18 +1,29 @@
-"""Turning credentials into a :class:`Principal`, and checking scopes."""
+"""Turning credentials into a :class:`Principal`, and checking scopes.
+
+Without login providers the gateway is in single-user mode: one API key (compared in constant
+time) acts as ``UNAUTHENTICATED_SINGLE_USER`` and nothing needs Redis. With providers, API keys
+and tokens belong to principals kept in Redis (:mod:`.state`); the scopes of a token or key are
+computed from the API-access policy on every request, so a role edit takes effect at once.
+"""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ..errors import Unauthorized
 from .credentials import Credentials
 from .policies import BasicAPIAccessControl, DefaultResourceAccessControl
 from .principal import Principal
+from .providers import Provider
 from .scopes import PUBLIC_USER, SINGLE_USER
+from .state import ApiKeyRecord, AuthState
+from .tokens import TokenExpired, TokenInvalid, Tokens
 
 INVALID_API_KEY = "Invalid API key"
 INVALID_TOKEN = "Could not validate credentials"
+TOKEN_EXPIRED = "Access token has expired. Refresh token."
+INHERIT = "inherit"
 
 
 def _repr_list(scopes: Iterable[str]) -> str:
@@ -28,9 +39,20 @@ class NotEnoughPermissions(Unauthorized):
         )
 
 
-class Authenticator:
-    """Single-user API key mode and anonymous access."""
+def unauthorized(detail: str) -> Unauthorized:
+    return Unauthorized(detail, headers={"WWW-Authenticate": "Bearer"})
 
+
+def key_scopes(stored: Iterable[str], principal_scopes: frozenset[str]) -> frozenset[str]:
+    """What a key may do: its stored scopes within the principal's current ones; ``inherit``
+    stands for all of the principal's current scopes."""
+    allowed = set(stored) & (principal_scopes | {INHERIT})
+    if INHERIT in allowed:
+        allowed = (allowed - {INHERIT}) | principal_scopes
+    return frozenset(allowed)
+
+
+class Authenticator:
     def __init__(
         self,
         *,
@@ -38,38 +60,107 @@ class Authenticator:
         allow_anonymous_access: bool,
         api_access: BasicAPIAccessControl | None = None,
         resource_access: DefaultResourceAccessControl | None = None,
+        providers: Mapping[str, Provider] | None = None,
+        state: AuthState | None = None,
+        tokens: Tokens | None = None,
     ) -> None:
-        self.single_user_api_key = single_user_api_key
+        self.providers = dict(providers or {})
+        # Single-user mode ends as soon as any login provider is configured.
+        self.single_user_api_key = None if self.providers else single_user_api_key
         self.allow_anonymous_access = allow_anonymous_access
         self.api_access = api_access or BasicAPIAccessControl()
         self.resource_access = resource_access or DefaultResourceAccessControl()
-        self.public = self._principal_for(PUBLIC_USER, "anonymous")
+        self.state = state
+        self.tokens = tokens
+        self.public = self.principal_for(PUBLIC_USER, method="anonymous")
         if not allow_anonymous_access:
             self.public = Principal(
                 username=self.public.username,
                 displayed_name=self.public.displayed_name,
                 user_group=self.public.user_group,
             )
-        self.single_user = self._principal_for(SINGLE_USER, "single_user_key")
+        self.single_user = self.principal_for(SINGLE_USER, method="single_user_key")
 
-    def _principal_for(self, username: str, method: str) -> Principal:
+    @property
+    def single_user_mode(self) -> bool:
+        return not self.providers
+
+    def principal_for(
+        self,
+        username: str,
+        *,
+        method: str,
+        uuid: str | None = None,
+        identities: tuple[tuple[str, str], ...] = (),
+        key: ApiKeyRecord | None = None,
+    ) -> Principal:
+        scopes = self.api_access.get_user_scopes(username)
+        if key is not None:
+            scopes = key_scopes(key.scopes, scopes)
         return Principal(
             username=username,
             displayed_name=self.api_access.get_displayed_user_name(username),
             user_group=self.resource_access.get_resource_group(username),
             roles=self.api_access.get_user_roles(username),
-            scopes=self.api_access.get_user_scopes(username),
+            scopes=scopes,
             method=method,
+            uuid=uuid,
+            identities=identities,
+            api_key_first_eight=key.first_eight if key else None,
+            api_key_scopes=key.scopes if key else None,
         )
+
+    def username_of(self, identities: Iterable[tuple[str, str]]) -> str | None:
+        """The first identity of a configured provider that the API-access policy knows."""
+        identities = list(identities)
+        for provider, identity in identities:
+            if provider in self.providers and self.api_access.is_user_known(identity):
+                return identity
+        return None
+
+    def principal_of_record(
+        self, uuid: str, identities: Iterable[tuple[str, str]], *, method: str, key: ApiKeyRecord | None = None
+    ) -> Principal:
+        """A logged-in principal; one that the policy no longer knows has no scopes."""
+        identities = tuple((p, i) for p, i in identities if p in self.providers)
+        username = self.username_of(identities)
+        if username is None:
+            name = identities[0][1] if identities else uuid
+            return Principal(
+                username=name,
+                displayed_name=name,
+                user_group=self.resource_access.get_resource_group(name),
+                method=method,
+                uuid=uuid,
+                identities=identities,
+                api_key_first_eight=key.first_eight if key else None,
+                api_key_scopes=key.scopes if key else None,
+            )
+        return self.principal_for(username, method=method, uuid=uuid, identities=identities, key=key)
 
     def authenticate(self, credentials: Credentials) -> Principal:
         if credentials.api_key is not None:
-            key = self.single_user_api_key
-            if key and hmac.compare_digest(credentials.api_key.encode(), key.encode()):
-                return self.single_user
-            raise Unauthorized(INVALID_API_KEY, headers={"WWW-Authenticate": "Bearer"})
+            if self.single_user_mode:
+                key = self.single_user_api_key
+                if key and hmac.compare_digest(credentials.api_key.encode(), key.encode()):
+                    return self.single_user
+                raise unauthorized(INVALID_API_KEY)
+            record = self.state.use_api_key(credentials.api_key)
+            if record is None:
+                raise unauthorized(INVALID_API_KEY)
+            identities = [(p, i) for p, i, _ in self.state.identities(record.principal)]
+            return self.principal_of_record(record.principal, identities, method="api_key", key=record)
         if credentials.bearer_token is not None:
-            raise Unauthorized(INVALID_TOKEN, headers={"WWW-Authenticate": "Bearer"})
+            if self.single_user_mode:
+                raise unauthorized(INVALID_TOKEN)
+            try:
+                claims = self.tokens.decode(credentials.bearer_token, "access")
+            except TokenExpired:
+                raise unauthorized(TOKEN_EXPIRED) from None
+            except TokenInvalid:
+                raise unauthorized(INVALID_TOKEN) from None
+            identities = [(i.get("idp"), i.get("id")) for i in claims.get("ids", []) if isinstance(i, dict)]
+            return self.principal_of_record(str(claims.get("sub")), identities, method="token")
         return self.public
 
     @staticmethod

@@ -2,7 +2,9 @@
 
 ``BasicAPIAccessControl`` knows the two built-in users; role definitions can be edited with
 ``scopes_set`` / ``scopes_add`` / ``scopes_remove`` (applied in that order), as in
-bluesky-httpserver. ``DefaultResourceAccessControl`` gives every user one group.
+bluesky-httpserver. ``DictionaryAPIAccessControl`` adds users listed in the configuration
+(``ServerBasedAPIAccessControl``, in its own module, fetches them from an access server).
+``DefaultResourceAccessControl`` gives every user one group.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from .scopes import BUILT_IN_USERS, DEFAULT_ROLES
 _ROLE_NAME = re.compile(r"^[a-zA-Z_][0-9a-zA-Z_.@\-\+]*$")
 _SCOPE_NAME = re.compile(r"^[0-9a-zA-Z:_]+$")
 _GROUP_NAME = re.compile(r"^[a-zA-Z_][0-9a-zA-Z_]*$")
+_USER_NAME = re.compile(r"^[0-9a-zA-Z_.@\-\+]+$")
+_USER_KEYS = ("roles", "displayed_name", "email")
 _ROLE_EDITS = ("scopes_set", "scopes_add", "scopes_remove")
 
 
@@ -74,6 +78,46 @@ def displayed_name(username: str, name: str | None = None, email: str | None = N
     return username
 
 
+def _role_names(value: Any, where: str) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and _ROLE_NAME.match(v) for v in value):
+        raise ConfigError(f"{where}: expected a role name or a list of role names, got {value!r}")
+    return frozenset(v.lower() for v in value)
+
+
+def _optional_str(value: Any, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string or null, got {value!r}")
+    return value or None
+
+
+def parse_users(users: Any, where: str = "api_access.args.users") -> dict[str, dict[str, Any]]:
+    """``{name: null | {roles, displayed_name, email}}`` → ``{name: {"roles": frozenset, ...}}``."""
+    if users is None:
+        return {}
+    if not isinstance(users, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of user names")
+    parsed = {}
+    for name, entry in users.items():
+        if not isinstance(name, str) or not _USER_NAME.match(name):
+            raise ConfigError(f"{where}: invalid user name {name!r}")
+        entry = {} if entry is None else entry
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}.{name}: expected null or a mapping with {', '.join(_USER_KEYS)}")
+        for key in entry:
+            if key not in _USER_KEYS:
+                raise ConfigError(f"{where}.{name}: unknown key {key!r}")
+        parsed[name] = {
+            "roles": _role_names(entry.get("roles"), f"{where}.{name}.roles"),
+            "displayed_name": _optional_str(entry.get("displayed_name"), f"{where}.{name}.displayed_name"),
+            "email": _optional_str(entry.get("email"), f"{where}.{name}.email"),
+        }
+    return parsed
+
+
 class BasicAPIAccessControl:
     """Knows only the built-in single-user and public users."""
 
@@ -112,6 +156,18 @@ class BasicAPIAccessControl:
             "displayed_name": user.get("displayed_name"),
             "email": user.get("email"),
         }
+
+
+class DictionaryAPIAccessControl(BasicAPIAccessControl):
+    """The built-in users plus the users of the configuration, with roles, names and e-mail.
+
+    A user listed as ``null`` is known but has no roles: it can log in, and every request it
+    makes is refused for lack of scopes (as in bluesky-httpserver).
+    """
+
+    def __init__(self, *, roles: Mapping[str, Any] | None = None, users: Mapping[str, Any] | None = None) -> None:
+        super().__init__(roles=roles)
+        self._users.update(parse_users(users))
 
 
 class DefaultResourceAccessControl:

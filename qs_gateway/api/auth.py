@@ -1,0 +1,123 @@
+"""``/api/auth``: logins, sessions, API keys, who am I, and the principals (for administrators).
+
+Login and refresh are PUBLIC: clients send their stale ``Authorization`` header along, and it
+must not stand in the way. ``scopes`` and ``logout`` answer anonymous requests too, as in
+bluesky-httpserver; the other endpoints of a principal need credentials.
+"""
+
+from __future__ import annotations
+
+from flask import Response
+
+from ..auth.credentials import API_KEY_COOKIE
+from ..extensions import services
+from ..manager import dump_json
+from . import schemas
+from .browser import CSRF_COOKIE
+from .declare import ANY_PRINCIPAL, PUBLIC, Call, Resource
+
+auth = Resource("auth", __name__)
+
+
+@auth.endpoint(
+    "/auth/provider/<provider>/token", methods=("POST",), scope=PUBLIC, schema=schemas.PasswordLogin, location="form"
+)
+def password_login(call: Call) -> dict:
+    """Log in with user name and password (form-encoded); answers an access and a refresh token."""
+    payload = call.payload
+    return services().accounts.password_login(call.path["provider"], payload["username"], payload["password"])
+
+
+@auth.endpoint(
+    "/auth/provider/<provider>/code",
+    methods=("GET", "POST"),
+    scope=PUBLIC,
+    schema=schemas.AuthorizationCode,
+    location="query",
+)
+def code_login(call: Call) -> Response:
+    """The identity provider's redirect (OIDC): exchanges `?code=`, answers the refresh token."""
+    refresh_token = services().accounts.code_login(call.path["provider"], call.payload["code"])
+    return Response(dump_json(refresh_token), mimetype="application/json")
+
+
+@auth.endpoint("/auth/session/refresh", methods=("POST",), scope=PUBLIC, schema=schemas.SessionRefresh)
+def session_refresh(call: Call) -> dict:
+    """New access and refresh tokens for the session of a refresh token."""
+    return services().accounts.refresh(call.payload["refresh_token"])
+
+
+@auth.endpoint("/auth/session/revoke/<session_id>", methods=("DELETE",), scope=ANY_PRINCIPAL)
+def session_revoke(call: Call) -> dict:
+    """End one of the caller's sessions (its refresh token stops working)."""
+    return services().accounts.revoke_session(call.principal, call.path["session_id"])
+
+
+@auth.endpoint("/auth/apikey", methods=("POST",), scope="user:apikeys", schema=schemas.ApiKeyNew)
+def apikey_new(call: Call) -> dict:
+    """A new API key of the caller (`secret` is shown only in this answer)."""
+    return _new_api_key(call)
+
+
+def _new_api_key(call: Call, for_principal: str | None = None) -> dict:
+    return services().accounts.create_api_key(
+        call.principal,
+        expires_in=call.payload["expires_in"],
+        scopes=call.payload.get("scopes"),
+        note=call.payload.get("note"),
+        for_principal=for_principal,
+    )
+
+
+@auth.endpoint("/auth/apikey", methods=("GET",), scope=ANY_PRINCIPAL)
+def apikey_info(call: Call) -> dict:
+    """The API key this request was made with."""
+    return services().accounts.api_key_info(call.principal)
+
+
+@auth.endpoint("/auth/apikey", methods=("DELETE",), scope="user:apikeys", schema=schemas.ApiKeyDelete, location="query")
+def apikey_delete(call: Call) -> dict:
+    """Delete one of the caller's API keys (`?first_eight=`)."""
+    return services().accounts.delete_api_key(call.principal, call.payload["first_eight"])
+
+
+@auth.endpoint("/auth/whoami", scope=ANY_PRINCIPAL)
+def whoami(call: Call) -> dict:
+    """The caller's principal: identities, API keys, sessions, roles and scopes."""
+    return services().accounts.whoami(call.principal)
+
+
+@auth.endpoint("/auth/scopes", scope=ANY_PRINCIPAL)
+def api_scopes(call: Call) -> dict:
+    """The roles and scopes of this request's credentials (none without credentials)."""
+    return {"roles": sorted(call.principal.roles), "scopes": sorted(call.principal.scopes)}
+
+
+@auth.endpoint("/auth/logout", methods=("POST",), scope=ANY_PRINCIPAL)
+def logout(call: Call) -> Response:
+    """Forget the browser's API-key and CSRF cookies (tokens are forgotten by the client)."""
+    response = Response(dump_json({}), mimetype="application/json")
+    response.delete_cookie(API_KEY_COOKIE)
+    response.delete_cookie(CSRF_COOKIE)
+    return response
+
+
+@auth.endpoint("/auth/principal", scope="admin:read:principals")
+def principals(call: Call) -> list:
+    """Every principal that has logged in."""
+    return services().accounts.principals()
+
+
+@auth.endpoint("/auth/principal/<principal_id>", scope="admin:read:principals")
+def principal(call: Call) -> dict:
+    """One principal."""
+    accounts = services().accounts
+    return accounts.principal_info(accounts.known_principal(call.path["principal_id"]))
+
+
+@auth.endpoint(
+    "/auth/principal/<principal_id>/apikey", methods=("POST",), scope="admin:apikeys", schema=schemas.ApiKeyNew
+)
+def principal_apikey_new(call: Call) -> dict:
+    """A new API key for another principal, limited by that principal's scopes."""
+    return _new_api_key(call, for_principal=call.path["principal_id"])

@@ -1,0 +1,238 @@
+"""What the ``/api/auth`` endpoints do: logins, sessions, API keys and principal records.
+
+Every text a client may look for is bluesky-httpserver's. All of it needs login providers and
+Redis; in single-user mode these operations answer 400 with an explanation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import BadRequest, NotFound
+from .authenticator import INHERIT, INVALID_TOKEN, Authenticator, unauthorized
+from .principal import Principal
+from .providers import EXTERNAL, PASSWORD, Provider
+from .state import ApiKeyRecord, SessionRecord, dashed, iso, normalize_uuid
+from .tokens import TokenExpired, TokenInvalid
+
+INCORRECT_LOGIN = "Incorrect username or password"
+NOT_AUTHORIZED = "User is not authorized to access the server"
+EXTERNAL_FAILURE = "Authentication failure"
+SESSION_EXPIRED = "Session has expired. Please re-authenticate."
+NO_API_KEY = "No API key was provided with this request."
+NOT_AUTHENTICATED = "Not authenticated: this request needs credentials"
+SINGLE_USER_MODE = (
+    "Not available in single-user mode: logins, sessions and API keys need authentication providers "
+    "(authentication.providers in the configuration)"
+)
+
+
+class Accounts:
+    def __init__(self, auth: Authenticator, session_max_age: float) -> None:
+        self.auth = auth
+        self.session_max_age = session_max_age
+
+    @staticmethod
+    def _caller(principal: Principal) -> Principal:
+        if principal.is_anonymous:
+            raise unauthorized(NOT_AUTHENTICATED)
+        return principal
+
+    def _require_provider_mode(self) -> None:
+        if self.auth.single_user_mode:
+            raise BadRequest(SINGLE_USER_MODE)
+
+    def _provider(self, name: str, mode: str) -> Provider:
+        provider = self.auth.providers.get(name)
+        if provider is None or provider.mode != mode:
+            kind = "password" if mode == PASSWORD else "external (authorization code)"
+            raise NotFound(f"No {kind} login provider named {name!r}")
+        return provider
+
+    # -- logins and sessions -------------------------------------------------------------------
+
+    def password_login(self, provider_name: str, username: str, password: str) -> dict[str, Any]:
+        provider = self._provider(provider_name, PASSWORD)
+        user = provider.authenticate(username.strip(), password)
+        if user is None:
+            raise unauthorized(INCORRECT_LOGIN)
+        return self._tokens(*self._start_session(provider.name, user), as_float=True)
+
+    def code_login(self, provider_name: str, code: str) -> str:
+        """The external flow's answer is the refresh token alone (a bare JSON string)."""
+        provider = self._provider(provider_name, EXTERNAL)
+        user = provider.authenticate(code)
+        if user is None:
+            raise unauthorized(EXTERNAL_FAILURE)
+        _, session = self._start_session(provider.name, user)
+        return self.auth.tokens.refresh_token(session.uuid)
+
+    def _start_session(self, provider: str, user: str) -> tuple[Principal, SessionRecord]:
+        if not self.auth.api_access.is_user_known(user):
+            raise unauthorized(NOT_AUTHORIZED)
+        state = self.auth.state
+        principal_uuid = state.principal_for_identity(provider, user)
+        state.record_login(principal_uuid, provider, user)
+        session = state.create_session(principal_uuid, self.session_max_age)
+        state.purge_if_due()
+        return self._principal(principal_uuid, method="token"), session
+
+    def _principal(self, principal_uuid: str, *, method: str) -> Principal:
+        identities = [(p, i) for p, i, _ in self.auth.state.identities(principal_uuid)]
+        return self.auth.principal_of_record(principal_uuid, identities, method=method)
+
+    def _tokens(self, principal: Principal, session: SessionRecord, *, as_float: bool) -> dict[str, Any]:
+        tokens = self.auth.tokens
+        number = float if as_float else int  # login answers 900.0, refresh 900 (as the reference)
+        return {
+            "access_token": tokens.access_token(principal.uuid, principal.scopes, principal.identities),
+            "expires_in": number(tokens.access_max_age),
+            "refresh_token": tokens.refresh_token(session.uuid),
+            "refresh_token_expires_in": number(tokens.refresh_max_age),
+            "token_type": "bearer",
+        }
+
+    def refresh(self, refresh_token: str) -> dict[str, Any]:
+        self._require_provider_mode()
+        try:
+            claims = self.auth.tokens.decode(refresh_token, "refresh")
+        except TokenExpired:
+            raise unauthorized(SESSION_EXPIRED) from None
+        except TokenInvalid:
+            raise unauthorized(INVALID_TOKEN) from None
+        session_uuid = normalize_uuid(str(claims.get("sid")))
+        session = self.auth.state.session(session_uuid) if session_uuid else None
+        if session is None or not session.valid:
+            raise unauthorized(SESSION_EXPIRED)
+        principal = self._principal(session.principal, method="token")
+        if self.auth.username_of(principal.identities) is None:
+            raise unauthorized(NOT_AUTHORIZED)
+        self.auth.state.count_refresh(session.uuid)
+        return self._tokens(principal, session, as_float=False)
+
+    def revoke_session(self, principal: Principal, session_id: str) -> dict[str, Any]:
+        self._caller(principal)
+        self._require_provider_mode()
+        session_uuid = normalize_uuid(session_id)
+        session = self.auth.state.session(session_uuid) if session_uuid else None
+        if session is None or principal.uuid is None or session.principal != principal.uuid:
+            raise NotFound(f"Session {session_id} does not exist or belongs to another principal")
+        self.auth.state.revoke_session(session.uuid)
+        return {"success": True, "msg": ""}
+
+    # -- API keys ------------------------------------------------------------------------------
+
+    @staticmethod
+    def scopes_for_new_key(issuer: Principal, requested: Sequence[str] | None) -> list[str]:
+        """The scopes stored with a new key (bluesky-httpserver's rules).
+
+        A key made with a key of fixed scopes may have at most those; otherwise at most the
+        issuer's current scopes. ``inherit`` (or nothing requested) follows the issuer: a key of
+        fixed scopes is copied, anything else stays ``inherit``.
+        """
+        source = issuer.api_key_scopes
+        fixed_source = source is not None and INHERIT not in source
+        allowed = set(source) if fixed_source else set(issuer.scopes)
+        if requested is None or INHERIT in requested:
+            return sorted(source) if fixed_source else [INHERIT]
+        if not set(requested) <= allowed | {INHERIT}:
+            raise BadRequest(
+                f"Requested scopes {list(requested)} must be a subset of the allowed principal's scopes "
+                f"{sorted(allowed)}."
+            )
+        return list(requested)
+
+    def create_api_key(
+        self,
+        issuer: Principal,
+        *,
+        expires_in: float | None,
+        scopes: Sequence[str] | None,
+        note: str | None,
+        for_principal: str | None = None,
+    ) -> dict[str, Any]:
+        self._require_provider_mode()
+        if for_principal is not None:
+            owner = self.known_principal(for_principal)
+            issuer = self._principal(owner, method="token")  # limited by the owner's scopes
+        elif issuer.uuid is None:
+            raise unauthorized(NOT_AUTHORIZED)
+        stored = self.scopes_for_new_key(issuer, scopes)
+        secret, record = self.auth.state.create_api_key(issuer.uuid, stored, expires_in, note)
+        return {**record.info(), "secret": secret}
+
+    def api_key_info(self, principal: Principal) -> dict[str, Any]:
+        if principal.method == "single_user_key":
+            raise BadRequest(SINGLE_USER_MODE)
+        if principal.api_key_first_eight is None:
+            raise unauthorized(NO_API_KEY)
+        record = self._key_of(principal)
+        if record is None:
+            raise unauthorized("Invalid API key")
+        return record.info()
+
+    def _key_of(self, principal: Principal) -> ApiKeyRecord | None:
+        for record in self.auth.state.principal_record(principal.uuid)["api_keys"]:
+            if record.first_eight == principal.api_key_first_eight:
+                return record
+        return None
+
+    def delete_api_key(self, principal: Principal, first_eight: str) -> dict[str, Any]:
+        self._require_provider_mode()
+        if principal.uuid is None or not self.auth.state.delete_api_key(principal.uuid, first_eight):
+            raise NotFound(f"API key {first_eight!r} does not exist or belongs to another principal")
+        return {"success": True, "msg": ""}
+
+    # -- principal records ---------------------------------------------------------------------
+
+    def known_principal(self, principal_id: str) -> str:
+        self._require_provider_mode()
+        principal_uuid = normalize_uuid(principal_id)
+        if principal_uuid is None or not self.auth.state.principal_exists(principal_uuid):
+            raise NotFound(f"Principal {principal_id} does not exist")
+        return principal_uuid
+
+    def principal_info(self, principal_uuid: str, *, api_key_scopes: Sequence[str] | None = None) -> dict[str, Any]:
+        record = self.auth.state.principal_record(principal_uuid)
+        principal = self.auth.principal_of_record(
+            principal_uuid, [(p, i) for p, i, _ in record["identities"]], method="token"
+        )
+        return {
+            "uuid": dashed(principal_uuid),
+            "type": "user",
+            "identities": [
+                {"id": identity, "provider": provider, "latest_login": iso(latest)}
+                for provider, identity, latest in record["identities"]
+            ],
+            "api_keys": [key.info() for key in record["api_keys"]],
+            "sessions": [session.info() for session in record["sessions"]],
+            "latest_activity": iso(record["latest_activity"]),
+            "roles": sorted(principal.roles),
+            "scopes": sorted(principal.scopes),
+            "api_key_scopes": list(api_key_scopes) if api_key_scopes is not None else None,
+        }
+
+    def whoami(self, principal: Principal) -> dict[str, Any]:
+        if self._caller(principal).uuid is None:
+            return self._built_in_principal(principal)
+        return self.principal_info(principal.uuid, api_key_scopes=principal.api_key_scopes)
+
+    @staticmethod
+    def _built_in_principal(principal: Principal) -> dict[str, Any]:
+        """The single-user principal has no record: it is described, not looked up."""
+        return {
+            "uuid": None,
+            "type": "user",
+            "identities": [{"id": principal.username, "provider": "__anonymous__", "latest_login": None}],
+            "api_keys": [],
+            "sessions": [],
+            "latest_activity": None,
+            "roles": sorted(principal.roles),
+            "scopes": sorted(principal.scopes),
+            "api_key_scopes": None,
+        }
+
+    def principals(self) -> list[dict[str, Any]]:
+        self._require_provider_mode()
+        return [self.principal_info(u) for u in self.auth.state.principal_uuids()]

@@ -1,0 +1,278 @@
+"""Pure logic of the auth model: import paths, password hashes, tokens, key scopes, PAM."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+
+import jwt
+import pytest
+
+from qs_gateway.auth.accounts import Accounts
+from qs_gateway.auth.authenticator import key_scopes
+from qs_gateway.auth.plugins import COMPATIBLE_NAMES, resolve
+from qs_gateway.auth.policies import (
+    BasicAPIAccessControl,
+    DefaultResourceAccessControl,
+    DictionaryAPIAccessControl,
+    build_roles,
+)
+from qs_gateway.auth.principal import Principal
+from qs_gateway.auth.providers import Provider, build_providers
+from qs_gateway.auth.providers.dictionary import DictionaryAuthenticator, check_password
+from qs_gateway.auth.providers.ldap import LDAPAuthenticator
+from qs_gateway.auth.providers.oidc import OIDCAuthenticator
+from qs_gateway.auth.providers.pam import PAMAuthenticator
+from qs_gateway.auth.scopes import DEFAULT_ROLES
+from qs_gateway.auth.server_based import ServerBasedAPIAccessControl
+from qs_gateway.auth.tokens import SigningKeys, TokenExpired, TokenInvalid, Tokens
+from qs_gateway.config import ConfigError
+from qs_gateway.errors import BadRequest
+
+# -- import paths ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path, cls",
+    [
+        ("bluesky_httpserver.authenticators:DictionaryAuthenticator", DictionaryAuthenticator),
+        ("bluesky_httpserver.authenticators:LDAPAuthenticator", LDAPAuthenticator),
+        ("bluesky_httpserver.authenticators:PAMAuthenticator", PAMAuthenticator),
+        ("bluesky_httpserver.authenticators:OIDCAuthenticator", OIDCAuthenticator),
+        ("bluesky_httpserver.authorization:BasicAPIAccessControl", BasicAPIAccessControl),
+        ("bluesky_httpserver.authorization:DictionaryAPIAccessControl", DictionaryAPIAccessControl),
+        ("bluesky_httpserver.authorization:ServerBasedAPIAccessControl", ServerBasedAPIAccessControl),
+        ("bluesky_httpserver.authorization:DefaultResourceAccessControl", DefaultResourceAccessControl),
+        ("bluesky_httpserver.authorization.api_access:DictionaryAPIAccessControl", DictionaryAPIAccessControl),
+        ("qs_gateway.auth.policies:DictionaryAPIAccessControl", DictionaryAPIAccessControl),
+        ("qs_gateway.auth.policies.DictionaryAPIAccessControl", DictionaryAPIAccessControl),
+    ],
+)
+def test_import_paths_of_bluesky_httpserver_name_our_classes(path, cls):
+    assert resolve(path, "where") is cls
+
+
+def test_every_compatible_name_resolves():
+    for path in COMPATIBLE_NAMES:
+        assert isinstance(resolve(path, "where"), type)
+
+
+@pytest.mark.parametrize("path", ["", "nodots", "no.such.module:X", "qs_gateway.auth.policies:Nope", 5])
+def test_unresolvable_paths_name_the_key(path):
+    with pytest.raises(ConfigError, match="^where"):
+        resolve(path, "where")
+
+
+class AsyncAuthenticator:
+    """Written for bluesky-httpserver: async, returns an object with ``user_name``."""
+
+    mode = type("Mode", (), {"value": "password"})()
+
+    def __init__(self, accepted: str) -> None:
+        self.accepted = accepted
+
+    async def authenticate(self, username: str, password: str):
+        if username == self.accepted and password == "pw":
+            return type("UserSessionState", (), {"user_name": username})()
+        return None
+
+
+def test_custom_authenticators_plug_in():
+    providers = build_providers(
+        [{"provider": "custom", "authenticator": f"{__name__}:AsyncAuthenticator", "args": {"accepted": "kim"}}]
+    )
+    provider = providers["custom"]
+    assert provider.mode == "password"
+    assert provider.authenticate("kim", "pw") == "kim"
+    assert provider.authenticate("kim", "wrong") is None
+    with pytest.raises(ConfigError, match=r"providers\[0\].args"):
+        build_providers([{"provider": "custom", "authenticator": f"{__name__}:AsyncAuthenticator", "args": {}}])
+    with pytest.raises(ConfigError, match=r"providers\[0\]: unknown key"):
+        build_providers([{"provider": "p", "authenticator": "x:y", "arguments": {}}])
+
+
+# -- policies and roles --------------------------------------------------------------------------
+
+
+def test_role_edits_apply_set_then_add_then_remove():
+    roles = build_roles(
+        {
+            "user": {
+                "scopes_set": ["read:status", "read:queue"],
+                "scopes_add": "write:queue:edit",
+                "scopes_remove": "read:queue",
+            },
+            "observer": None,
+            "NewRole": {"scopes_add": ["Read:Status"]},
+        }
+    )
+    assert roles["user"] == {"read:status", "write:queue:edit"}
+    assert roles["observer"] == frozenset()
+    assert roles["newrole"] == {"read:status"}
+    assert roles["expert"] == DEFAULT_ROLES["expert"]
+
+
+def test_dictionary_policy_users_names_and_built_ins():
+    policy = DictionaryAPIAccessControl(
+        users={
+            "bob": {"roles": ["Admin", "expert"], "displayed_name": "Bob Smith", "email": "bob@example.org"},
+            "ann@example.org": {"roles": "user"},
+            "guest": None,
+        }
+    )
+    assert policy.get_user_roles("bob") == {"admin", "expert"}
+    assert policy.get_displayed_user_name("bob") == 'bob "Bob Smith <bob@example.org>"'
+    assert policy.get_user_scopes("ann@example.org") == DEFAULT_ROLES["user"]
+    assert policy.is_user_known("guest") and policy.get_user_scopes("guest") == frozenset()
+    assert not policy.is_user_known("nobody")
+    assert policy.get_user_roles("UNAUTHENTICATED_SINGLE_USER") == {"unauthenticated_single_user"}
+    with pytest.raises(ConfigError, match=r"users.bob: unknown key 'role'"):
+        DictionaryAPIAccessControl(users={"bob": {"role": "admin"}})
+    with pytest.raises(ConfigError, match=r"users.bob.roles"):
+        DictionaryAPIAccessControl(users={"bob": {"roles": [5]}})
+
+
+# -- passwords -----------------------------------------------------------------------------------
+
+
+def _passlib_pbkdf2_sha256(password: str, salt: bytes, rounds: int) -> str:
+    def ab64(data: bytes) -> str:
+        return base64.b64encode(data).decode().rstrip("=").replace("+", ".")
+
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, rounds)
+    return f"$pbkdf2-sha256${rounds}${ab64(salt)}${ab64(digest)}"
+
+
+def test_password_formats():
+    import bcrypt
+    from werkzeug.security import generate_password_hash
+
+    stored = {
+        "plain": "s3cret",
+        "bcrypt": bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode(),
+        "werkzeug": generate_password_hash("s3cret", method="pbkdf2:sha256:1000"),
+        "passlib": _passlib_pbkdf2_sha256("s3cret", b"saltsaltsalt", 1000),
+    }
+    for kind, value in stored.items():
+        assert check_password(value, "s3cret"), kind
+        assert not check_password(value, "wrong"), kind
+    assert not check_password("$pbkdf2-sha256$x$y", "s3cret")  # malformed hash: refused, no error
+    authenticator = DictionaryAuthenticator(users_to_passwords={"a": stored["passlib"]})
+    assert authenticator.authenticate("a", "s3cret") == "a"
+    assert authenticator.authenticate("a", "") is None and authenticator.authenticate("b", "s3cret") is None
+
+
+# -- tokens ----------------------------------------------------------------------------------------
+
+
+def _tokens(*keys: str, access: float = 900) -> Tokens:
+    return Tokens(SigningKeys(keys, shared=lambda: "shared-key-" * 4), access_max_age=access, refresh_max_age=3600)
+
+
+def test_tokens_claims_rotation_and_refusals():
+    new, old = "n" * 32, "o" * 32
+    token = _tokens(old).access_token("abc", {"read:status"}, [("toy", "bob")])
+    claims = _tokens(new, old).decode(token, "access")
+    assert (
+        claims["sub"] == "abc" and claims["ids"] == [{"id": "bob", "idp": "toy"}] and claims["scp"] == ["read:status"]
+    )
+    with pytest.raises(TokenInvalid):
+        _tokens(new).decode(token, "access")
+    with pytest.raises(TokenInvalid):
+        _tokens(old).decode(token, "refresh")
+    with pytest.raises(TokenInvalid):
+        _tokens(old).decode("garbage", "access")
+    expired = jwt.encode({"type": "access", "exp": int(time.time()) - 5}, old, algorithm="HS256")
+    with pytest.raises(TokenExpired):
+        _tokens(new, old).decode(expired, "access")
+
+
+def test_without_configured_keys_the_shared_key_is_fetched_once():
+    calls = []
+    keys = SigningKeys((), shared=lambda: calls.append(1) or "k" * 32)
+    assert keys.all() == ("k" * 32,) and keys.all() == ("k" * 32,)
+    assert calls == [1]
+
+
+# -- API key scopes ------------------------------------------------------------------------------
+
+
+def test_key_scopes_are_the_stored_ones_within_the_principals():
+    principal = frozenset({"read:status", "read:queue"})
+    assert key_scopes(["inherit"], principal) == principal
+    assert key_scopes(["read:status", "write:queue:edit"], principal) == {"read:status"}
+    assert key_scopes([], principal) == frozenset()
+
+
+def _issuer(scopes: set[str], key_scopes: tuple[str, ...] | None = None) -> Principal:
+    return Principal(
+        "u", "u", "primary", scopes=frozenset(scopes), method="api_key", uuid="x", api_key_scopes=key_scopes
+    )
+
+
+def test_new_key_scopes_follow_the_reference_rules():
+    token_user = _issuer({"read:status", "read:queue", "user:apikeys"})
+    assert Accounts.scopes_for_new_key(token_user, None) == ["inherit"]
+    assert Accounts.scopes_for_new_key(token_user, ["inherit", "read:status"]) == ["inherit"]
+    assert Accounts.scopes_for_new_key(token_user, ["read:queue"]) == ["read:queue"]
+    with pytest.raises(BadRequest, match=r"Requested scopes \['write:config'\] must be a subset"):
+        Accounts.scopes_for_new_key(token_user, ["write:config"])
+    fixed_key = _issuer({"read:status", "user:apikeys"}, ("read:status", "user:apikeys"))
+    assert Accounts.scopes_for_new_key(fixed_key, None) == ["read:status", "user:apikeys"]
+    with pytest.raises(BadRequest):
+        Accounts.scopes_for_new_key(fixed_key, ["read:queue"])
+
+
+# -- PAM (unit tests only: a real login would need an account and its password on this host) ------
+
+
+def test_pam_refuses_an_unknown_account_through_real_pam():
+    authenticator = PAMAuthenticator(service="login")
+    assert authenticator.authenticate("qs-gateway-no-such-user", "x") is None
+
+
+def test_pam_accepts_what_pam_accepts(monkeypatch):
+    authenticator = PAMAuthenticator(service="other")
+    seen = []
+    monkeypatch.setattr(authenticator._pamela, "authenticate", lambda user, pw, service: seen.append((user, service)))
+    assert Provider("pam", authenticator, "password").authenticate("ann", "pw") == "ann"
+    assert seen == [("ann", "other")]
+
+
+# -- configuration checks of the providers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"server_address": [], "bind_dn_template": "uid={username}"}, "server_address"),
+        ({"server_address": "h", "bind_dn_template": "uid=x"}, "bind_dn_template"),
+        ({"server_address": "h"}, "bind_dn_template"),
+        ({"server_address": "h", "lookup_dn": True}, "lookup_dn"),
+        (
+            {"server_address": "h", "bind_dn_template": "uid={username}", "valid_username_regex": "("},
+            "valid_username_regex",
+        ),
+    ],
+)
+def test_ldap_configuration_errors(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        LDAPAuthenticator(**kwargs)
+
+
+def test_ldap_server_addresses():
+    ldap = LDAPAuthenticator(
+        server_address=["a.example.org", "b.example.org:3389"], server_port=389, bind_dn_template="uid={username}"
+    )
+    assert ldap.servers == [("a.example.org", 389), ("b.example.org", 3389)]
+
+
+def test_oidc_configuration_errors():
+    args = dict(client_id="c", client_secret="s", redirect_uri="r", token_uri="t", authorization_endpoint="a")
+    with pytest.raises(ConfigError, match="public_keys"):
+        OIDCAuthenticator(**args, public_keys=[])
+    with pytest.raises(ConfigError, match=r"public_keys\[0\]"):
+        OIDCAuthenticator(**args, public_keys=[{"kty": "RSA"}])
+    with pytest.raises(ConfigError, match="client_id"):
+        OIDCAuthenticator(**{**args, "client_id": ""}, public_keys=[{"kty": "oct", "k": "c2VjcmV0"}])

@@ -1,0 +1,113 @@
+"""ServerBasedAPIAccessControl against an access server that the test runs on a free port."""
+
+from __future__ import annotations
+
+import pytest
+
+from qs_gateway.auth.server_based import users_from_access_list
+from qs_gateway.extensions import EXTENSION_KEY
+
+from .auth_support import JsonServer, auth_config, bearer, configured_app, login, provider
+from .support import plan, wait_for
+
+PASSWORDS = {"dana": "dana_password", "eric": "eric_password", "zed": "zed_password"}
+ACCESS_PATH = "/api/instrument/bl99/qserver/access"
+
+
+class AccessServer:
+    def __init__(self) -> None:
+        self.access = {
+            "user": {"dana": {"first_name": "Dana", "last_name": "Scully", "email": "dana@example.org"}},
+            "observer": {"eric": {}},
+            "no_such_role": {"zed": {}},
+        }
+        self.failing = False
+        self.server = JsonServer(self.answer)
+
+    def answer(self, method: str, path: str, body: str) -> tuple[int, dict]:
+        if self.failing:
+            return 500, {"detail": "down for maintenance"}
+        if path != ACCESS_PATH:
+            return 404, {"detail": "Not Found"}
+        return 200, self.access
+
+
+@pytest.fixture
+def access_server():
+    server = AccessServer()
+    yield server
+    server.server.close()
+
+
+@pytest.fixture
+def app_and_client(access_server, tmp_path, re_manager):
+    policy_args = {
+        "instrument": "BL99",
+        "base_url": f"{access_server.server.url}/api",
+        "update_period": 0.2,
+        "expiration_period": 1.0,
+        "http_timeout": 2,
+    }
+    config = auth_config(
+        [provider("toy", "DictionaryAuthenticator", users_to_passwords=PASSWORDS)],
+        api_access={"policy": "bluesky_httpserver.authorization:ServerBasedAPIAccessControl", "args": policy_args},
+    )
+    with configured_app(re_manager, tmp_path, config) as app:
+        yield app, app.test_client()
+
+
+def test_users_and_roles_come_from_the_access_server(app_and_client, access_server, manager_idle):
+    app, client = app_and_client
+    policy = app.extensions[EXTENSION_KEY].auth.api_access
+    # building the app started nothing: the poller starts in the process that serves requests
+    assert policy._poller_pid is None and access_server.server.requests == []
+
+    dana = bearer(login(client, "dana", PASSWORDS["dana"]))
+    assert client.get("/api/auth/scopes", headers=dana).get_json()["roles"] == ["user"]
+    added = client.post("/api/queue/item/add", json={"item": plan()}, headers=dana).get_json()
+    assert added["item"]["user"] == 'dana "Dana Scully <dana@example.org>"'
+    eric = bearer(login(client, "eric", PASSWORDS["eric"]))
+    assert client.post("/api/queue/item/add", json={"item": plan()}, headers=eric).status_code == 401
+    # a role the gateway does not know is ignored: zed is nobody
+    refused = client.post("/api/auth/provider/toy/token", data={"username": "zed", "password": PASSWORDS["zed"]})
+    assert refused.get_json()["detail"] == "User is not authorized to access the server"
+
+    # dana loses her role on the access server: her token loses its scopes at the next poll
+    access_server.access["observer"]["dana"] = access_server.access["user"].pop("dana")
+
+    def demoted() -> bool:
+        return client.get("/api/auth/scopes", headers=dana).get_json()["roles"] == ["observer"]
+
+    wait_for(demoted, 10, "dana's new role")
+    assert client.post("/api/queue/item/add", json={"item": plan()}, headers=dana).status_code == 401
+
+    # the access server fails: the last list holds until it expires, then only built-in users remain
+    access_server.failing = True
+
+    def forgotten() -> bool:
+        return client.get("/api/auth/scopes", headers=eric).get_json()["roles"] == []
+
+    wait_for(forgotten, 10, "the access list to expire")
+    assert client.get("/api/status", headers=eric).status_code == 401
+    access_server.failing = False
+    wait_for(lambda: not forgotten(), 10, "the access list to come back")
+
+
+def test_access_list_parsing():
+    roles = {"user": frozenset(), "observer": frozenset()}
+    users = users_from_access_list(
+        {
+            "User": {"ann": {"first_name": " Ann ", "last_name": 5, "email": "ann@example.org"}},
+            "observer": {"ann": None, "ben": {"last_name": "Bell"}},
+            "admin_of_nothing": {"cy": {}},
+        },
+        roles,
+    )
+    assert users["ann"] == {
+        "roles": frozenset({"user", "observer"}),
+        "displayed_name": "Ann",
+        "email": "ann@example.org",
+    }
+    assert users["ben"]["displayed_name"] == "Bell" and "cy" not in users
+    with pytest.raises(ValueError):
+        users_from_access_list(["not", "a", "mapping"], roles)
