@@ -193,7 +193,7 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
     Option(
         "breaker_open_seconds",
         "QS_GATEWAY_BREAKER_OPEN_SECONDS",
-        1.0,
+        0.5,
         _parser(float, minimum=0.0),
         "Seconds requests fail at once before one request probes RE Manager again.",
     ),
@@ -254,6 +254,13 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         15.0,
         _parser(float, minimum=0.1),
         "Seconds between heartbeat comments on quiet Server-Sent Event streams.",
+    ),
+    Option(
+        "gzip_min_bytes",
+        "QS_GATEWAY_GZIP_MIN_BYTES",
+        4096,
+        _parser(int, minimum=0),
+        "Answers at least this large are gzip-compressed for clients that accept it (0: never).",
     ),
     Option(
         "worker_header",

@@ -72,12 +72,16 @@ class Services:
         """Start what a serving worker runs: the ZeroMQ context and the ingest thread."""
         self.pool.open()
         self.ingester.start()
+        if self.metrics is not None:
+            self.metrics.watch_gc()  # from here on collections pause requests
 
     def begin_shutdown(self) -> None:
         """The worker was asked to stop: open streams end now instead of holding it up."""
         self.hub.shutdown()
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.stop_watching_gc()
         self.hub.shutdown()
         self.ingester.stop()
         stop_polling = getattr(self.auth.api_access, "stop", None)

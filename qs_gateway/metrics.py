@@ -13,8 +13,10 @@ which is also something only a request can end.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
+import time
 
 from .transport import SocketPool
 
@@ -68,8 +70,43 @@ class GatewayMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.gc_pause = Histogram(
+            "qs_gateway_gc_pause_seconds",
+            "Garbage collections of the worker processes: the CPU time each one held the worker",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+            registry=registry,
+        )
+        self.gc_pause_max = Gauge(
+            "qs_gateway_gc_pause_max_seconds",
+            "The longest garbage-collection pause of a live worker",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self._lock = threading.Lock()
         self._timeouts_seen = 0
+        self._gc_started = 0.0
+        self._gc_longest = 0.0
+
+    def watch_gc(self) -> None:
+        """Time every garbage collection of this process (a pause of every thread in it)."""
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
+
+    def stop_watching_gc(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        # Called with the GIL held while the collection runs: start and stop pair up. CPU time
+        # of this thread, so that being descheduled by a busy machine is not counted as GC.
+        if phase == "start":
+            self._gc_started = time.thread_time()
+            return
+        pause = time.thread_time() - self._gc_started
+        self.gc_pause.observe(pause)
+        if pause > self._gc_longest:
+            self._gc_longest = pause
+            self.gc_pause_max.set(pause)
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).inc()

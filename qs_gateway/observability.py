@@ -84,18 +84,8 @@ def register_observability(app: Flask) -> None:
             services.metrics.observe_request(endpoint, request.method, status, seconds)
             services.metrics.sample_pool(services.pool)
 
-        path = request.path
-        query = redact_query(request.query_string.decode("latin-1"))
-        fields = {
-            "request_id": request_id,
-            "method": request.method,
-            "path": f"{path}?{query}" if query else path,
-            "status": status,
-            "duration_ms": round(seconds * 1000, 1),
-            "remote_addr": request.remote_addr,
-            **_who(),
-        }
-        request_log.info("request", extra={"fields": fields})
+        if request_log.isEnabledFor(logging.INFO):
+            _log_request(request_id, status, seconds)
         if request.method not in READ_ONLY_METHODS:
             audit = {
                 "request_id": request_id,
@@ -107,3 +97,18 @@ def register_observability(app: Flask) -> None:
             }
             audit_log.info("audit", extra={"fields": audit})
         return response
+
+
+def _log_request(request_id: str, status: int, seconds: float) -> None:
+    path = request.path
+    query = redact_query(request.query_string.decode("latin-1"))
+    fields = {
+        "request_id": request_id,
+        "method": request.method,
+        "path": f"{path}?{query}" if query else path,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 1),
+        "remote_addr": request.remote_addr,
+        **_who(),
+    }
+    request_log.info("request", extra={"fields": fields})

@@ -234,3 +234,34 @@ def test_test_server_sleep(client):
     missing = client.get("/api/test/server/sleep", json={})
     assert missing.status_code == 400
     assert missing.get_json()["detail"].startswith("The required parameter 'time' is missing in the API call")
+
+
+@pytest.mark.parametrize(
+    "path, uid_field",
+    [("/api/status", "status_uid"), ("/api/queue/get", "plan_queue_uid"), ("/api/history/get", "plan_history_uid")],
+)
+def test_conditional_reads_answer_304_until_the_uid_changes(client, manager_idle, path, uid_field):
+    first = client.get(path)
+    etag = first.headers["ETag"]
+    assert etag == f'W/"{first.get_json()[uid_field]}"'
+    unchanged = client.get(path, headers={"If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.data == b"" and unchanged.headers["ETag"] == etag
+    client.post("/api/queue/item/add", json={"item": PLAN_COUNT})
+    client.post("/api/history/clear")  # a new plan_history_uid, even for an empty history
+    changed = client.get(path, headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+
+
+def test_large_answers_are_gzipped_for_clients_that_accept_it(client, manager_idle):
+    import gzip
+
+    client.post("/api/queue/item/add/batch", json={"items": [plan(num=i) for i in range(100)]})
+    plain = client.get("/api/queue/get")
+    assert "Content-Encoding" not in plain.headers
+    compressed = client.get("/api/queue/get", headers={"Accept-Encoding": "gzip, deflate"})
+    assert compressed.headers["Content-Encoding"] == "gzip"
+    assert compressed.headers["Vary"] == "Accept-Encoding"
+    assert gzip.decompress(compressed.data) == plain.data
+    assert len(compressed.data) < len(plain.data) / 3
+    small = client.get("/api/status", headers={"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in small.headers  # not worth it below gzip_min_bytes

@@ -110,9 +110,9 @@ def test_an_undelivered_read_is_tried_once_more_a_write_is_not(monkeypatch):
     attempts = []
     original = SocketPool._exchange
 
-    def counting(sock, frame, timeouts):
+    def counting(sock, frame, timeouts, deadline):
         attempts.append(frame)
-        return original(sock, frame, timeouts)
+        return original(sock, frame, timeouts, deadline)
 
     monkeypatch.setattr(SocketPool, "_exchange", staticmethod(counting))
     try:

@@ -47,7 +47,13 @@ def _sets_cookie(response: Response, name: str) -> bool:
 
 
 def set_cookies(response: Response) -> Response:
-    if CSRF_COOKIE not in request.cookies and not _sets_cookie(response, CSRF_COOKIE):
+    # Only a client that may authenticate by cookie needs the CSRF cookie; a request with an
+    # Authorization header (scripts, bluesky-queueserver-api, GUIs) is spared the work.
+    if (
+        "Authorization" not in request.headers
+        and CSRF_COOKIE not in request.cookies
+        and not _sets_cookie(response, CSRF_COOKIE)
+    ):
         response.set_cookie(CSRF_COOKIE, secrets.token_urlsafe(32), httponly=True, samesite="Lax")
     credentials = g.get("credentials")
     principal = g.get("principal")

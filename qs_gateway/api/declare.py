@@ -24,7 +24,7 @@ from simple_websocket import Server as WebSocket
 from ..auth import Credentials, Principal, parse_credentials
 from ..auth.credentials import API_KEY_COOKIE
 from ..extensions import services
-from ..manager import Reply, dump_json
+from ..manager import Reply
 from .payload import load, read_payload
 
 # Scope markers beside real scope names:
@@ -96,11 +96,27 @@ def websocket_credentials() -> Credentials:
     )
 
 
-def to_response(result: Any) -> Response:
+def to_response(result: Any, etag_field: str | None = None) -> Response:
+    """The view's result as JSON; conditional (ETag) and compressed (gzip) where that pays."""
     if isinstance(result, Response):
         return result
-    body = result.body if isinstance(result, Reply) else dump_json(result)
-    return Response(body, mimetype="application/json")
+    reply = result if isinstance(result, Reply) else Reply(result)
+    headers = {}
+    if etag_field is not None:
+        version = reply.peek(etag_field)
+        if version is not None:
+            # RE Manager's uid of what the body shows: a new uid for every change
+            etag = f'W/"{version}"'
+            headers["ETag"] = etag
+            if request.if_none_match.contains_weak(etag[2:].strip('"')):
+                return Response(status=304, headers=headers)
+    body = reply.body
+    minimum = services().settings.gateway["gzip_min_bytes"]
+    if minimum and len(body) >= minimum and "gzip" in request.headers.get("Accept-Encoding", ""):
+        body = reply.gzipped
+        headers["Content-Encoding"] = "gzip"
+        headers["Vary"] = "Accept-Encoding"
+    return Response(body, mimetype="application/json", headers=headers)
 
 
 def _as_schema(schema: type[Schema] | Schema | None) -> Schema | None:
@@ -143,6 +159,7 @@ class Resource(Blueprint):
         injects: Iterable[str] = (),
         kind: str = "json",
         location: str = "json",
+        etag: str | None = None,
     ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
         if location not in ("json", "form", "query"):
             raise ValueError(f"payload location must be json, form or query, not {location!r}")
@@ -160,7 +177,7 @@ class Resource(Blueprint):
                     if schema_instance is not None
                     else {}
                 )
-                return to_response(view(Call(payload, principal, path_args)))
+                return to_response(view(Call(payload, principal, path_args)), etag)
 
             handler.__name__ = view.__name__
             handler.__doc__ = view.__doc__

@@ -10,7 +10,13 @@ from .declare import Call, Resource
 history = Resource("history", __name__)
 
 
-@history.endpoint("/history/get", scope="read:history", schema=schemas.Reload, manager_method="history_get")
+@history.endpoint(
+    "/history/get",
+    scope="read:history",
+    schema=schemas.Reload,
+    manager_method="history_get",
+    etag="plan_history_uid",
+)
 def history_get(call: Call) -> Reply:
     """Executed items (cached until `plan_history_uid` changes)."""
     return services().manager.cached(

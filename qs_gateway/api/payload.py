@@ -153,7 +153,21 @@ def describe(errors: Mapping[str, Any], schema: Schema | None = None) -> str:
     return "".join(parts).strip()
 
 
+_EMPTY_LOADS: dict[int, dict[str, Any] | None] = {}
+
+
 def load(schema: Schema, payload: Mapping[str, Any]) -> dict[str, Any]:
+    if not payload:
+        # Most requests carry no parameters: what the schema makes of {} is computed once.
+        key = id(schema)
+        if key not in _EMPTY_LOADS:
+            try:
+                _EMPTY_LOADS[key] = schema.load({})
+            except ValidationError:
+                _EMPTY_LOADS[key] = None
+        cached = _EMPTY_LOADS[key]
+        if cached is not None:
+            return dict(cached)
     try:
         return schema.load(payload)
     except ValidationError as exc:

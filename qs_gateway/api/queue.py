@@ -12,7 +12,9 @@ queue = Resource("queue", __name__)
 IDENTITY = ("user", "user_group")
 
 
-@queue.endpoint("/queue/get", scope="read:queue", schema=schemas.Reload, manager_method="queue_get")
+@queue.endpoint(
+    "/queue/get", scope="read:queue", schema=schemas.Reload, manager_method="queue_get", etag="plan_queue_uid"
+)
 def queue_get(call: Call) -> Reply:
     """The queue and the running item (cached until `plan_queue_uid` changes)."""
     return services().manager.cached("queue_get", uid_field="plan_queue_uid", reload=bool(call.payload.get("reload")))

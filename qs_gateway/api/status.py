@@ -14,7 +14,9 @@ from .streams import last_event_id, pump_to_websocket, server_sent_events, subsc
 status = Resource("status", __name__)
 
 
-@status.endpoint(("/", "/ping", "/status"), scope="read:status", schema=schemas.Reload, manager_method="status")
+@status.endpoint(
+    ("/", "/ping", "/status"), scope="read:status", schema=schemas.Reload, manager_method="status", etag="status_uid"
+)
 def get_status(call: Call) -> Reply:
     """RE Manager status (cached briefly, shared by all workers; `reload` fetches it anew)."""
     return services().manager.status(reload=bool(call.payload.get("reload")))

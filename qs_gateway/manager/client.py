@@ -111,8 +111,9 @@ class ManagerClient:
                 reply = transform(self.cached(method, params, uid_field=uid_field))
             fetched_uid = reply.get(uid_field)
             if reply.succeeded and fetched_uid is not None:
-                _ = reply.body  # serialise once now; every later hit sends these bytes
-                self._by_uid[key] = _UidEntry(fetched_uid, reply)
+                # Kept as serialised bytes only: every hit sends them as they are, and the
+                # garbage collector has no objects to walk (a 1,000-item queue is ~30,000).
+                self._by_uid[key] = _UidEntry(fetched_uid, Reply(body=reply.body))
             return reply
 
         if reload:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import re
 from typing import Any
 
 import orjson
@@ -15,13 +17,14 @@ def dump_json(data: Any) -> bytes:
 
 
 class Reply:
-    __slots__ = ("_data", "_body")
+    __slots__ = ("_data", "_body", "_gzipped")
 
     def __init__(self, data: Any = None, *, body: bytes | None = None) -> None:
         if data is None and body is None:
             raise ValueError("a reply needs data or a body")
         self._data = data
         self._body = body
+        self._gzipped: bytes | None = None
 
     @property
     def data(self) -> Any:
@@ -34,6 +37,22 @@ class Reply:
         if self._body is None:
             self._body = dump_json(self._data)
         return self._body
+
+    @property
+    def gzipped(self) -> bytes:
+        """The body compressed once; a cached reply is compressed only the first time it is sent."""
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, compresslevel=3, mtime=0)
+        return self._gzipped
+
+    def peek(self, key: str) -> str | None:
+        """A string field that appears once in the reply (a ``*_uid``), without decoding the
+        whole body if it has not been decoded yet."""
+        if self._data is not None:
+            value = self.get(key)
+            return value if isinstance(value, str) else None
+        found = re.search(rb'"%s":\s*"([^"\\]*)"' % re.escape(key.encode()), self._body)
+        return found.group(1).decode() if found else None
 
     def get(self, key: str, default: Any = None) -> Any:
         data = self.data

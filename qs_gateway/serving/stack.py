@@ -44,6 +44,7 @@ class ManagedProcess:
     args: Sequence[str]
     log_path: Path
     env: Mapping[str, str] | None = None
+    cwd: Path | None = None
     popen: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self) -> "ManagedProcess":
@@ -55,6 +56,7 @@ class ManagedProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=dict(self.env) if self.env is not None else None,
+            cwd=self.cwd,
             start_new_session=True,  # own process group: stopped as a whole
         )
         log.close()

@@ -165,10 +165,10 @@ class SocketPool:
         sock.connect(self.address)
         return sock
 
-    def _checkout(self) -> zmq.Socket:
+    def _checkout(self, request_deadline: float) -> zmq.Socket:
         self._ensure_process_state()
         started = time.monotonic()
-        deadline = started + self.checkout_timeout
+        deadline = min(started + self.checkout_timeout, request_deadline)
         with self._cond:
             while True:
                 if self._closed:
@@ -215,9 +215,12 @@ class SocketPool:
         was delivered is never sent again, whatever happens to its reply.
         """
         frame = self.codec.encode(message)
+        # One deadline for the whole request, waiting for a socket included: a caller is
+        # answered within the send and receive timeouts, however busy the pool is.
+        deadline = time.monotonic() + timeouts.send + timeouts.receive
         attempts = 2 if repeatable else 1
         for attempt in range(1, attempts + 1):
-            sock = self._checkout()
+            sock = self._checkout(deadline)
             if attempt == 1:  # the retry belongs to the same admitted request (maybe the probe)
                 try:
                     self.breaker.admit()
@@ -225,7 +228,7 @@ class SocketPool:
                     self._checkin(sock)
                     raise
             try:
-                reply_frame = self._exchange(sock, frame, timeouts)
+                reply_frame = self._exchange(sock, frame, timeouts, deadline)
             except RequestTimeout as exc:
                 self._discard(sock)
                 if exc.delivered or attempt == attempts:
@@ -247,8 +250,8 @@ class SocketPool:
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _exchange(sock: zmq.Socket, frame: bytes, timeouts: Timeouts) -> bytes:
-        sock.setsockopt(zmq.SNDTIMEO, _ms(timeouts.send))
+    def _exchange(sock: zmq.Socket, frame: bytes, timeouts: Timeouts, deadline: float) -> bytes:
+        sock.setsockopt(zmq.SNDTIMEO, _ms(min(timeouts.send, deadline - time.monotonic())))
         try:
             sock.send(frame)
         except zmq.Again:
@@ -257,7 +260,7 @@ class SocketPool:
             logger.warning("ZeroMQ send failed: %s", exc)
             raise RequestTimeout(delivered=False) from exc
         try:
-            if not sock.poll(_ms(timeouts.receive), zmq.POLLIN):
+            if not sock.poll(_ms(min(timeouts.receive, deadline - time.monotonic())), zmq.POLLIN):
                 raise RequestTimeout(delivered=True)
             return sock.recv()
         except zmq.ZMQError as exc:

@@ -1,0 +1,1 @@
+"""Benchmarks of qs-gateway against RE Manager itself and a bare Flask app (``scripts/bench``)."""

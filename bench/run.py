@@ -1,0 +1,300 @@
+"""``python -m bench.run``: the benchmark table of qs-gateway, measured in one run.
+
+Starts a private stack (Redis, RE Manager with the simulated profile, the gateway under gunicorn
+with its production settings), a bare Flask app under the same gunicorn settings, and loads
+them from separate processes (wrk; Python processes for direct ZeroMQ). Each row is compared
+with its ceiling measured in the same run: machines are noisy, ratios are what count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from qs_gateway.serving.stack import ManagedProcess, free_port, start_gateway, start_re_manager, start_redis
+
+from . import direct, wrk
+
+API_KEY = "BENCHKEY"
+HEADERS = {"Authorization": f"ApiKey {API_KEY}"}
+ITEM = {"item_type": "plan", "name": "count", "args": [["det1", "det2"]]}
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Row:
+    what: str
+    concurrency: int | str
+    rate: float | None = None
+    p50: float | None = None
+    p99: float | None = None
+    ceiling: str = ""
+    ratio: float | None = None
+    note: str = ""
+
+
+def from_latencies(what: str, concurrency: int, latencies: list[float], seconds: float) -> Row:
+    ordered = sorted(latencies)
+    return Row(
+        what,
+        concurrency,
+        rate=len(ordered) / seconds,
+        p50=statistics.median(ordered) * 1000,
+        p99=ordered[int(len(ordered) * 0.99) - 1] * 1000,
+    )
+
+
+def from_wrk(what: str, concurrency: int, result: wrk.Result) -> Row:
+    note = f"{result.errors} errors" if result.errors else ""
+    return Row(what, concurrency, result.requests_per_second, result.p50_ms, result.p99_ms, note=note)
+
+
+def compare(row: Row, ceiling: Row) -> Row:
+    row.ceiling = f"{ceiling.what} @{ceiling.concurrency}"
+    row.ratio = row.rate / ceiling.rate if ceiling.rate else None
+    return row
+
+
+class Worker_RSS:
+    """Resident memory of a gunicorn master's workers, sampled while load runs."""
+
+    def __init__(self, master_pid: int) -> None:
+        self.master_pid = master_pid
+        self.peak: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def workers(self) -> list[int]:
+        children = Path(f"/proc/{self.master_pid}/task/{self.master_pid}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+    @staticmethod
+    def rss_mb(pid: int) -> float:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+
+    def now(self) -> list[float]:
+        return [self.rss_mb(pid) for pid in self.workers()]
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            for pid in self.workers():
+                try:
+                    self.peak[pid] = max(self.peak.get(pid, 0.0), self.rss_mb(pid))
+                except OSError:
+                    pass
+
+    def __enter__(self) -> "Worker_RSS":
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def start_floor(workdir: Path, workers: int, threads: int) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    process = ManagedProcess(
+        "floor",
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "-k",
+            "gthread",
+            "-w",
+            str(workers),
+            "--threads",
+            str(threads),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--keep-alive",
+            "65",
+            "--no-control-socket",
+            "bench.floor_app:app",
+        ],
+        workdir / "floor.log",
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=workdir,  # not the repository: its gunicorn.conf.py is the gateway's
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    process.wait_until(lambda: httpx.get(f"{url}/small").status_code == 200, 30, "answering")
+    return process, url
+
+
+def fill_queue(address: str, count: int) -> None:
+    from bluesky_queueserver_api.zmq import REManagerAPI
+
+    rm = REManagerAPI(zmq_control_addr=address)
+    try:
+        rm.queue_clear()
+        for _ in range(count // 100):
+            rm.item_add_batch([ITEM] * 100)
+    finally:
+        rm.close()
+
+
+def gc_pauses(metrics_url: str) -> tuple[float, int]:
+    """The longest garbage-collection pause in any worker (ms) and how many exceeded 20 ms."""
+    text = httpx.get(metrics_url).text
+    longest = max(
+        (float(v) for v in re.findall(r"^qs_gateway_gc_pause_max_seconds\S* (\S+)$", text, re.M)), default=0.0
+    )
+    total = sum(float(v) for v in re.findall(r"^qs_gateway_gc_pause_seconds_count\S* (\S+)$", text, re.M))
+    under = sum(float(v) for v in re.findall(r'^qs_gateway_gc_pause_seconds_bucket\{le="0.02"\S* (\S+)$', text, re.M))
+    return longest * 1000, int(total - under)
+
+
+def measure(args: argparse.Namespace) -> list[Row]:
+    seconds = args.seconds
+    workdir = Path(tempfile.mkdtemp(prefix="qs-gateway-bench-"))
+    processes: list[ManagedProcess] = []
+    rows: list[Row] = []
+    try:
+        redis, redis_port = start_redis(workdir / "redis")
+        processes.append(redis)
+        manager, ports = start_re_manager(workdir, redis_port=redis_port, name_prefix="qs_gateway_bench")
+        processes.append(manager)
+        metrics_port = free_port()
+        gateway, url = start_gateway(
+            workdir,
+            {
+                "QSERVER_ZMQ_CONTROL_ADDRESS": ports.control_address,
+                "QSERVER_ZMQ_INFO_ADDRESS": ports.info_address,
+                "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": API_KEY,
+                "QS_GATEWAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+                "QS_GATEWAY_WORKERS": str(args.workers),
+                "QS_GATEWAY_THREADS": str(args.threads),
+                "QS_GATEWAY_METRICS_BIND": f"127.0.0.1:{metrics_port}",
+                "QS_GATEWAY_LOG_LEVEL": "warning",
+            },
+        )
+        processes.append(gateway)
+        floor, floor_url = start_floor(workdir, args.workers, args.threads)
+        processes.append(floor)
+        rss = Worker_RSS(gateway.pid)
+        for _ in range(20):
+            httpx.get(f"{url}/api/status", headers=HEADERS)
+        time.sleep(1)
+        idle = rss.now()
+
+        print("direct ZeroMQ ...", file=sys.stderr)
+        direct_status = {
+            c: from_latencies(
+                "direct ZeroMQ `status`", c, direct.run(ports.control_address, "status", {}, c, seconds), seconds
+            )
+            for c in (1, 8)
+        }
+        direct_add = from_latencies(
+            "direct ZeroMQ `queue_item_add`",
+            8,
+            direct.run(
+                ports.control_address,
+                "queue_item_add",
+                {"item": ITEM, "user": "bench", "user_group": "primary"},
+                8,
+                seconds,
+            ),
+            seconds,
+        )
+        fill_queue(ports.control_address, 1000)
+        direct_get = {
+            c: from_latencies(
+                "direct ZeroMQ `queue_get`, 1,000 items",
+                c,
+                direct.run(ports.control_address, "queue_get", {}, c, seconds),
+                seconds,
+            )
+            for c in (1, 8)
+        }
+        fill_queue(ports.control_address, 0)
+        rows += [*direct_status.values(), direct_add, *direct_get.values()]
+
+        print("framework floor ...", file=sys.stderr)
+        floor_small = {
+            c: from_wrk(
+                "Flask + gunicorn, constant body", c, wrk.run(f"{floor_url}/small", connections=c, seconds=seconds)
+            )
+            for c in (1, 8, 32, 64)
+        }
+        floor_large = {
+            c: from_wrk(
+                "Flask + gunicorn, constant 200 KB body",
+                c,
+                wrk.run(f"{floor_url}/large", connections=c, seconds=seconds),
+            )
+            for c in (1, 8)
+        }
+        rows += [*floor_small.values(), *floor_large.values()]
+
+        print("gateway ...", file=sys.stderr)
+        with rss:
+            for c in (1, 8, 32, 64):
+                result = wrk.run(f"{url}/api/status", connections=c, seconds=seconds, headers=HEADERS)
+                rows.append(compare(from_wrk("gateway `GET /api/status`", c, result), floor_small[c]))
+            body = httpx.Request("POST", url, json={"item": ITEM}).content
+            result = wrk.run(
+                f"{url}/api/queue/item/add", connections=8, seconds=seconds, headers=HEADERS, method="POST", body=body
+            )
+            rows.append(compare(from_wrk("gateway `POST /api/queue/item/add`", 8, result), direct_add))
+            fill_queue(ports.control_address, 1000)
+            for c in (1, 8):
+                result = wrk.run(f"{url}/api/queue/get", connections=c, seconds=seconds, headers=HEADERS)
+                rows.append(compare(from_wrk("gateway `GET /api/queue/get`, 1,000 items", c, result), floor_large[c]))
+            fill_queue(ports.control_address, 0)
+        loaded = list(rss.peak.values())
+        rows.append(Row("gateway RSS per worker, idle (MB)", "-", note=", ".join(f"{v:.0f}" for v in idle)))
+        rows.append(Row("gateway RSS per worker, loaded peak (MB)", "-", note=", ".join(f"{v:.0f}" for v in loaded)))
+        longest, over = gc_pauses(f"http://127.0.0.1:{metrics_port}/metrics")
+        rows.append(Row("gateway garbage-collection pauses", "-", note=f"longest {longest:.1f} ms; {over} over 20 ms"))
+    finally:
+        for process in reversed(processes):
+            process.stop()
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| measurement | concurrency | req/s | p50 ms | p99 ms | ceiling | ratio | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def number(value: float | None, digits: int = 0) -> str:
+        return "" if value is None else f"{value:,.{digits}f}"
+
+    for row in rows:
+        lines.append(
+            f"| {row.what} | {row.concurrency} | {number(row.rate)} | {number(row.p50, 2)} | {number(row.p99, 2)} "
+            f"| {row.ceiling} | {number(row.ratio, 2)} | {row.note} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run (default 5)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2, as in production)")
+    parser.add_argument("--threads", type=int, default=16, help="threads per worker (default 16)")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    rows = measure(args)
+    print(
+        f"\n{args.workers} workers x {args.threads} threads, {args.seconds:g} s per run, "
+        f"{os.cpu_count()} CPUs, took {time.monotonic() - started:.0f} s\n"
+    )
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
