@@ -28,6 +28,7 @@ class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         options = settings.gateway
+        self.gzip_min_bytes = options["gzip_min_bytes"]
         self.store = RedisStore(options["redis_url"], options["redis_prefix"])
         self.pool = SocketPool(
             settings.zmq.control_address,

@@ -30,7 +30,9 @@ CORS_MAX_AGE = 600
 
 
 def check_csrf() -> None:
-    if request.method in SAFE_METHODS or API_KEY_COOKIE not in request.cookies:
+    if request.method in SAFE_METHODS or "HTTP_COOKIE" not in request.environ:
+        return
+    if API_KEY_COOKIE not in request.cookies:
         return
     expected = request.cookies.get(CSRF_COOKIE)
     if not expected:
@@ -47,13 +49,12 @@ def _sets_cookie(response: Response, name: str) -> bool:
 
 
 def set_cookies(response: Response) -> Response:
-    # Only a client that may authenticate by cookie needs the CSRF cookie; a request with an
-    # Authorization header (scripts, bluesky-queueserver-api, GUIs) is spared the work.
-    if (
-        "Authorization" not in request.headers
-        and CSRF_COOKIE not in request.cookies
-        and not _sets_cookie(response, CSRF_COOKIE)
-    ):
+    environ = request.environ
+    if "HTTP_AUTHORIZATION" in environ and "api_key" not in environ.get("QUERY_STRING", ""):
+        # Only a client that may authenticate by cookie needs the cookies; a request with an
+        # Authorization header (scripts, bluesky-queueserver-api, GUIs) is spared the work.
+        return response
+    if CSRF_COOKIE not in request.cookies and not _sets_cookie(response, CSRF_COOKIE):
         response.set_cookie(CSRF_COOKIE, secrets.token_urlsafe(32), httponly=True, samesite="Lax")
     credentials = g.get("credentials")
     principal = g.get("principal")

@@ -75,8 +75,12 @@ def authorize(scope: str | None, credentials: Credentials | None = None) -> Prin
         principal = auth.public
     else:
         if credentials is None:
+            environ = request.environ
+            # the query string and the cookies are parsed only when they could hold a key
             credentials = parse_credentials(
-                request.headers.get("Authorization"), request.args.get("api_key"), request.cookies.get(API_KEY_COOKIE)
+                environ.get("HTTP_AUTHORIZATION"),
+                request.args.get("api_key") if "api_key" in environ.get("QUERY_STRING", "") else None,
+                request.cookies.get(API_KEY_COOKIE) if "HTTP_COOKIE" in environ else None,
             )
         g.credentials = credentials
         principal = auth.authenticate(credentials)
@@ -101,6 +105,7 @@ def to_response(result: Any, etag_field: str | None = None) -> Response:
     if isinstance(result, Response):
         return result
     reply = result if isinstance(result, Reply) else Reply(result)
+    environ = request.environ
     headers = {}
     if etag_field is not None:
         version = reply.peek(etag_field)
@@ -108,11 +113,11 @@ def to_response(result: Any, etag_field: str | None = None) -> Response:
             # RE Manager's uid of what the body shows: a new uid for every change
             etag = f'W/"{version}"'
             headers["ETag"] = etag
-            if request.if_none_match.contains_weak(etag[2:].strip('"')):
+            if "HTTP_IF_NONE_MATCH" in environ and request.if_none_match.contains_weak(version):
                 return Response(status=304, headers=headers)
     body = reply.body
-    minimum = services().settings.gateway["gzip_min_bytes"]
-    if minimum and len(body) >= minimum and "gzip" in request.headers.get("Accept-Encoding", ""):
+    minimum = services().gzip_min_bytes
+    if minimum and len(body) >= minimum and "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
         body = reply.gzipped
         headers["Content-Encoding"] = "gzip"
         headers["Vary"] = "Accept-Encoding"

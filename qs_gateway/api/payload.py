@@ -60,8 +60,14 @@ def read_payload(schema: Schema, location: str = "json") -> dict[str, Any]:
     the JSON body (on a GET without a body, the query string typed through ``schema``)."""
     if location == "form":
         return read_form()
+    environ = request.environ
     if location == "query":
         return query_payload(schema, request.args.to_dict(flat=False))
+    if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
+        # no body at all (most GETs): the query string, if any, is the payload
+        if environ.get("QUERY_STRING") and request.method in ("GET", "HEAD"):
+            return query_payload(schema, request.args.to_dict(flat=False))
+        return {}
     body = read_json_object()
     if body or request.method not in ("GET", "HEAD") or request.get_data(cache=True).strip():
         return body

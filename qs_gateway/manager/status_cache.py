@@ -35,18 +35,18 @@ class StatusCache:
         self._local_generation = 0
         self._local: tuple[int, float, bytes] | None = None  # generation, expiry, body
         if store is not None:
-            self._keys = (
+            self._keys = [
                 store.key("status", "generation"),
                 store.key("status", "cached"),
                 store.key("status", "floor"),
                 store.key("status", "published"),
-            )
+            ]
 
     def lookup(self) -> tuple[bytes | None, int]:
         """Return ``(body or None, current generation)``."""
         if self.store is not None:
             try:
-                generation, cached, floor, published = self.store.run(lambda r: r.mget(self._keys))
+                generation, cached, floor, published = self.store.mget(self._keys)
             except StoreUnavailable:
                 pass
             else:
