@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 
 import pytest
@@ -10,7 +9,6 @@ import redis
 
 from qs_gateway.redis_fast import FastReader, pack
 from qs_gateway.redis_store import RedisStore, StoreUnavailable
-from qs_gateway.serving.stack import ManagedProcess, free_port
 
 
 @pytest.fixture

@@ -114,7 +114,7 @@ class ManagedProcess:
 # -- Redis -------------------------------------------------------------------------------------
 
 
-def start_redis(workdir: Path, port: int | None = None) -> tuple[ManagedProcess, int]:
+def start_redis(workdir: Path, port: int | None = None, extra_args: Sequence[str] = ()) -> tuple[ManagedProcess, int]:
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     proc = ManagedProcess(
@@ -131,6 +131,7 @@ def start_redis(workdir: Path, port: int | None = None) -> tuple[ManagedProcess,
             "no",
             "--dir",
             str(workdir),
+            *extra_args,
         ],
         workdir / "redis.log",
     ).start()
@@ -138,7 +139,8 @@ def start_redis(workdir: Path, port: int | None = None) -> tuple[ManagedProcess,
     def answers() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            # +PONG, or -NOAUTH from a Redis that wants a password: either way it answers
+            return sock.recv(16)[:1] in (b"+", b"-")
 
     proc.wait_until(answers, 10, "answering PING")
     return proc, port
