@@ -9,28 +9,12 @@ import redis
 
 from qs_gateway.redis_fast import FastReader, pack
 from qs_gateway.redis_store import RedisStore, StoreUnavailable
+from qs_gateway.serving.stack import start_redis
 
 
 @pytest.fixture
 def private_redis(tmp_path):
-    port = free_port()
-    process = ManagedProcess(
-        "redis-server",
-        [
-            shutil.which("redis-server"),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--requirepass",
-            "s3cret",
-        ],
-        tmp_path / "redis.log",
-    ).start()
-    client = redis.Redis(port=port, password="s3cret", db=3)
-    process.wait_until(client.ping, 10, "answering")
+    process, port = start_redis(tmp_path, extra_args=("--requirepass", "s3cret"))
     yield process, port
     process.stop()
 
