@@ -21,7 +21,14 @@ from pathlib import Path
 
 import httpx
 
-from qs_gateway.serving.stack import ManagedProcess, free_port, start_gateway, start_re_manager, start_redis
+from qs_gateway.serving.stack import (
+    ManagedProcess,
+    ManagerPorts,
+    free_port,
+    start_gateway,
+    start_re_manager,
+    start_redis,
+)
 
 from . import direct, wrk
 
@@ -155,6 +162,65 @@ def gc_pauses(metrics_url: str) -> tuple[float, int]:
     return longest * 1000, int(total - under)
 
 
+def http_rows(name: str, url: str, floor_url: str, control_address: str, seconds: float, direct_add: Row) -> list[Row]:
+    """The HTTP rows, the same for the gateway and for bluesky-httpserver. Each row is measured
+    right after its framework floor, so that both see the same machine."""
+    rows = []
+
+    def floor(path: str, c: int) -> Row:
+        body = "constant body" if path == "/small" else "constant 200 KB body"
+        row = from_wrk(f"Flask + gunicorn, {body}", c, wrk.run(f"{floor_url}{path}", connections=c, seconds=seconds))
+        rows.append(row)
+        return row
+
+    for c in (1, 8, 32, 64):
+        ceiling = floor("/small", c)
+        result = wrk.run(f"{url}/api/status", connections=c, seconds=seconds, headers=HEADERS)
+        rows.append(compare(from_wrk(f"{name} `GET /api/status`", c, result), ceiling))
+    body = httpx.Request("POST", url, json={"item": ITEM}).content
+    result = wrk.run(
+        f"{url}/api/queue/item/add", connections=8, seconds=seconds, headers=HEADERS, method="POST", body=body
+    )
+    rows.append(compare(from_wrk(f"{name} `POST /api/queue/item/add`", 8, result), direct_add))
+    fill_queue(control_address, 1000)
+    for c in (1, 8):
+        ceiling = floor("/large", c)
+        result = wrk.run(f"{url}/api/queue/get", connections=c, seconds=seconds, headers=HEADERS)
+        rows.append(compare(from_wrk(f"{name} `GET /api/queue/get`, 1,000 items", c, result), ceiling))
+    fill_queue(control_address, 0)
+    return rows
+
+
+def start_reference(workdir: Path, venv: Path, ports: ManagerPorts) -> tuple[ManagedProcess, str]:
+    """bluesky-httpserver from a side environment (``scripts/bench --reference``), one uvicorn
+    process as it is deployed, in front of the same RE Manager."""
+    port = free_port()
+    process = ManagedProcess(
+        "bluesky-httpserver",
+        [
+            str(venv / "bin" / "uvicorn"),
+            "bluesky_httpserver.server:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        workdir / "reference.log",
+        env={
+            **os.environ,
+            "QSERVER_ZMQ_CONTROL_ADDRESS": ports.control_address,
+            "QSERVER_ZMQ_INFO_ADDRESS": ports.info_address,
+            "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": API_KEY,
+        },
+        cwd=workdir,
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    process.wait_until(lambda: httpx.get(f"{url}/api/status", headers=HEADERS).status_code == 200, 60, "answering")
+    return process, url
+
+
 def measure(args: argparse.Namespace) -> list[Row]:
     seconds = args.seconds
     workdir = Path(tempfile.mkdtemp(prefix="qs-gateway-bench-"))
@@ -220,43 +286,27 @@ def measure(args: argparse.Namespace) -> list[Row]:
         fill_queue(ports.control_address, 0)
         rows += [*direct_status.values(), direct_add, *direct_get.values()]
 
-        print("framework floor ...", file=sys.stderr)
-        floor_small = {
-            c: from_wrk(
-                "Flask + gunicorn, constant body", c, wrk.run(f"{floor_url}/small", connections=c, seconds=seconds)
-            )
-            for c in (1, 8, 32, 64)
-        }
-        floor_large = {
-            c: from_wrk(
-                "Flask + gunicorn, constant 200 KB body",
-                c,
-                wrk.run(f"{floor_url}/large", connections=c, seconds=seconds),
-            )
-            for c in (1, 8)
-        }
-        rows += [*floor_small.values(), *floor_large.values()]
-
         print("gateway ...", file=sys.stderr)
         with rss:
-            for c in (1, 8, 32, 64):
-                result = wrk.run(f"{url}/api/status", connections=c, seconds=seconds, headers=HEADERS)
-                rows.append(compare(from_wrk("gateway `GET /api/status`", c, result), floor_small[c]))
-            body = httpx.Request("POST", url, json={"item": ITEM}).content
-            result = wrk.run(
-                f"{url}/api/queue/item/add", connections=8, seconds=seconds, headers=HEADERS, method="POST", body=body
-            )
-            rows.append(compare(from_wrk("gateway `POST /api/queue/item/add`", 8, result), direct_add))
-            fill_queue(ports.control_address, 1000)
-            for c in (1, 8):
-                result = wrk.run(f"{url}/api/queue/get", connections=c, seconds=seconds, headers=HEADERS)
-                rows.append(compare(from_wrk("gateway `GET /api/queue/get`, 1,000 items", c, result), floor_large[c]))
-            fill_queue(ports.control_address, 0)
+            rows += http_rows("gateway", url, floor_url, ports.control_address, seconds, direct_add)
         loaded = list(rss.peak.values())
         rows.append(Row("gateway RSS per worker, idle (MB)", "-", note=", ".join(f"{v:.0f}" for v in idle)))
         rows.append(Row("gateway RSS per worker, loaded peak (MB)", "-", note=", ".join(f"{v:.0f}" for v in loaded)))
         longest, over = gc_pauses(f"http://127.0.0.1:{metrics_port}/metrics")
         rows.append(Row("gateway garbage-collection pauses", "-", note=f"longest {longest:.1f} ms; {over} over 20 ms"))
+
+        if args.reference:
+            print("bluesky-httpserver ...", file=sys.stderr)
+            gateway.stop()  # the reference server is measured alone, like the gateway was
+            reference, reference_url = start_reference(workdir, Path(args.reference), ports)
+            processes.append(reference)
+            reference_rss = Worker_RSS(reference.pid)
+            with reference_rss:
+                rows += http_rows(
+                    "bluesky-httpserver", reference_url, floor_url, ports.control_address, seconds, direct_add
+                )
+            peak = max(reference_rss.peak.values(), default=Worker_RSS.rss_mb(reference.pid))
+            rows.append(Row("bluesky-httpserver RSS, loaded peak (MB)", "-", note=f"{peak:.0f}"))
     finally:
         for process in reversed(processes):
             process.stop()
@@ -280,11 +330,42 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def goals(rows: list[Row]) -> str:
+    """The goals of issue 6, each checked against this run."""
+
+    def row(what: str, concurrency: int | str) -> Row | None:
+        return next((r for r in rows if r.what == what and r.concurrency == concurrency), None)
+
+    status = row("gateway `GET /api/status`", 32)
+    add = row("gateway `POST /api/queue/item/add`", 8)
+    queue = row("gateway `GET /api/queue/get`, 1,000 items", 8)
+    loaded = row("gateway RSS per worker, loaded peak (MB)", "-")
+    gc_row = row("gateway garbage-collection pauses", "-")
+    peak_rss = max(float(v) for v in loaded.note.split(", ")) if loaded else float("inf")
+    over_20 = int(re.search(r"(\d+) over 20 ms", gc_row.note).group(1)) if gc_row else -1
+    checks = [
+        ("`/api/status` @32 >= 1/2 of the framework floor", status and status.ratio >= 0.5, f"{status.ratio:.2f}"),
+        ("`/api/status` @32 p99 <= 30 ms", status and status.p99 <= 30, f"{status.p99:.1f} ms"),
+        ("`queue/item/add` @8 >= 1/2 of direct ZeroMQ", add and add.ratio >= 0.5, f"{add.ratio:.2f}"),
+        ("`queue/get` (1,000 items) @8 >= 400 req/s", queue and queue.rate >= 400, f"{queue.rate:,.0f} req/s"),
+        ("RSS per worker under load <= 90 MB", peak_rss <= 90, f"{peak_rss:.0f} MB"),
+        ("no GC pause over 20 ms", over_20 == 0, gc_row.note if gc_row else "not measured"),
+    ]
+    lines = ["| goal | met | this run |", "|---|---|---|"]
+    lines += [f"| {goal} | {'yes' if met else '**no**'} | {value} |" for goal, met, value in checks]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run (default 5)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2, as in production)")
     parser.add_argument("--threads", type=int, default=16, help="threads per worker (default 16)")
+    parser.add_argument(
+        "--reference",
+        metavar="VENV",
+        help="a virtual environment with bluesky-httpserver installed: measure it too, on the same rows",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     rows = measure(args)
@@ -293,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs, took {time.monotonic() - started:.0f} s\n"
     )
     print(table(rows))
+    print()
+    print(goals(rows))
     return 0
 
 
