@@ -273,3 +273,27 @@ def test_json_logs_with_one_audit_line_per_write(deployment, https):
     assert API_KEY not in deployment.gateway_log.read_text()
     # gunicorn's own lines are JSON too
     assert any(e["message"].startswith("Bluesky HTTP Server started") for e in deployment.log_entries("gunicorn.error"))
+
+
+def test_server_sent_events_through_nginx(https, manager_idle):
+    headers = {"Authorization": f"ApiKey {API_KEY}"}
+    with https.stream("GET", "/api/console_output/events", headers=headers) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        assert next(lines) == ": connected"  # the first bytes are not held back by nginx
+        # a queue edit makes RE Manager print; its lines must come through at once
+        https.post("/api/queue/item/add", json={"item": {"item_type": "plan", "name": "count", "args": [["det1"]]}},
+                   headers=headers)  # fmt: skip
+        data = next(line for line in lines if line.startswith("data: "))
+        assert set(json.loads(data[6:])) == {"time", "msg"}
+    https.post("/api/queue/clear", headers=headers)
+
+
+def test_websocket_upgrade_through_nginx(deployment, manager_idle):
+    from websockets.sync.client import connect
+
+    uri = deployment.url.replace("https://", "wss://") + "/api/status/ws"
+    trust = ssl.create_default_context(cafile=deployment.cert)
+    with connect(uri, ssl=trust, additional_headers={"Authorization": f"ApiKey {API_KEY}"}) as websocket:
+        frame = json.loads(websocket.recv(timeout=10))
+    assert frame["msg"]["status"]["manager_state"] == "idle"
