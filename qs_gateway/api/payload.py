@@ -15,6 +15,7 @@ from flask import request
 from marshmallow import Schema, ValidationError, fields
 
 from ..errors import InvalidPayload, UnreadableBody
+from .schemas import StringOrStrings
 
 UNKNOWN_FIELD = "Unknown field."
 MISSING_FIELD = "Missing data for required field."
@@ -24,10 +25,14 @@ MISSING_FIELD = "Missing data for required field."
 _JSON_COMPATIBLE = {"", "application/json", "application/x-www-form-urlencoded", "text/plain"}
 
 
+# What JSON counts as whitespace (bytes.strip() would also drop form feeds and vertical tabs).
+JSON_WHITESPACE = b" \t\r\n"
+
+
 def read_json_object() -> dict[str, Any]:
     """The request body as a JSON object; an empty body is ``{}``; anything else is a 422."""
     body = request.get_data(cache=True)
-    if not body.strip():
+    if not body.strip(JSON_WHITESPACE):
         return {}
     mimetype = request.mimetype
     if mimetype not in _JSON_COMPATIBLE and not mimetype.endswith("+json"):
@@ -63,7 +68,7 @@ def read_payload(schema: Schema, location: str = "json") -> dict[str, Any]:
     if location == "query":
         return query_payload(schema, request.args.to_dict(flat=False))
     body = read_json_object()
-    if body or request.method not in ("GET", "HEAD") or request.get_data(cache=True).strip():
+    if body or request.method not in ("GET", "HEAD") or request.get_data(cache=True).strip(JSON_WHITESPACE):
         return body
     return query_payload(schema, request.args.to_dict(flat=False))
 
@@ -86,13 +91,22 @@ def query_payload(schema: Schema, args: Mapping[str, list[str]]) -> dict[str, An
 
 
 def _typed(field: fields.Field | None, text: str) -> Any:
-    if isinstance(field, (fields.String, fields.Boolean)):
-        return text  # marshmallow reads "true", "1", "off" ... itself
+    if isinstance(field, fields.String):
+        return text
+    if isinstance(field, fields.Boolean):
+        # the words marshmallow knows ("true", "1", "off" ...); a JSON body carries booleans
+        if text in field.truthy:
+            return True
+        if text in field.falsy:
+            return False
+        return text
+    if isinstance(field, StringOrStrings) and not text.startswith("["):
+        return text  # an identifier that looks like a number stays an identifier
     if isinstance(field, fields.Integer):
         try:
             return int(text)
         except ValueError:
-            return text
+            pass  # "3.0" and "3e2" are read as JSON numbers below
     if isinstance(field, fields.Float):
         try:
             return float(text)
