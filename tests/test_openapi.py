@@ -66,6 +66,26 @@ def test_operations_carry_fields_scope_and_error_responses(document):
     assert bad_request["required"] == ["detail"] and "errors" in bad_request["properties"]
 
 
+def test_documented_answers_are_the_ones_the_gateway_gives(document):
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    # a body is required exactly when an empty one is refused
+    assert paths["/api/lock"]["post"]["requestBody"]["required"] is True
+    assert paths["/api/queue/item/add"]["post"]["requestBody"]["required"] is False
+    assert (
+        len(paths["/api/queue/mode/set"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"]) == 2
+    )
+    assert "400" in paths["/api/auth/whoami"]["get"]["responses"]  # a malformed Authorization header
+    assert "404" in paths["/api/re/runs/{option}"]["get"]["responses"]  # an option that is none
+    assert "414" in paths["/api/queue/item/get"]["get"]["responses"]  # gunicorn's URL limit
+    assert set(paths["/healthz"]["get"]["responses"]) == {"200"}
+    assert set(paths["/readyz"]["get"]["responses"]) == {"200", "503"}
+    assert paths["/docs"]["get"]["responses"]["200"]["content"] == {"text/html": {}}
+    assert "text/event-stream" in paths["/api/status/events"]["get"]["responses"]["200"]["content"]
+    assert "101" in paths["/api/status/ws"]["get"]["responses"]
+    assert {"type": "null"} in schemas["ItemAdd"]["properties"]["pos"]["oneOf"]
+    assert schemas["ItemAdd"]["properties"]["before_uid"]["maxLength"] == 256
+
+
 def test_public_declarations_need_no_credentials():
     assert {spec.rule for spec in endpoint_specs() if spec.scope is PUBLIC} >= {"/healthz", "/readyz", "/docs"}
 
