@@ -17,7 +17,7 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema, fields
+from marshmallow import Schema, ValidationError, fields
 
 from . import __version__
 from .api.declare import ANY_PRINCIPAL, PUBLIC, EndpointSpec
@@ -52,33 +52,58 @@ _ERROR = {
     "properties": {"detail": {"description": "What went wrong, in words"}},
     "required": ["detail"],
 }
-_INVALID_PAYLOAD = {
+_BAD_REQUEST = {
     "type": "object",
     "properties": {
         "detail": {"type": "string", "description": "The problems, one sentence each"},
         "errors": {"type": "object", "description": "The messages per field, nested like the payload"},
     },
-    "required": ["detail", "errors"],
+    "required": ["detail"],
 }
 
-# name -> (status, description, schema)
-ERROR_RESPONSES: dict[str, tuple[int, str, dict]] = {
-    "InvalidPayload": (400, "The payload is wrong; nothing was sent to RE Manager.", _INVALID_PAYLOAD),
+# name -> (status, description, schema of the JSON body, or None: an HTML page)
+ERROR_RESPONSES: dict[str, tuple[int, str, dict | None]] = {
+    "BadRequest": (
+        400,
+        "The payload is wrong (`errors` then says which field and why), the `Authorization` header is malformed, "
+        "or the endpoint is not available in this mode; nothing was sent to RE Manager.",
+        _BAD_REQUEST,
+    ),
     "Unauthorized": (401, "Missing or invalid credentials, or a scope the caller lacks.", _ERROR),
+    "NotFound": (404, "Nothing answers to the path's parameters.", _ERROR),
     "ManagerTimeout": (
         408,
         "RE Manager did not answer in time, or the gateway is failing fast after repeated timeouts.",
         _ERROR,
     ),
     "BodyTooLarge": (413, "The body is larger than the gateway accepts.", _ERROR),
+    # gunicorn answers this one itself (as HTML), before the gateway sees the request
+    "URITooLong": (414, "The URL is longer than the server reads (gunicorn's `limit_request_line`).", None),
     "UnreadableBody": (422, "The body is not a JSON object.", _ERROR),
-    "ServiceUnavailable": (503, "No connection to RE Manager became free in time, or Redis is down.", _ERROR),
+    "ServiceUnavailable": (
+        503,
+        "No connection to RE Manager became free in time, Redis (shared state) does not answer, or too many "
+        "streams are open.",
+        _ERROR,
+    ),
 }
+_ERROR_NAMES = {status: name for name, (status, _, _) in ERROR_RESPONSES.items()}
 
-_MANAGER_REPLY = {
-    "description": "RE Manager's reply, passed on verbatim (also when it says `success: false`).",
-    "content": {"application/json": {"schema": {"type": "object"}}},
-}
+_MANAGER_REPLY = "RE Manager's reply, passed on verbatim (also when it says `success: false`)."
+
+
+def _success(spec: EndpointSpec) -> dict[str, Any]:
+    if spec.kind == "websocket":
+        return {"101": {"description": "The websocket is open (a request without `Upgrade: websocket` gets 400)."}}
+    if spec.media_type == "application/json":
+        if spec.manager_method:
+            return {
+                "200": {"description": _MANAGER_REPLY, "content": {"application/json": {"schema": {"type": "object"}}}}
+            }
+        return {"200": {"description": "The answer.", "content": {"application/json": {"schema": {}}}}}
+    description = "A stream that stays open until the client leaves." if spec.kind == "stream" else "The content."
+    return {"200": {"description": description, "content": {spec.media_type: {}}}}
+
 
 _PATH_ARGUMENT = re.compile(r"<(?:(?P<converter>[a-zA-Z_]+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>[a-zA-Z_]\w*)>")
 
@@ -104,7 +129,13 @@ def _openapi_path(rule: str) -> tuple[str, list[dict[str, Any]]]:
 
 def _field_openapi(self: Any, field: fields.Field, **kwargs: Any) -> dict:
     # Custom fields say what they accept in an ``openapi`` class attribute (see api/schemas.py).
-    return dict(getattr(field, "openapi", {}))
+    described = dict(getattr(field, "openapi", {}))
+    if described and field.allow_none:
+        if "oneOf" in described:
+            described["oneOf"] = [*described["oneOf"], {"type": "null"}]
+        elif "type" in described:
+            described["type"] = [described["type"], "null"]
+    return described
 
 
 def _schema_name(schema: type[Schema] | Schema) -> str:
@@ -137,21 +168,33 @@ def _description(spec: EndpointSpec) -> str:
     return " ".join(parts)
 
 
+def _accepts_nothing(schema: Schema) -> bool:
+    """Whether no body (read as ``{}``) passes the schema, i.e. whether the body is optional."""
+    try:
+        schema.load({})
+    except ValidationError:
+        return False
+    return True
+
+
 def _has_files(schema: Any) -> bool:
     return any(getattr(field, "openapi", {}).get("format") == "binary" for field in schema.fields.values())
 
 
 def _operation(path: str, method: str, spec: EndpointSpec, path_parameters: list[dict]) -> dict[str, Any]:
-    responses: dict[str, Any] = {"200": _MANAGER_REPLY}
-    error_names = []
+    responses = _success(spec)
+    error_names = set()
     if spec.schema is not None:
-        error_names += ["InvalidPayload", "BodyTooLarge", "UnreadableBody"]
+        error_names |= {"BadRequest", "BodyTooLarge", "UnreadableBody"}
     if spec.scope is not PUBLIC:
-        error_names.append("Unauthorized")
+        error_names |= {"BadRequest", "Unauthorized"}  # 400: a malformed Authorization header
+    if path_parameters:
+        error_names.add("NotFound")
     if spec.manager_method:
-        error_names += ["ManagerTimeout", "ServiceUnavailable"]
-    for name in sorted(error_names, key=lambda n: ERROR_RESPONSES[n][0]):
-        responses[str(ERROR_RESPONSES[name][0])] = {"$ref": f"#/components/responses/{name}"}
+        error_names.add("ManagerTimeout")
+    if spec.manager_method or spec.scope is not PUBLIC:
+        error_names.add("ServiceUnavailable")  # also: authentication state in Redis
+    error_names |= {_ERROR_NAMES[status] for status in spec.errors}
 
     operation: dict[str, Any] = {
         "operationId": f"{method}{re.sub(r'[^a-zA-Z0-9]+', '_', path)}".rstrip("_"),
@@ -173,17 +216,23 @@ def _operation(path: str, method: str, spec: EndpointSpec, path_parameters: list
         if method in ("get", "head", "delete") or spec.location == "query":
             operation["parameters"].append({"in": "query", "schema": spec.schema})
         else:
+            # a schema may describe itself where its fields cannot (see schemas.QueueModeSet)
+            body = getattr(spec.schema, "openapi", spec.schema)
             operation["requestBody"] = {
-                "required": False,
-                "content": {"application/json": {"schema": spec.schema}},
+                "required": not _accepts_nothing(spec.schema),
+                "content": {"application/json": {"schema": body}},
             }
     elif spec.schema is not None and method not in ("get", "head", "delete"):
         operation["requestBody"] = {
             "required": False,
             "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
         }
-    if not operation["parameters"]:
+    if operation["parameters"]:
+        error_names.add("URITooLong")
+    else:
         del operation["parameters"]
+    for name in sorted(error_names, key=lambda n: ERROR_RESPONSES[n][0]):
+        responses[str(ERROR_RESPONSES[name][0])] = {"$ref": f"#/components/responses/{name}"}
     return operation
 
 
@@ -202,9 +251,8 @@ def build_document(endpoints: Iterable[tuple[str, EndpointSpec]], server_url: st
     for name, scheme in SECURITY_SCHEMES.items():
         document.components.security_scheme(name, scheme)
     for name, (_, description, schema) in ERROR_RESPONSES.items():
-        document.components.response(
-            name, {"description": description, "content": {"application/json": {"schema": schema}}}
-        )
+        content = {"text/html": {}} if schema is None else {"application/json": {"schema": schema}}
+        document.components.response(name, {"description": description, "content": content})
 
     operations_by_path: dict[str, dict[str, Any]] = {}
     for rule, spec in endpoints:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
+
+import orjson
 import pytest
 
+from qs_gateway.api.payload import MAX_JSON_DEPTH
 from qs_gateway.extensions import EXTENSION_KEY
 
-from .support import API_KEY, PLAN_COUNT
+from .support import API_KEY, PLAN_COUNT, keyed_client
 
 
-@pytest.fixture
-def sent(app):
+def spy_on(app) -> list[str]:
+    """The RE Manager methods ``app`` sends from now on, in order."""
     pool = app.extensions[EXTENSION_KEY].pool
     original = pool.request
     log: list[str] = []
@@ -21,6 +25,11 @@ def sent(app):
 
     pool.request = spy
     return log
+
+
+@pytest.fixture
+def sent(app):
+    return spy_on(app)
 
 
 @pytest.mark.parametrize(
@@ -98,6 +107,12 @@ def test_missing_required_keys(client, sent):
         (b"\xff\xfe{}", "application/json"),
         (b'{"a": 1}', "application/xml"),
         (b"[" * 5000 + b"]" * 5000, "application/json"),
+        (b'{"lock_key": "\xff"}', "application/json"),
+        (b'{"lock_key": "\\ud800"}', "application/json"),
+        (b"\x0c", "application/json"),
+        (b'{"a": 1}', "multipart/form-data; boundary=x"),
+        (b'{"a": 1}', "application/octet-stream"),
+        (b'{"a": 1}', "text/html"),
     ],
 )
 def test_unreadable_bodies_are_422_with_string_detail(client, sent, body, content_type):
@@ -191,10 +206,89 @@ def test_body_over_the_limit_is_413_with_detail(re_manager):
 
     app = make_app(re_manager, QS_GATEWAY_MAX_BODY_BYTES="2048")
     try:
-        client = app.test_client()
-        big = {"script": "x" * 5000}
-        response = client.post("/api/script/upload", json=big, headers={"Authorization": f"ApiKey {API_KEY}"})
-        assert response.status_code == 413
-        assert "detail" in response.get_json()
+        sent = spy_on(app)
+        client = keyed_client(app)
+        big = orjson.dumps({"script": "x" * 5000})
+        declared = client.post("/api/script/upload", data=big, content_type="application/json")
+        # without Content-Length (chunked, as gunicorn passes it on): cut off while reading
+        chunked = client.post(
+            "/api/script/upload",
+            input_stream=io.BytesIO(big),
+            content_type="application/json",
+            headers={"Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+        for response in (declared, chunked):
+            assert response.status_code == 413
+            assert response.get_json() == {"detail": "Request body too large: the limit is 2048 bytes"}
+        assert sent == []
     finally:
         app.extensions[EXTENSION_KEY].close()
+
+
+def nested(levels: int) -> object:
+    """Lists in lists, ``levels`` deep."""
+    value: object = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_deep_nesting_is_422_before_anything_is_sent(client, sent):
+    # the body, item, kwargs and md are four levels; md's lists make up the rest
+    too_deep = {"item": {**PLAN_COUNT, "kwargs": {"md": nested(MAX_JSON_DEPTH - 2)}}}
+    response = client.post("/api/queue/item/add", json=too_deep)
+    assert response.status_code == 422
+    assert response.get_json() == {"detail": f"Request body is nested deeper than {MAX_JSON_DEPTH} levels"}
+    assert sent == []
+
+
+HUGE = "u" * 1_000_000  # well under the body limit
+
+
+@pytest.mark.parametrize(
+    "method, path, payload, errors",
+    [
+        ("POST", "/api/queue/item/add", {"item": {**PLAN_COUNT, "name": HUGE}}, {"item": {"name": ...}}),
+        ("POST", "/api/queue/item/add", {"item": PLAN_COUNT, "before_uid": HUGE}, {"before_uid": ...}),
+        ("POST", "/api/queue/item/add", {"item": {**PLAN_COUNT, "item_uid": HUGE}}, {"item": {"item_uid": ...}}),
+        ("POST", "/api/queue/item/remove/batch", {"uids": ["a", HUGE]}, {"uids": {"1": ...}}),
+        ("POST", "/api/queue/item/move", {"uid": HUGE, "pos_dest": 0}, {"uid": ...}),
+        ("GET", "/api/queue/item/get", {"uid": HUGE}, {"uid": ...}),
+        ("POST", "/api/queue/start", {"lock_key": HUGE}, {"lock_key": ...}),
+        ("POST", "/api/lock", {"lock_key": HUGE, "queue": True}, {"lock_key": ...}),
+        ("POST", "/api/lock", {"lock_key": "k", "queue": True, "note": HUGE}, {"note": ...}),
+        ("POST", "/api/unlock", {"lock_key": HUGE}, {"lock_key": ...}),
+        ("GET", "/api/task/status", {"task_uid": [HUGE]}, {"task_uid": ...}),
+        ("GET", "/api/task/result", {"task_uid": HUGE}, {"task_uid": ...}),
+        ("GET", "/api/console_output_update", {"last_msg_uid": HUGE}, {"last_msg_uid": ...}),
+    ],
+)
+def test_huge_identifiers_are_field_errors(client, sent, method, path, payload, errors):
+    response = client.open(path, method=method, json=payload)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert _same_keys(body["errors"], errors), body["errors"]
+    assert "Longer than" in body["detail"] or "Length must be" in body["detail"]
+    assert sent == []
+
+
+def _same_keys(errors: dict, expected: dict) -> bool:
+    """``errors`` names exactly the fields of ``expected`` (``...`` stands for any message)."""
+    if expected is ...:
+        return True
+    return (
+        isinstance(errors, dict)
+        and errors.keys() == expected.keys()
+        and all(_same_keys(errors[key], value) for key, value in expected.items())
+    )
+
+
+def test_huge_key_and_huge_script(client, sent, manager_closed):
+    unknown = client.post("/api/queue/clear", json={HUGE: 1})
+    assert unknown.status_code == 400 and unknown.get_json()["errors"] == {HUGE: ["Unknown field."]}
+    assert sent == []
+    # scripts (like plan parameters and permissions) are legitimately large: RE Manager judges
+    script = client.post("/api/script/upload", json={"script": "# " + HUGE})
+    assert script.status_code == 200 and script.get_json()["success"] is False  # environment closed
+    assert sent == ["script_upload"]

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from qs_gateway.api.payload import MISSING_FIELD
 from qs_gateway.config import ConfigError
 
 from .conftest import make_app
@@ -56,7 +57,7 @@ def test_spreadsheet_refusals(client, anonymous, manager_idle):
     assert [r["success"] for r in rejected["results"]] == [True, False]
 
     missing = client.post("/api/queue/upload/spreadsheet", data={"data_type": "x"}, content_type="multipart/form-data")
-    assert missing.status_code == 422 and "spreadsheet" in missing.get_json()["detail"]
+    assert missing.status_code == 400 and missing.get_json()["errors"] == {"spreadsheet": [MISSING_FIELD]}
     not_a_file = client.post(
         "/api/queue/upload/spreadsheet", data={"spreadsheet": "text"}, content_type="multipart/form-data"
     )

@@ -62,7 +62,28 @@ def test_operations_carry_fields_scope_and_error_responses(document):
         assert paths[public]["get"]["security"] == [], public
         assert "401" not in paths[public]["get"]["responses"]
     errors = document["components"]["responses"]
-    assert errors["InvalidPayload"]["content"]["application/json"]["schema"]["required"] == ["detail", "errors"]
+    bad_request = errors["BadRequest"]["content"]["application/json"]["schema"]
+    assert bad_request["required"] == ["detail"] and "errors" in bad_request["properties"]
+
+
+def test_documented_answers_are_the_ones_the_gateway_gives(document):
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    # a body is required exactly when an empty one is refused
+    assert paths["/api/lock"]["post"]["requestBody"]["required"] is True
+    assert paths["/api/queue/item/add"]["post"]["requestBody"]["required"] is False
+    assert (
+        len(paths["/api/queue/mode/set"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"]) == 2
+    )
+    assert "400" in paths["/api/auth/whoami"]["get"]["responses"]  # a malformed Authorization header
+    assert "404" in paths["/api/re/runs/{option}"]["get"]["responses"]  # an option that is none
+    assert "414" in paths["/api/queue/item/get"]["get"]["responses"]  # gunicorn's URL limit
+    assert set(paths["/healthz"]["get"]["responses"]) == {"200"}
+    assert set(paths["/readyz"]["get"]["responses"]) == {"200", "503"}
+    assert paths["/docs"]["get"]["responses"]["200"]["content"] == {"text/html": {}}
+    assert "text/event-stream" in paths["/api/status/events"]["get"]["responses"]["200"]["content"]
+    assert "101" in paths["/api/status/ws"]["get"]["responses"]
+    assert {"type": "null"} in schemas["ItemAdd"]["properties"]["pos"]["oneOf"]
+    assert schemas["ItemAdd"]["properties"]["before_uid"]["maxLength"] == 256
 
 
 def test_public_declarations_need_no_credentials():
@@ -128,6 +149,6 @@ def test_query_string_typing_of_numbers_lists_and_strings():
         Probe(),
         {"size": ["5"], "ratio": ["0.5"], "name": ["123"], "uids": ["a", "b"], "flag": ["true"], "csrf": ["x"]},
     )
-    assert payload == {"size": 5, "ratio": 0.5, "name": "123", "uids": ["a", "b"], "flag": "true"}
+    assert payload == {"size": 5, "ratio": 0.5, "name": "123", "uids": ["a", "b"], "flag": True}
     assert Probe().load(payload)["flag"] is True
     assert query_payload(Probe(), {"uids": ['["x", "y"]']}) == {"uids": ["x", "y"]}

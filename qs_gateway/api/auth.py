@@ -20,7 +20,12 @@ auth = Resource("auth", __name__)
 
 
 @auth.endpoint(
-    "/auth/provider/<provider>/token", methods=("POST",), scope=PUBLIC, schema=schemas.PasswordLogin, location="form"
+    "/auth/provider/<provider>/token",
+    methods=("POST",),
+    scope=PUBLIC,
+    schema=schemas.PasswordLogin,
+    location="form",
+    errors=(401, 503),
 )
 def password_login(call: Call) -> dict:
     """Log in with user name and password (form-encoded); answers an access and a refresh token."""
@@ -34,6 +39,7 @@ def password_login(call: Call) -> dict:
     scope=PUBLIC,
     schema=schemas.AuthorizationCode,
     location="query",
+    errors=(401, 503),
 )
 def code_login(call: Call) -> Response:
     """The identity provider's redirect (OIDC): exchanges `?code=`, answers the refresh token."""
@@ -41,7 +47,9 @@ def code_login(call: Call) -> Response:
     return Response(dump_json(refresh_token), mimetype="application/json")
 
 
-@auth.endpoint("/auth/session/refresh", methods=("POST",), scope=PUBLIC, schema=schemas.SessionRefresh)
+@auth.endpoint(
+    "/auth/session/refresh", methods=("POST",), scope=PUBLIC, schema=schemas.SessionRefresh, errors=(401, 503)
+)
 def session_refresh(call: Call) -> dict:
     """New access and refresh tokens for the session of a refresh token."""
     return services().accounts.refresh(call.payload["refresh_token"])
@@ -75,7 +83,14 @@ def apikey_info(call: Call) -> dict:
     return services().accounts.api_key_info(call.principal)
 
 
-@auth.endpoint("/auth/apikey", methods=("DELETE",), scope="user:apikeys", schema=schemas.ApiKeyDelete, location="query")
+@auth.endpoint(
+    "/auth/apikey",
+    methods=("DELETE",),
+    scope="user:apikeys",
+    schema=schemas.ApiKeyDelete,
+    location="query",
+    errors=(404,),
+)
 def apikey_delete(call: Call) -> dict:
     """Delete one of the caller's API keys (`?first_eight=`)."""
     return services().accounts.delete_api_key(call.principal, call.payload["first_eight"])

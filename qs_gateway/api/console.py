@@ -36,13 +36,13 @@ def console_output_update(call: Call) -> Response:
     return Response(body, mimetype="application/json")
 
 
-@console.endpoint("/stream_console_output", scope="read:console", kind="stream")
+@console.endpoint("/stream_console_output", scope="read:console", kind="stream", media_type="text/plain")
 def stream_console_output(call: Call) -> Response:
     """New console messages as they come, as concatenated JSON objects (bluesky-httpserver's format)."""
     return console_byte_stream(subscribe(services().stream_keys.console, "console_stream"))
 
 
-@console.endpoint("/console_output/events", scope="read:console", kind="stream")
+@console.endpoint("/console_output/events", scope="read:console", kind="stream", media_type="text/event-stream")
 def console_output_events(call: Call) -> Response:
     """Server-Sent Events, one per console message; resumes after `Last-Event-ID`."""
     return server_sent_events(subscribe(services().stream_keys.console, "console_events", last_event_id()))

@@ -44,6 +44,8 @@ class EndpointSpec:
     blueprint: str = ""
     kind: str = "json"  # "json", "stream" (SSE or byte stream) or "websocket"
     location: str = "json"  # the payload: "json" body (or query string on a GET), "form" body, "query" string
+    media_type: str = "application/json"  # of a successful answer ("*/*": files of several types)
+    errors: tuple[int, ...] = ()  # statuses the view itself raises beyond the error contract's
 
     @property
     def required_scopes(self) -> frozenset[str]:
@@ -165,6 +167,8 @@ class Resource(Blueprint):
         kind: str = "json",
         location: str = "json",
         etag: str | None = None,
+        media_type: str = "application/json",
+        errors: Iterable[int] = (),
     ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
         if location not in ("json", "form", "query"):
             raise ValueError(f"payload location must be json, form or query, not {location!r}")
@@ -200,6 +204,8 @@ class Resource(Blueprint):
                         blueprint=self.name,
                         kind=kind,
                         location=location,
+                        media_type=media_type,
+                        errors=tuple(errors),
                     )
                 )
             return view

@@ -65,7 +65,7 @@ def openapi_document(call: Call) -> Response:
     return Response(dump_json(document), mimetype="application/json")
 
 
-@docs.endpoint("/docs", scope=PUBLIC)
+@docs.endpoint("/docs", scope=PUBLIC, media_type="text/html")
 def docs_page(call: Call) -> Response:
     """Interactive documentation (Swagger UI): read the endpoints and try them."""
     root = request.script_root
@@ -80,7 +80,7 @@ def docs_page(call: Call) -> Response:
     return Response(page, mimetype="text/html")
 
 
-@docs.endpoint("/docs/<path:asset>", scope=PUBLIC)
+@docs.endpoint("/docs/<path:asset>", scope=PUBLIC, media_type="*/*")
 def docs_asset(call: Call) -> Response:
     """The files of the docs page (Swagger UI's distribution)."""
     return send_from_directory(SWAGGER_UI_DIST, call.path["asset"], max_age=3600)

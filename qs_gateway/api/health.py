@@ -60,7 +60,7 @@ def _check_manager() -> tuple[dict[str, Any], dict[str, Any]]:
     return manager_check, plans_check
 
 
-@health.endpoint("/readyz", scope=PUBLIC)
+@health.endpoint("/readyz", scope=PUBLIC, errors=(503,))
 def readyz(call: Call) -> dict:
     """RE Manager answers, allows plans, and Redis answers (readiness); 503 with reasons if not."""
     manager_check, plans_check = _check_manager()

@@ -13,8 +13,10 @@ from typing import Any
 import orjson
 from flask import request
 from marshmallow import Schema, ValidationError, fields
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import InvalidPayload, UnreadableBody
+from .schemas import StringOrStrings
 
 UNKNOWN_FIELD = "Unknown field."
 MISSING_FIELD = "Missing data for required field."
@@ -24,10 +26,26 @@ MISSING_FIELD = "Missing data for required field."
 _JSON_COMPATIBLE = {"", "application/json", "application/x-www-form-urlencoded", "text/plain"}
 
 
+# What JSON counts as whitespace (bytes.strip() would also drop form feeds and vertical tabs).
+JSON_WHITESPACE = b" \t\r\n"
+
+
+def request_body() -> bytes:
+    """The whole body; one over the size limit is a 413, also when it came without a length."""
+    body = request.get_data(cache=True)
+    limit = request.max_content_length
+    if limit is not None and len(body) >= limit and request.content_length is None:
+        # A chunked body is cut at the limit without a word (werkzeug's LimitedStream): if
+        # anything is left behind the cut, the body was too large.
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+    return body
+
+
 def read_json_object() -> dict[str, Any]:
     """The request body as a JSON object; an empty body is ``{}``; anything else is a 422."""
-    body = request.get_data(cache=True)
-    if not body.strip():
+    body = request_body()
+    if not body.strip(JSON_WHITESPACE):
         return {}
     mimetype = request.mimetype
     if mimetype not in _JSON_COMPATIBLE and not mimetype.endswith("+json"):
@@ -38,7 +56,23 @@ def read_json_object() -> dict[str, Any]:
         raise UnreadableBody(f"Request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise UnreadableBody(f"Request body must be a JSON object, not {type(payload).__name__}")
+    if _deeper_than(payload, MAX_JSON_DEPTH):
+        raise UnreadableBody(f"Request body is nested deeper than {MAX_JSON_DEPTH} levels")
     return payload
+
+
+# Real payloads nest a few levels (plan parameters, metadata). RE Manager fails on a few
+# hundred (Python's recursion limit), orjson refuses more than 1024: stop far earlier.
+MAX_JSON_DEPTH = 64
+
+
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether objects and arrays in ``value`` nest deeper than ``levels``; stops at the limit."""
+    children = value.values() if isinstance(value, dict) else value
+    for child in children:
+        if isinstance(child, (dict, list)) and (levels <= 1 or _deeper_than(child, levels - 1)):
+            return True
+    return False
 
 
 _FORM_TYPES = {"multipart/form-data", "application/x-www-form-urlencoded"}
@@ -69,7 +103,7 @@ def read_payload(schema: Schema, location: str = "json") -> dict[str, Any]:
             return query_payload(schema, request.args.to_dict(flat=False))
         return {}
     body = read_json_object()
-    if body or request.method not in ("GET", "HEAD") or request.get_data(cache=True).strip():
+    if body or request.method not in ("GET", "HEAD") or request_body().strip(JSON_WHITESPACE):
         return body
     return query_payload(schema, request.args.to_dict(flat=False))
 
@@ -92,13 +126,22 @@ def query_payload(schema: Schema, args: Mapping[str, list[str]]) -> dict[str, An
 
 
 def _typed(field: fields.Field | None, text: str) -> Any:
-    if isinstance(field, (fields.String, fields.Boolean)):
-        return text  # marshmallow reads "true", "1", "off" ... itself
+    if isinstance(field, fields.String):
+        return text
+    if isinstance(field, fields.Boolean):
+        # the words marshmallow knows ("true", "1", "off" ...); a JSON body carries booleans
+        if text in field.truthy:
+            return True
+        if text in field.falsy:
+            return False
+        return text
+    if isinstance(field, StringOrStrings) and not text.startswith("["):
+        return text  # an identifier that looks like a number stays an identifier
     if isinstance(field, fields.Integer):
         try:
             return int(text)
         except ValueError:
-            return text
+            pass  # "3.0" and "3e2" are read as JSON numbers below
     if isinstance(field, fields.Float):
         try:
             return float(text)

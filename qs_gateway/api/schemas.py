@@ -11,12 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
+from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, fields, post_load, pre_load, validate
 
 
 class Payload(Schema):
     class Meta:
         unknown = RAISE
+
+
+# Identifiers and short texts are bounded: a megabyte "uid" is never a real one, and refusing it
+# here keeps it away from RE Manager. Scripts, plan parameters and permissions are not bounded
+# (they are legitimately large; the body limit bounds them).
+IDENTIFIER_MAX_LENGTH = 256  # uids, lock keys, plan and user names (RE Manager's uids are 36)
+TEXT_MAX_LENGTH = 4096  # notes, tokens, codes
+# Integers are 64-bit (the JSON reader turns larger ones into floats, which are refused).
+INT64_MAX = 2**63 - 1
 
 
 # -- reusable fields -------------------------------------------------------------------------
@@ -26,24 +35,56 @@ class Position(fields.Field):
     """A queue index (negative counts from the back) or ``"front"`` / ``"back"``."""
 
     default_error_messages = {"invalid": "Must be an integer or one of 'front', 'back'."}
-    openapi = {"oneOf": [{"type": "integer"}, {"type": "string", "enum": ["front", "back"]}]}
+    openapi = {
+        "oneOf": [
+            {"type": "integer", "minimum": -INT64_MAX, "maximum": INT64_MAX},
+            {"type": "string", "enum": ["front", "back"]},
+        ]
+    }
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if isinstance(value, bool) or not (isinstance(value, int) or value in ("front", "back")):
+        if value in ("front", "back"):
+            return value
+        value = _integral(value)
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > INT64_MAX:
             raise self.make_error("invalid")
         return value
 
 
-class StringOrStrings(fields.Field):
-    default_error_messages = {"invalid": "Must be a string or a list of strings."}
-    openapi = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+def _integral(value: Any) -> Any:
+    # 3.0 is an integer in JSON Schema's words (and clients in JavaScript may send it so)
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class Int64(fields.Integer):
+    """A JSON integer of 64 bits at most, ``minimum`` or more; not a boolean, not a string."""
+
+    def __init__(self, *, minimum: int = -INT64_MAX, maximum: int = INT64_MAX, **kwargs: Any) -> None:
+        super().__init__(strict=True, validate=validate.Range(min=minimum, max=maximum), **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return value
-        raise self.make_error("invalid")
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(_integral(value), attr, data, **kwargs)
+
+
+class StringOrStrings(fields.Field):
+    """An identifier or a list of identifiers."""
+
+    default_error_messages = {
+        "invalid": "Must be a string or a list of strings.",
+        "too_long": f"Longer than {IDENTIFIER_MAX_LENGTH} characters.",
+    }
+    _string = {"type": "string", "maxLength": IDENTIFIER_MAX_LENGTH}
+    openapi = {"oneOf": [_string, {"type": "array", "items": _string}]}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        strings = [value] if isinstance(value, str) else value
+        if not isinstance(strings, list) or not all(isinstance(v, str) for v in strings):
+            raise self.make_error("invalid")
+        if any(len(v) > IDENTIFIER_MAX_LENGTH for v in strings):
+            raise self.make_error("too_long")
+        return value
 
 
 class Meta(fields.Field):
@@ -56,17 +97,34 @@ class Meta(fields.Field):
         raise self.make_error("invalid")
 
 
+class Flag(fields.Boolean):
+    """``true``, ``false`` or ``null`` (not set): a JSON boolean, as documented. The words of a
+    query string (``reload=true``, ``=1``, ``=yes``) are read as booleans before they get here."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+def identifier(**kwargs: Any) -> fields.String:
+    return fields.String(validate=validate.Length(max=IDENTIFIER_MAX_LENGTH), **kwargs)
+
+
 def lock_key_field() -> fields.Field:
     # null is allowed (clients send it on lock_info); "" is dropped before sending
-    return fields.String(allow_none=True)
+    return identifier(allow_none=True)
+
+
+LOCK_KEY_OPENAPI = {"type": ["string", "null"], "maxLength": IDENTIFIER_MAX_LENGTH}
 
 
 def flag_field() -> fields.Field:
-    return fields.Boolean(allow_none=True)
+    return Flag(allow_none=True)
 
 
 def uid_field() -> fields.Field:
-    return fields.String(allow_none=True)
+    return identifier(allow_none=True)
 
 
 class ItemSchema(Schema):
@@ -76,11 +134,12 @@ class ItemSchema(Schema):
         unknown = INCLUDE
 
     item_type = fields.String(required=True, validate=validate.OneOf(("plan", "instruction", "function")))
-    name = fields.String(required=True, validate=validate.Length(min=1))
-    args = fields.List(fields.Raw())
-    kwargs = fields.Dict(keys=fields.String(), values=fields.Raw())
+    name = fields.String(required=True, validate=validate.Length(min=1, max=IDENTIFIER_MAX_LENGTH))
+    # plan parameters may be null (e.g. ``md=None``)
+    args = fields.List(fields.Raw(allow_none=True))
+    kwargs = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
     meta = Meta()
-    item_uid = fields.String(allow_none=True)
+    item_uid = uid_field()
 
 
 class FunctionItemSchema(ItemSchema):
@@ -110,7 +169,8 @@ class LockKeyOnly(Payload):
 
 
 class QueueAutostart(Payload):
-    enable = fields.Raw(required=True)
+    # Any value, read for its truth as bluesky-httpserver does (null too: false)
+    enable = fields.Raw(required=True, allow_none=True)
     lock_key = lock_key_field()
 
     @post_load
@@ -119,24 +179,50 @@ class QueueAutostart(Payload):
         return data
 
 
-class QueueModeSet(Payload):
-    """``{"mode": {...} | "default"}``, or the mode's keys given directly at the top level."""
+class QueueMode(fields.Field):
+    default_error_messages = {"invalid": "Must be an object of queue mode options or 'default'."}
+    openapi = {
+        "oneOf": [
+            {"type": "object", "description": 'The options to change, e.g. `{"loop": true}`'},
+            {"type": "string", "enum": ["default"]},
+        ]
+    }
 
-    mode = fields.Raw(required=True)
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if value == "default" or isinstance(value, dict):
+            return value
+        raise self.make_error("invalid")
+
+
+class QueueModeSet(Payload):
+    """``{"mode": {...} | "default"}``, or the mode's options given directly at the top level."""
+
+    mode = QueueMode(required=True)
     lock_key = lock_key_field()
+
+    # The document shows both shapes: the fields alone cannot say the second.
+    openapi = {
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {"mode": QueueMode.openapi, "lock_key": LOCK_KEY_OPENAPI},
+                "required": ["mode"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "description": 'The mode\'s options at the top level, e.g. `{"loop": true}`',
+                "properties": {"lock_key": LOCK_KEY_OPENAPI},
+                "not": {"required": ["mode"]},
+            },
+        ]
+    }
 
     @pre_load
     def gather_mode(self, data: dict, **kwargs: Any) -> dict:
         if isinstance(data, dict) and "mode" not in data:
             rest = {k: v for k, v in data.items() if k != "lock_key"}
             data = {"mode": rest, **({"lock_key": data["lock_key"]} if "lock_key" in data else {})}
-        return data
-
-    @post_load
-    def check_mode(self, data: dict, **kwargs: Any) -> dict:
-        mode = data["mode"]
-        if not (mode == "default" or isinstance(mode, dict)):
-            raise ValidationError("Must be an object of queue mode options or 'default'.", "mode")
         return data
 
 
@@ -177,7 +263,7 @@ class ItemRemove(ItemGet):
 
 
 class ItemRemoveBatch(Payload):
-    uids = fields.List(fields.String())
+    uids = fields.List(identifier())
     ignore_missing = flag_field()
     lock_key = lock_key_field()
 
@@ -192,7 +278,7 @@ class ItemMove(Payload):
 
 
 class ItemMoveBatch(Payload):
-    uids = fields.List(fields.String())
+    uids = fields.List(identifier())
     pos_dest = Position(allow_none=True)
     before_uid = uid_field()
     after_uid = uid_field()
@@ -204,7 +290,7 @@ class ItemMoveBatch(Payload):
 
 
 class HistoryClear(Payload):
-    size = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0))
+    size = Int64(minimum=0, allow_none=True)
     item_uid = uid_field()
     lock_key = lock_key_field()
 
@@ -281,7 +367,7 @@ class TaskStatus(Payload):
 
 
 class TaskResult(Payload):
-    task_uid = fields.String()
+    task_uid = identifier()
 
 
 # -- lock ------------------------------------------------------------------------------------
@@ -293,12 +379,12 @@ LOCK_KEY_NOT_SET = "Failed to format the 'lock' request: Lock key is not set"
 class Lock(Payload):
     lock_key = fields.String(
         required=True,
-        validate=validate.Length(min=1, error=LOCK_KEY_NOT_SET),
+        validate=[validate.Length(min=1, error=LOCK_KEY_NOT_SET), validate.Length(max=IDENTIFIER_MAX_LENGTH)],
         error_messages={"required": LOCK_KEY_NOT_SET, "null": LOCK_KEY_NOT_SET},
     )
     environment = flag_field()
     queue = flag_field()
-    note = fields.String(allow_none=True)
+    note = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
 
     @post_load
     def drop_defaults(self, data: dict, **kwargs: Any) -> dict:
@@ -309,7 +395,7 @@ class Lock(Payload):
 class Unlock(Payload):
     lock_key = fields.String(
         required=True,
-        validate=validate.Length(min=1),
+        validate=validate.Length(min=1, max=IDENTIFIER_MAX_LENGTH),
         error_messages={"required": "Failed to format the 'unlock' request: Lock key is not set"},
     )
 
@@ -338,11 +424,11 @@ class ServerSleep(Payload):
 
 
 class ConsoleOutput(Payload):
-    nlines = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0), load_default=200)
+    nlines = Int64(minimum=0, allow_none=True, load_default=200)
 
 
 class ConsoleOutputUpdate(Payload):
-    last_msg_uid = fields.String(required=True)
+    last_msg_uid = identifier(required=True)
 
 
 # -- uploads (multipart forms) ---------------------------------------------------------------
@@ -363,8 +449,8 @@ class Upload(fields.Field):
 
 
 class SpreadsheetUpload(Payload):
-    spreadsheet = Upload()
-    data_type = fields.String(allow_none=True)
+    spreadsheet = Upload(required=True)
+    data_type = identifier(allow_none=True)
 
 
 # -- authentication --------------------------------------------------------------------------
@@ -373,12 +459,12 @@ class SpreadsheetUpload(Payload):
 class PasswordLogin(Payload):
     """OAuth2 password-flow form fields; only username and password are used."""
 
-    username = fields.String(required=True, validate=validate.Length(min=1))
-    password = fields.String(required=True, validate=validate.Length(min=1))
-    grant_type = fields.String(allow_none=True)
-    scope = fields.String(allow_none=True)
-    client_id = fields.String(allow_none=True)
-    client_secret = fields.String(allow_none=True)
+    username = fields.String(required=True, validate=validate.Length(min=1, max=IDENTIFIER_MAX_LENGTH))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=TEXT_MAX_LENGTH))
+    grant_type = identifier(allow_none=True)
+    scope = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
+    client_id = identifier(allow_none=True)
+    client_secret = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
 
 
 class AuthorizationCode(Schema):
@@ -387,16 +473,17 @@ class AuthorizationCode(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    code = fields.String(required=True, validate=validate.Length(min=1))
+    code = fields.String(required=True, validate=validate.Length(min=1, max=TEXT_MAX_LENGTH))
 
 
 class SessionRefresh(Payload):
-    refresh_token = fields.String(required=True)
+    refresh_token = fields.String(required=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
 
 
 class ApiKeyNew(Payload):
-    expires_in = fields.Integer(required=True, allow_none=True, strict=True, validate=validate.Range(min=1))
-    scopes = fields.List(fields.String(), allow_none=True)
+    # seconds; at most a century (null: never expires)
+    expires_in = Int64(minimum=1, maximum=100 * 365 * 24 * 3600, required=True, allow_none=True)
+    scopes = fields.List(identifier(), allow_none=True)
     note = fields.String(allow_none=True, validate=validate.Length(max=255))
 
 

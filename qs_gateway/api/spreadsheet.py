@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..errors import UnreadableBody
 from ..extensions import services
 from ..manager import Reply
 from ..spreadsheets import spreadsheet_items
@@ -23,9 +22,7 @@ spreadsheet = Resource("spreadsheet", __name__)
 )
 def upload_spreadsheet(call: Call) -> Reply | dict:
     """Add the plans of a spreadsheet (`.xlsx`, `.xls`, `.csv`, or a facility's own format)."""
-    upload = call.payload.get("spreadsheet")
-    if upload is None:
-        raise UnreadableBody("The form must carry the file in the field 'spreadsheet'")
+    upload = call.payload["spreadsheet"]
     try:
         items = spreadsheet_items(
             services().custom_modules,

@@ -33,7 +33,7 @@ def _carries_status(data: bytes) -> bool:
     return b'"status"' in data and isinstance(orjson.loads(data).get("msg", {}).get("status"), dict)
 
 
-@status.endpoint("/status/events", scope="read:monitor", kind="stream")
+@status.endpoint("/status/events", scope="read:monitor", kind="stream", media_type="text/event-stream")
 def status_events(call: Call) -> Response:
     """Server-Sent Events with each status RE Manager publishes; resumes after `Last-Event-ID`."""
     subscription = subscribe(services().stream_keys.info, "status_events", last_event_id())
