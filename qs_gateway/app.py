@@ -92,6 +92,9 @@ def register_request_hooks(app: Flask) -> None:
         # A kept-alive connection whose body was never read would stall gunicorn's gthread
         # worker (benoitc/gunicorn#3301); read what is left, e.g. after an early 401. A body
         # over the size limit is not read: the connection is closed instead.
+        environ = request.environ
+        if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
+            return response  # no body was sent
         try:
             stream = request.stream
             while stream.read(65536):

@@ -11,7 +11,9 @@ line for every request that may change state.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
 import uuid
@@ -33,8 +35,26 @@ UNMATCHED = "<unmatched>"  # one label for every unknown path, so scanners canno
 _MAX_MSG = 500
 
 
+class _RequestIds:
+    """Ids for requests that bring none: 32 hex digits, a random half per process and a counter
+    (a random id per request would cost a system call on every request)."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+
+    def next(self) -> str:
+        if self._pid != os.getpid():  # a new prefix in each forked worker
+            self._pid = os.getpid()
+            self._prefix = uuid.uuid4().hex[:16]
+            self._counter = itertools.count(1)
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+_new_request_id = _RequestIds().next
+
+
 def request_id_from(header: str | None) -> str:
-    return header if header and _SANE_REQUEST_ID.match(header) else uuid.uuid4().hex
+    return header if header and _SANE_REQUEST_ID.match(header) else _new_request_id()
 
 
 def _who() -> dict[str, Any]:
@@ -78,15 +98,16 @@ def register_observability(app: Flask) -> None:
         seconds = time.perf_counter() - g.get("request_started", time.perf_counter())
         request_id = g.get("request_id") or request_id_from(None)
         response.headers[REQUEST_ID_HEADER] = request_id
-        endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
+        current = request._get_current_object()  # one proxy lookup instead of many
+        endpoint = current.url_rule.rule if current.url_rule is not None else UNMATCHED
         status = response.status_code
         if services.metrics is not None:
-            services.metrics.observe_request(endpoint, request.method, status, seconds)
+            services.metrics.observe_request(endpoint, current.method, status, seconds)
             services.metrics.sample_pool(services.pool)
 
         if request_log.isEnabledFor(logging.INFO):
             _log_request(request_id, status, seconds)
-        if request.method not in READ_ONLY_METHODS:
+        if current.method not in READ_ONLY_METHODS:
             audit = {
                 "request_id": request_id,
                 **_who(),
