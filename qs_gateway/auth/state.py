@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..redis_store import RedisStore
@@ -39,7 +39,7 @@ def iso(timestamp: float | None) -> str | None:
     """Naive UTC ISO text, as bluesky-httpserver writes datetimes."""
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, timezone.utc)  # noqa: UP017 (setup.cfg allows Python 3.10).replace(tzinfo=None).isoformat()
+    return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None).isoformat()
 
 
 def normalize_uuid(text: str) -> str | None:
