@@ -84,3 +84,29 @@ def test_exactly_one_ingester_leads_and_a_successor_takes_over(redis_port):
     finally:
         for ingester in ingesters:
             ingester.stop()
+
+
+class OneStatusSubscriber(SilentSubscriber):
+    def __init__(self):
+        self.sent = False
+
+    def receive(self, timeout, limit=1000):
+        if self.sent:
+            return super().receive(timeout, limit)
+        self.sent = True
+        status = {"time": "2026-01-01T00:00:00", "manager_state": "idle"}
+        return [("QS_Info", {"time": 1.0, "msg": {"status": status}}), ("QS_Console", {"time": 1.0, "msg": "hi\n"})]
+
+
+@pytest.mark.parametrize("max_age, kept", [(1.5, True), (0.0, False)])
+def test_published_status_is_kept_unless_turned_off(redis_port, max_age, kept):
+    store = RedisStore(f"redis://127.0.0.1:{redis_port}/0", prefix=f"published_test_{time.time_ns()}")
+    ingester = Ingester(store, OneStatusSubscriber, lease_seconds=0.5, status_max_age=max_age)
+    ingester.start()
+    try:
+        console = store.key("console", "stream")
+        wait_for(lambda: store.run(lambda r: r.xlen(console)) == 1, 5, "the console message")
+        published = store.run(lambda r: r.get(store.key("status", "published")))
+        assert (published is not None) is kept
+    finally:
+        ingester.stop()

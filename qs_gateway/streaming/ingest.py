@@ -150,7 +150,7 @@ class Ingester:
                     payload = message.get("msg")
                     if isinstance(payload, dict) and isinstance(payload.get("status"), dict):
                         latest_status = payload["status"]
-            if latest_status is not None:
+            if latest_status is not None and self.status_max_age_ms > 0:  # 0: never served
                 entry = f"{latest_status.get('time', '')}|".encode() + orjson.dumps(latest_status)
                 pipe.set(keys.published_status, entry, px=self.status_max_age_ms)
             pipe.execute()
