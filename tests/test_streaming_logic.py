@@ -108,5 +108,8 @@ def test_published_status_is_kept_unless_turned_off(redis_port, max_age, kept):
         wait_for(lambda: store.run(lambda r: r.xlen(console)) == 1, 5, "the console message")
         published = store.run(lambda r: r.get(store.key("status", "published")))
         assert (published is not None) is kept
+        for _ in range(10):  # and the ingester keeps leading: nothing failed
+            assert ingester.is_leader
+            time.sleep(0.05)
     finally:
         ingester.stop()
