@@ -121,7 +121,14 @@ class Ingester:
             while not self._stop.is_set():
                 messages = subscriber.receive(timeout=min(0.2, self.renew_every))
                 if messages:
-                    self._append(messages)
+                    try:
+                        self._append(messages)
+                    except StoreUnavailable:
+                        raise
+                    except Exception:
+                        # Redis refused this batch (out of memory, say): it is lost, but the
+                        # next one may pass, and another worker could do no better.
+                        logger.exception("Redis refused %d published messages", len(messages))
                 if time.monotonic() - renewed_at >= self.renew_every:
                     if not self._renew():
                         logger.warning("Lost the ingest lease; another worker subscribes now")
