@@ -410,3 +410,16 @@ def test_leader_takeover_loses_at_most_the_lease(console_gateway, manager_open):
     assert got[-1] == 599, "output after the takeover must arrive"
     if missing:  # what is lost is one gap around the kill, nothing else
         assert missing == list(range(missing[0], missing[-1] + 1))
+
+
+def test_status_events_resume_without_a_gap(console_gateway, manager_idle):
+    url, store, prefix = console_gateway
+    with httpx.stream("GET", f"{url}/api/status/events", headers=HEADERS, timeout=30) as response:
+        last_id = read_events(response, 2)[-1][0]
+    time.sleep(2.5)  # RE Manager publishes its status at least once a second meanwhile
+    resumed = {**HEADERS, "Last-Event-ID": last_id}
+    with httpx.stream("GET", f"{url}/api/status/events", headers=resumed, timeout=30) as response:
+        resumed_ids = [event_id for event_id, _ in read_events(response, 3)]
+    # the first event after the reconnect is the very next status in the stream: none skipped
+    following = store.xrange(f"{prefix}:info:stream", min=f"({last_id}", max="+", count=3)
+    assert resumed_ids == [entry_id.decode() for entry_id, _ in following]
