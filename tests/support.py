@@ -23,6 +23,31 @@ def plan(name: str = "count", **kwargs: Any) -> dict:
     return item
 
 
+class SentToManager(list):
+    """The RE Manager method names an app sent, in order; ``calls`` has them with their params."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, dict]] = []
+
+
+def spy_on(app: Any) -> SentToManager:
+    """Record what ``app`` sends to RE Manager from now on (nothing is changed on the way)."""
+    from qs_gateway.extensions import EXTENSION_KEY
+
+    pool = app.extensions[EXTENSION_KEY].pool
+    original = pool.request
+    sent = SentToManager()
+
+    def spy(message: dict, **kwargs: Any) -> Any:
+        sent.append(message["method"])
+        sent.calls.append((message["method"], message["params"]))
+        return original(message, **kwargs)
+
+    pool.request = spy
+    return sent
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, period: float = 0.1) -> None:
     """Poll ``condition`` until it holds; a bounded loop, not a timing assertion."""
     deadline = time.monotonic() + timeout

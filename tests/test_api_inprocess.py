@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from qs_gateway.extensions import EXTENSION_KEY
-
-from .support import PLAN_COUNT, plan, wait_for
+from .support import PLAN_COUNT, plan, spy_on, wait_for
 
 
 @pytest.fixture
 def sent(app):
-    """The (method, params) of every request the app sends to RE Manager."""
-    pool = app.extensions[EXTENSION_KEY].pool
-    original = pool.request
-    log: list[tuple[str, dict]] = []
-
-    def spy(message, **kwargs):
-        log.append((message["method"], message["params"]))
-        return original(message, **kwargs)
-
-    pool.request = spy
-    return log
+    return spy_on(app)
 
 
 def test_status_ping_and_root_return_manager_status(client, manager_idle):
@@ -41,9 +29,9 @@ def test_status_is_served_from_cache_and_reload_bypasses_it(client, manager_idle
     client.get("/api/status", json={"reload": True})
     client.get("/api/status")
     client.get("/api/status")
-    assert [m for m, _ in sent].count("status") == 1
+    assert sent.count("status") == 1
     client.get("/api/status", json={"reload": True})
-    assert [m for m, _ in sent].count("status") == 2
+    assert sent.count("status") == 2
 
 
 def test_config_get(client, manager_idle):
@@ -126,18 +114,18 @@ def test_refusals_of_re_manager_are_200_with_success_false(client, manager_idle)
 def test_queue_get_is_cached_by_uid_and_writes_are_seen_at_once(client, manager_idle, sent):
     client.get("/api/queue/get")
     client.get("/api/queue/get")
-    assert [m for m, _ in sent].count("queue_get") == 1
+    assert sent.count("queue_get") == 1
     client.post("/api/queue/item/add", json={"item": PLAN_COUNT})
     # read-your-writes: the add invalidated the status, the new plan_queue_uid refetches the queue
     assert len(client.get("/api/queue/get").get_json()["items"]) == 1
-    assert [m for m, _ in sent].count("queue_get") == 2
+    assert sent.count("queue_get") == 2
 
 
 def test_plans_and_devices(client, manager_idle, sent):
     allowed = client.get("/api/plans/allowed", json={}).get_json()
     assert allowed["success"] is True and "count" in allowed["plans_allowed"]
     # the gateway chooses the user group; the client sends none
-    assert ("plans_allowed", {"user_group": "primary"}) in sent
+    assert ("plans_allowed", {"user_group": "primary"}) in sent.calls
     reduced = client.get("/api/plans/allowed", json={"reduced": True}).get_json()
     assert "parameters" in reduced["plans_allowed"]["count"]
     assert "annotation" not in str(reduced["plans_allowed"]["count"])

@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 
 from qs_gateway.serving.stack import free_port, start_gateway
 
-from .support import API_KEY, wait_for
+from .support import API_KEY, spy_on, wait_for
 
 HEADERS = {"Authorization": f"ApiKey {API_KEY}"}
 LEASE_SECONDS = 1.0
@@ -285,10 +285,7 @@ def test_published_status_serves_reads_and_writes_are_still_seen(console_gateway
 
     _, _, prefix = console_gateway
     app = make_app(re_manager, QS_GATEWAY_REDIS_PREFIX=prefix)  # shares the ingest of the running gateway
-    pool = app.extensions[EXTENSION_KEY].pool
-    original = pool.request
-    sent = []
-    pool.request = lambda message, **kwargs: (sent.append(message["method"]), original(message, **kwargs))[1]
+    sent = spy_on(app)
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"ApiKey {API_KEY}"
     try:

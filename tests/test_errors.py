@@ -10,21 +10,7 @@ import pytest
 from qs_gateway.api.payload import MAX_JSON_DEPTH
 from qs_gateway.extensions import EXTENSION_KEY
 
-from .support import API_KEY, PLAN_COUNT, keyed_client
-
-
-def spy_on(app) -> list[str]:
-    """The RE Manager methods ``app`` sends from now on, in order."""
-    pool = app.extensions[EXTENSION_KEY].pool
-    original = pool.request
-    log: list[str] = []
-
-    def spy(message, **kwargs):
-        log.append(message["method"])
-        return original(message, **kwargs)
-
-    pool.request = spy
-    return log
+from .support import API_KEY, PLAN_COUNT, keyed_client, spy_on
 
 
 @pytest.fixture
