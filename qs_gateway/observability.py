@@ -15,8 +15,10 @@ import itertools
 import logging
 import os
 import re
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -40,14 +42,18 @@ class _RequestIds:
     (a random id per request would cost a system call on every request)."""
 
     def __init__(self) -> None:
-        self._pid = -1
+        self._lock = threading.Lock()
+        # (pid, prefix, counter) replaced as one object: a thread never sees a half-made state
+        self._state: tuple[int, str, Iterator[int]] = (-1, "", itertools.count(1))
 
     def next(self) -> str:
-        if self._pid != os.getpid():  # a new prefix in each forked worker
-            self._pid = os.getpid()
-            self._prefix = uuid.uuid4().hex[:16]
-            self._counter = itertools.count(1)
-        return f"{self._prefix}{next(self._counter):016x}"
+        pid, prefix, counter = self._state
+        if pid != os.getpid():  # a new prefix in each forked worker, made once by one thread
+            with self._lock:
+                if self._state[0] != os.getpid():
+                    self._state = (os.getpid(), uuid.uuid4().hex[:16], itertools.count(1))
+                pid, prefix, counter = self._state
+        return f"{prefix}{next(counter):016x}"
 
 
 _new_request_id = _RequestIds().next

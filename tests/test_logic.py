@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -11,6 +12,7 @@ from qs_gateway.api.payload import describe
 from qs_gateway.auth.credentials import parse_credentials
 from qs_gateway.errors import BadRequest
 from qs_gateway.manager.singleflight import SingleFlight
+from qs_gateway.observability import _RequestIds
 from qs_gateway.transport.breaker import CircuitBreaker, CircuitOpen
 
 
@@ -132,3 +134,40 @@ def test_timeout_policy_overrides_single_methods():
     policy = TimeoutPolicy(default=Timeouts(send=0.5, receive=2.0), per_method={"plans_existing": 5.0})
     assert policy.for_method("plans_existing") == Timeouts(send=0.5, receive=5.0)
     assert policy.for_method("status") == Timeouts(send=0.5, receive=2.0)
+
+
+def _ids_from_threads(threads: int, per_thread: int) -> tuple[list[str], list[BaseException]]:
+    """Ids of one fresh ``_RequestIds``, asked for by ``threads`` threads released at once."""
+    ids = _RequestIds()
+    start = threading.Barrier(threads)
+    made: list[str] = []
+    failures: list[BaseException] = []
+
+    def make() -> None:
+        start.wait()
+        try:
+            made.extend(ids.next() for _ in range(per_thread))
+        except BaseException as exc:  # the test reports whatever went wrong
+            failures.append(exc)
+
+    workers = [threading.Thread(target=make) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return made, failures
+
+
+def test_request_ids_made_by_many_threads_in_a_fresh_process_are_whole_and_unique():
+    # A worker's first requests arrive on several threads at once, right after fork: each must
+    # get a whole id (a half-made per-process state once gave a 500), and no two the same.
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to widen any race
+    try:
+        for _ in range(1000):
+            made, failures = _ids_from_threads(8, 20)
+            assert not failures, failures
+            assert len(set(made)) == len(made) == 160
+            assert len({request_id[:16] for request_id in made}) == 1  # one prefix per process
+    finally:
+        sys.setswitchinterval(previous)
