@@ -229,7 +229,10 @@ class Resource(Blueprint):
                 except ConnectionClosed:
                     pass
                 finally:
-                    ws.close()
+                    try:
+                        ws.close()
+                    except ConnectionClosed:  # the client closed it first, the usual ending
+                        pass
                 return _websocket_done(ws)
 
             handler.__name__ = view.__name__
