@@ -6,8 +6,11 @@ its process group; nothing here touches the Redis on 6379 or a manager started b
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -44,6 +47,88 @@ class Manager:
             "QS_GATEWAY_REDIS_PREFIX": f"qs_gateway_test_{self.ports.control}",
             **extra,
         }
+
+
+_TEXT_LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d [\d:]+ [+-]\d{4})\] \[\d+\] \[(\w+)\]")
+_TROUBLE = {"warning", "error", "critical"}
+_LOGS_SHOWN_ON_FAILURE = 200  # lines at most
+_STARTED = pytest.StashKey[float]()  # when a test's setup began
+
+
+def _gateway_logs(basetemp: Path) -> list[Path]:
+    """The log files of every gateway the tests started (``log_name`` of ``start_gateway``)."""
+    logs = {*basetemp.rglob("gateway*.log"), *basetemp.rglob("gunicorn*.log")}
+    return sorted(log for log in logs if not log.is_symlink())
+
+
+def _log_line_head(line: str) -> tuple[float, str] | None:
+    """(time, level) of the first line of a gateway log record, text or JSON; None otherwise."""
+    if line.startswith("{"):
+        try:
+            record = json.loads(line)
+            when = datetime.fromisoformat(record["time"].replace("Z", "+00:00"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return when.timestamp(), str(record.get("level", "")).lower()
+    match = _TEXT_LOG_LINE.match(line)
+    if match is None:
+        return None
+    when = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S %z")
+    return when.timestamp(), match.group(2).lower()
+
+
+def _gateway_trouble(basetemp: Path, since: float) -> str:
+    """Warnings, errors and their tracebacks that gateway logs got since ``since`` (epoch s)."""
+    shown: list[str] = []
+    for log in _gateway_logs(basetemp):
+        if log.stat().st_mtime < since:
+            continue
+        keep = False
+        for line in log.read_text(errors="replace").splitlines():
+            head = _log_line_head(line)
+            if head is not None:
+                when, level = head
+                keep = when >= since - 1 and level in _TROUBLE  # text logs: whole seconds
+            if keep:
+                shown.append(f"{log.name}: {line}")
+    return "\n".join(shown[-_LOGS_SHOWN_ON_FAILURE:])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    # A failing end-to-end test shows what the gateways logged while it ran: CI keeps no files.
+    outcome = yield
+    report = outcome.get_result()
+    if call.when == "setup":
+        item.stash[_STARTED] = call.start
+    if report.failed and call.when in ("setup", "call"):
+        basetemp = item.config._tmp_path_factory.getbasetemp()
+        trouble = _gateway_trouble(basetemp, since=item.stash.get(_STARTED, call.start))
+        if trouble:
+            report.sections.append(("gateway warnings and errors", trouble))
+
+
+# What gunicorn and Flask log when a request raised instead of being answered: never expected.
+_UNHANDLED = ("qs_gateway.errors: Unhandled error", '"message":"Unhandled error"', "Error handling request")
+
+
+@pytest.fixture(autouse=True)
+def no_unhandled_errors_in_gateways(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test during which any gateway under gunicorn hit an exception it did not handle.
+
+    Such a request got a bare 500, which a test looking elsewhere would not notice.
+    """
+    basetemp = request.config._tmp_path_factory.getbasetemp()
+    offsets = {log: log.stat().st_size for log in _gateway_logs(basetemp)}
+    yield
+    found: list[str] = []
+    for log in _gateway_logs(basetemp):
+        with log.open("rb") as file:
+            file.seek(offsets.get(log, 0))
+            written = file.read().decode(errors="replace")
+        found += [f"{log.name}: {line}" for line in written.splitlines() if any(m in line for m in _UNHANDLED)]
+    if found:
+        pytest.fail("a gateway failed to handle a request:\n" + "\n".join(found[:20]), pytrace=False)
 
 
 @pytest.fixture(scope="session")

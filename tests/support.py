@@ -58,6 +58,24 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, period: f
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def answers_of_every_worker(send: Callable[[], Any], workers: int, within: float = 30.0) -> dict[str, Any]:
+    """One answer of each of ``workers`` gunicorn workers to ``send()``, keyed by worker.
+
+    ``send`` makes its request on a fresh connection, which the kernel hands to whichever worker
+    accepts first; one worker can win dozens of times in a row, so this goes on sending for up to
+    ``within`` seconds, not a fixed number of times. The gateway must run with
+    ``QS_GATEWAY_WORKER_HEADER=1``.
+    """
+    answers: dict[str, Any] = {}
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        response = send()
+        answers.setdefault(response.headers["X-Gateway-Worker"], response)
+        if len(answers) == workers:
+            return answers
+    raise AssertionError(f"in {within} s only workers {sorted(answers)} answered, of {workers}")
+
+
 def zmq_api(control_address: str) -> ZmqREManagerAPI:
     """The real client in ZeroMQ mode: RE Manager as it is, without the gateway in between."""
     return ZmqREManagerAPI(zmq_control_addr=control_address, request_fail_exceptions=False)

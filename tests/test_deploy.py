@@ -26,7 +26,7 @@ from bluesky_queueserver_api.http import REManagerAPI
 
 from qs_gateway.serving.stack import ManagedProcess, free_port, start_gateway
 
-from .support import API_KEY, wait_for
+from .support import API_KEY, answers_of_every_worker, wait_for
 
 NGINX_CONF = Path(__file__).parents[1] / "deploy" / "nginx.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -237,15 +237,17 @@ def test_metrics_across_workers_and_after_a_worker_dies(deployment, manager_idle
 
     status_series = 'qs_gateway_requests_total{endpoint="/api/status",method="GET",status="200"}'
     before = value(scrape(), status_series)
-    workers, sent = set(), 0
-    while len(workers) < 3 and sent < 300:
-        # a fresh connection each time, so that the requests spread over the workers
+    sent = 0
+
+    def status_on_a_fresh_connection() -> httpx.Response:
+        nonlocal sent
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(deployment.socket_path))) as client:
             response = client.get(f"{socket_url}/api/status", headers={"Authorization": f"ApiKey {API_KEY}"})
         assert response.status_code == 200
-        workers.add(response.headers["X-Gateway-Worker"].rpartition(":")[2])
         sent += 1
-    assert len(workers) == 3
+        return response
+
+    workers = answers_of_every_worker(status_on_a_fresh_connection, workers=3)
     text = scrape()
     assert value(text, status_series) - before == sent  # every worker's requests, whichever answers
     assert value(text, "qs_gateway_pool_size") == 3 * 4
@@ -256,7 +258,7 @@ def test_metrics_across_workers_and_after_a_worker_dies(deployment, manager_idle
         assert client.get(f"{socket_url}/metrics", headers={"Authorization": f"ApiKey {API_KEY}"}).status_code == 401
 
     # a worker dies: its counts stay, its gauges go (gunicorn's child_exit marks it dead)
-    os.kill(int(next(iter(workers))), signal.SIGKILL)
+    os.kill(int(next(iter(workers)).rpartition(":")[2]), signal.SIGKILL)
     wait_for(lambda: value(scrape(), "qs_gateway_pool_size") == 2 * 4, 10, "the dead worker's gauges to go")
     assert value(scrape(), status_series) - before >= sent
 
@@ -277,6 +279,10 @@ def test_json_logs_with_one_audit_line_per_write(deployment, https):
 
 def test_server_sent_events_through_nginx(https, manager_idle):
     headers = {"Authorization": f"ApiKey {API_KEY}"}
+    # A status published now proves a worker subscribes to RE Manager at this moment (an earlier
+    # test kills a worker, maybe the subscriber, and the takeover loses what is printed meanwhile).
+    with https.stream("GET", "/api/status/events", headers=headers) as response:
+        assert next(line for line in response.iter_lines() if line.startswith("data: "))
     with https.stream("GET", "/api/console_output/events", headers=headers) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         lines = response.iter_lines()

@@ -17,7 +17,7 @@ import pytest
 from qs_gateway.serving.stack import ManagedProcess, start_gateway, start_redis
 
 from .auth_support import api_key_header, bearer, configured_app, login, toy_config
-from .support import API_KEY, plan, wait_for
+from .support import API_KEY, answers_of_every_worker, plan, wait_for
 
 WORKERS = 2
 UNAVAILABLE = "Shared state unavailable: Redis at redis://127.0.0.1:{port}/0 did not answer"
@@ -81,14 +81,7 @@ def http(gateway):
 
 
 def on_every_worker(http: httpx.Client, method: str, path: str, **kwargs) -> dict[str, httpx.Response]:
-    """One answer of each worker to the request (fresh connections land on any worker)."""
-    answers: dict[str, httpx.Response] = {}
-    for _ in range(100):
-        response = http.request(method, path, **kwargs)
-        answers.setdefault(response.headers["X-Gateway-Worker"], response)
-        if len(answers) == WORKERS:
-            return answers
-    raise AssertionError(f"only workers {sorted(answers)} answered {method} {path}")
+    return answers_of_every_worker(lambda: http.request(method, path, **kwargs), WORKERS)
 
 
 def first_status_event(http: httpx.Client) -> str:
