@@ -272,9 +272,30 @@ def _same_keys(errors: dict, expected: dict) -> bool:
 
 def test_huge_key_and_huge_script(client, sent, manager_closed):
     unknown = client.post("/api/queue/clear", json={HUGE: 1})
-    assert unknown.status_code == 400 and unknown.get_json()["errors"] == {HUGE: ["Unknown field."]}
+    # named, but not echoed whole: a megabyte of key does not come back
+    cut = "u" * 63 + "\u2026"
+    assert unknown.status_code == 400 and unknown.get_json() == {
+        "detail": f"Request contains keys the are not supported: {{'{cut}'}}.",
+        "errors": {cut: ["Unknown field."]},
+    }
     assert sent == []
     # scripts (like plan parameters and permissions) are legitimately large: RE Manager judges
     script = client.post("/api/script/upload", json={"script": "# " + HUGE})
     assert script.status_code == 200 and script.get_json()["success"] is False  # environment closed
     assert sent == ["script_upload"]
+
+
+def test_many_unknown_keys_are_counted_not_listed(client, sent):
+    response = client.post("/api/queue/item/add", json={"item": PLAN_COUNT, **{f"k{n:05}": n for n in range(10_000)}})
+    assert response.status_code == 400 and len(response.data) < 10_000
+    body = response.get_json()
+    assert list(body["errors"]) == [*(f"k{n:05}" for n in range(50)), "\u2026"]
+    assert body["errors"]["\u2026"] == ["9950 more problems not shown."]
+    assert body["detail"].startswith("Request contains keys the are not supported: {'k00000', 'k00001',")
+    assert body["detail"].endswith("'k00049'}. 9950 more problems not shown.")
+
+    nested = client.post("/api/queue/item/remove/batch", json={"uids": list(range(60))})
+    assert nested.status_code == 400
+    uid_errors = nested.get_json()["errors"]["uids"]
+    assert len(uid_errors) == 51 and uid_errors["\u2026"] == ["10 more problems not shown."]
+    assert sent == []

@@ -190,6 +190,8 @@ def describe(errors: Mapping[str, Any], schema: Schema | None = None) -> str:
             missing.append(path)
         elif "." not in path and message == UNKNOWN_FIELD:
             unknown.append(path)
+        elif path == MORE_PROBLEMS:
+            others.append(message)
         else:
             others.append(f"Invalid value of '{path}': {message}")
     parts = []
@@ -220,5 +222,32 @@ def load(schema: Schema, payload: Mapping[str, Any]) -> dict[str, Any]:
     try:
         return schema.load(payload)
     except ValidationError as exc:
-        errors = exc.normalized_messages()
+        errors = bounded(exc.normalized_messages())
         raise InvalidPayload(describe(errors, schema), errors) from None
+
+
+# An error answer names the keys it refuses, but a body of unknown or huge keys must not come
+# back whole: each name is cut, and so is the number of problems reported per object.
+MAX_REPORTED_KEY = 64
+MAX_REPORTED_PROBLEMS = 50
+MORE_PROBLEMS = "\u2026"  # one character, no dot: paths are joined with dots
+
+
+def _cut(key: Any) -> Any:
+    if isinstance(key, str) and len(key) > MAX_REPORTED_KEY:
+        return f"{key[: MAX_REPORTED_KEY - 1]}{MORE_PROBLEMS}"
+    return key
+
+
+def bounded(errors: Mapping[Any, Any]) -> dict[Any, Any]:
+    """``errors`` with long keys cut and at most MAX_REPORTED_PROBLEMS entries per object; the
+    rest are counted under the key MORE_PROBLEMS."""
+    kept: dict[Any, Any] = {}
+    items = list(errors.items())
+    if len(items) > MAX_REPORTED_PROBLEMS:
+        items.sort(key=lambda item: str(item[0]))  # the same answer to the same body
+    for key, value in items[:MAX_REPORTED_PROBLEMS]:
+        kept[_cut(key)] = bounded(value) if isinstance(value, Mapping) else value
+    if len(items) > MAX_REPORTED_PROBLEMS:
+        kept[MORE_PROBLEMS] = [f"{len(items) - MAX_REPORTED_PROBLEMS} more problems not shown."]
+    return kept
