@@ -3,6 +3,8 @@ its token endpoint on a free port)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 import urllib.parse
 
@@ -34,6 +36,8 @@ class IdentityProvider:
         self.kid = "test-key-1"
         self.claims = {"sub": "dana", "aud": CLIENT_ID}
         self.signing_key = self.key  # what id_tokens are signed with (a test may swap it)
+        self.access_token = "opaque-access-token"
+        self.at_hash_of = self.access_token  # the id_token's at_hash is of this token; None: no at_hash
         self.server = JsonServer(self.token_endpoint)
 
     @property
@@ -50,13 +54,17 @@ class IdentityProvider:
         if form.get("code") != GOOD_CODE:
             return 400, {"error": "invalid_grant"}
         now = int(time.time())
+        at_hash = {}
+        if self.at_hash_of is not None:
+            half = hashlib.sha256(self.at_hash_of.encode()).digest()[:16]
+            at_hash = {"at_hash": base64.urlsafe_b64encode(half).rstrip(b"=").decode()}
         id_token = jwt.encode(
-            {"iss": self.server.url, "iat": now, "exp": now + 300, **self.claims},
+            {"iss": self.server.url, "iat": now, "exp": now + 300, **at_hash, **self.claims},
             _pem(self.signing_key),
             algorithm="RS256",
             headers={"kid": self.kid},
         )
-        return 200, {"access_token": "opaque", "token_type": "Bearer", "id_token": id_token}
+        return 200, {"access_token": self.access_token, "token_type": "Bearer", "id_token": id_token}
 
 
 @pytest.fixture
@@ -77,6 +85,7 @@ def oidc_client(idp, tmp_path, re_manager):
         token_uri=f"{idp.server.url}/token",
         authorization_endpoint=f"{idp.server.url}/authorize",
         public_keys=[idp.jwk],
+        issuer=idp.server.url,
     )
     config = auth_config([TOY_PROVIDER, oidc], users={"dana": {"roles": "user"}, "tom": {"roles": "user"}})
     with configured_app(re_manager, tmp_path, config) as app:
@@ -121,6 +130,21 @@ def test_an_id_token_for_another_client_is_refused(oidc_client, idp):
 def test_an_expired_id_token_is_refused(oidc_client, idp):
     idp.claims["exp"] = int(time.time()) - 60
     _refused(oidc_client)
+
+
+def test_an_id_token_from_another_issuer_is_refused(oidc_client, idp):
+    idp.claims["iss"] = "https://impostor.example.org"
+    _refused(oidc_client)
+
+
+def test_an_id_token_whose_at_hash_is_not_of_the_access_token_is_refused(oidc_client, idp):
+    idp.at_hash_of = "another-access-token"
+    _refused(oidc_client)
+
+
+def test_an_id_token_without_at_hash_is_accepted(oidc_client, idp):
+    idp.at_hash_of = None  # optional in the authorization-code flow
+    assert oidc_client.get(f"/api/auth/provider/oidc/code?code={GOOD_CODE}").status_code == 200
 
 
 def test_a_user_the_policy_does_not_know_is_not_authorized(oidc_client, idp):

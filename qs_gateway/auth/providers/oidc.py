@@ -3,11 +3,15 @@
 The browser is sent to ``authorization_endpoint`` by the web client; the identity provider sends
 it back to ``redirect_uri`` (``.../api/auth/provider/<name>/code``) with ``?code=``. The gateway
 exchanges the code at ``token_uri``, verifies the ``id_token`` against the configured public keys
-(JWKs: signature, audience = ``client_id``, expiry) and takes the user name from ``sub``.
+(JWKs: signature, audience = ``client_id``, expiry; the issuer when ``issuer`` is configured; the
+``at_hash`` claim when the token carries one) and takes the user name from ``sub``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import urllib.error
@@ -35,6 +39,7 @@ class OIDCAuthenticator:
         authorization_endpoint: str,
         confirmation_message: str | None = None,
         http_timeout: float = 10,
+        issuer: str | None = None,
     ) -> None:
         import jwt
 
@@ -47,6 +52,8 @@ class OIDCAuthenticator:
         ):
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{name}: expected a non-empty string, got {value!r}")
+        if issuer is not None and (not isinstance(issuer, str) or not issuer):
+            raise ConfigError(f"issuer: expected the identity provider's issuer URL, got {issuer!r}")
         if isinstance(public_keys, Mapping) and "keys" in public_keys:  # a whole JWKS document
             public_keys = public_keys["keys"]
         if not isinstance(public_keys, (list, tuple)) or not public_keys:
@@ -65,6 +72,7 @@ class OIDCAuthenticator:
         self.authorization_endpoint = authorization_endpoint
         self.confirmation_message = confirmation_message
         self.http_timeout = float(http_timeout)
+        self.issuer = issuer
 
     def _exchange(self, code: str) -> dict[str, Any]:
         body = urllib.parse.urlencode(
@@ -95,7 +103,14 @@ class OIDCAuthenticator:
             if kid is not None and key_id is not None and kid != key_id:
                 continue
             try:
-                return jwt.decode(id_token, key, algorithms=[algorithm], audience=self.client_id)
+                return jwt.decode(
+                    id_token,
+                    key,
+                    algorithms=[algorithm],
+                    audience=self.client_id,
+                    issuer=self.issuer,
+                    options={"require": ["exp", "sub", *(["iss"] if self.issuer else [])]},
+                )
             except jwt.PyJWTError as exc:
                 logger.info("OIDC id_token refused: %s", exc)
         return None
@@ -110,5 +125,26 @@ class OIDCAuthenticator:
             return None
         id_token = tokens.get("id_token") if isinstance(tokens, dict) else None
         claims = self.verify_id_token(id_token) if isinstance(id_token, str) else None
+        if claims and "at_hash" in claims and not _at_hash_matches(id_token, claims["at_hash"], tokens):
+            logger.info("OIDC id_token refused: at_hash does not match the access token")
+            return None
         subject = claims.get("sub") if claims else None
         return subject if isinstance(subject, str) and subject else None
+
+
+_HASHES = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
+
+
+def _at_hash_matches(id_token: str, at_hash: Any, tokens: Mapping[str, Any]) -> bool:
+    """OpenID Connect Core 3.1.3.6: the left half of the access token's hash, base64url-encoded,
+    with the hash of the id_token's signing algorithm."""
+    import jwt
+
+    access_token = tokens.get("access_token")
+    algorithm = str(jwt.get_unverified_header(id_token).get("alg", ""))
+    digest = _HASHES.get(algorithm[-3:])
+    if not isinstance(access_token, str) or not isinstance(at_hash, str) or digest is None:
+        return False
+    half = digest(access_token.encode("ascii", "replace")).digest()
+    expected = base64.urlsafe_b64encode(half[: len(half) // 2]).rstrip(b"=").decode()
+    return hmac.compare_digest(expected, at_hash)
