@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bluesky_queueserver_api.zmq import REManagerAPI as ZmqREManagerAPI
+import zmq
 
 API_KEY = "TESTAPIKEY"
 
@@ -76,12 +76,76 @@ def answers_of_every_worker(send: Callable[[], Any], workers: int, within: float
     raise AssertionError(f"in {within} s only workers {sorted(answers)} answered, of {workers}")
 
 
-def zmq_api(control_address: str) -> ZmqREManagerAPI:
-    """The real client in ZeroMQ mode: RE Manager as it is, without the gateway in between."""
-    return ZmqREManagerAPI(zmq_control_addr=control_address, request_fail_exceptions=False)
+class DirectManager:
+    """RE Manager over plain ZeroMQ, a fresh REQ socket per request: the tests' own view of it,
+    independent of the gateway's transport.
+
+    Not bluesky-queueserver's threaded ZeroMQ client: when its two threads switch at the wrong
+    moment it answers a request with "No received data was found" without waiting for the reply
+    (seen in CI under load), and leaves its socket out of step.
+    """
+
+    def __init__(self, control_address: str, timeout: float = 10.0) -> None:
+        self.address = control_address
+        self.timeout = timeout
+        self._context = zmq.Context()
+
+    def request(self, method: str, params: dict | None = None) -> dict:
+        sock = self._context.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.connect(self.address)
+            sock.send_json({"method": method, "params": params or {}})
+            if not sock.poll(int(self.timeout * 1000)):
+                raise TimeoutError(f"RE Manager at {self.address} did not answer {method!r} in {self.timeout} s")
+            return sock.recv_json()
+        finally:
+            sock.close()
+
+    def close(self) -> None:
+        self._context.term()
+
+    # The methods the tests use, named as bluesky-queueserver-api names them.
+    def status(self) -> dict:
+        return self.request("status")
+
+    def queue_get(self) -> dict:
+        return self.request("queue_get")
+
+    def queue_clear(self) -> dict:
+        return self.request("queue_clear")
+
+    def history_clear(self) -> dict:
+        return self.request("history_clear")
+
+    def queue_mode_set(self, mode: Any) -> dict:
+        return self.request("queue_mode_set", {"mode": mode})
+
+    def queue_autostart(self, enable: bool) -> dict:
+        return self.request("queue_autostart", {"enable": enable})
+
+    def queue_stop(self) -> dict:
+        return self.request("queue_stop")
+
+    def re_stop(self) -> dict:
+        return self.request("re_stop")
+
+    def re_abort(self) -> dict:
+        return self.request("re_abort")
+
+    def environment_open(self) -> dict:
+        return self.request("environment_open")
+
+    def environment_close(self) -> dict:
+        return self.request("environment_close")
 
 
-def reset_manager(rm: ZmqREManagerAPI, *, environment: bool | None = None) -> None:
+def zmq_api(control_address: str) -> DirectManager:
+    """RE Manager as it is, without the gateway in between."""
+    return DirectManager(control_address)
+
+
+def reset_manager(rm: DirectManager, *, environment: bool | None = None) -> None:
     """Bring RE Manager back to a known state between tests.
 
     ``environment``: True opens it, False closes it, None leaves it as it is.

@@ -37,7 +37,7 @@ def test_spreadsheet_with_the_default_converter(client, manager_idle):
         ("count", [["det1"]], {"num": 3, "delay": 0.1}),
     ]
     assert all(i["item_type"] == "plan" and i["user"] == "UNAUTHENTICATED_SINGLE_USER" for i in reply["items"])
-    assert manager_idle.status(reload=True)["items_in_queue"] == 2
+    assert manager_idle.status()["items_in_queue"] == 2
 
 
 def test_spreadsheet_refusals(client, anonymous, manager_idle):
@@ -64,7 +64,7 @@ def test_spreadsheet_refusals(client, anonymous, manager_idle):
     assert not_a_file.status_code == 400 and not_a_file.get_json()["errors"] == {"spreadsheet": ["Must be a file."]}
     assert client.post("/api/queue/upload/spreadsheet", json={"spreadsheet": "x"}).status_code == 422
     assert upload(anonymous, CSV, "plans.csv").status_code == 401
-    assert manager_idle.status(reload=True)["items_in_queue"] == 0
+    assert manager_idle.status()["items_in_queue"] == 0
 
 
 def test_spreadsheet_with_a_custom_module(re_manager, manager_idle, caplog):
