@@ -106,38 +106,21 @@ class DirectManager:
         self._context.term()
 
     # The methods the tests use, named as bluesky-queueserver-api names them.
-    def status(self) -> dict:
-        return self.request("status")
+    _WITHOUT_PARAMETERS = frozenset(
+        {"status", "queue_get", "queue_clear", "history_clear", "queue_stop", "re_stop", "re_abort"}
+        | {"environment_open", "environment_close"}
+    )
 
-    def queue_get(self) -> dict:
-        return self.request("queue_get")
-
-    def queue_clear(self) -> dict:
-        return self.request("queue_clear")
-
-    def history_clear(self) -> dict:
-        return self.request("history_clear")
+    def __getattr__(self, method: str) -> Callable[[], dict]:
+        if method in self._WITHOUT_PARAMETERS:
+            return lambda: self.request(method)
+        raise AttributeError(method)
 
     def queue_mode_set(self, mode: Any) -> dict:
         return self.request("queue_mode_set", {"mode": mode})
 
     def queue_autostart(self, enable: bool) -> dict:
         return self.request("queue_autostart", {"enable": enable})
-
-    def queue_stop(self) -> dict:
-        return self.request("queue_stop")
-
-    def re_stop(self) -> dict:
-        return self.request("re_stop")
-
-    def re_abort(self) -> dict:
-        return self.request("re_abort")
-
-    def environment_open(self) -> dict:
-        return self.request("environment_open")
-
-    def environment_close(self) -> dict:
-        return self.request("environment_close")
 
 
 def zmq_api(control_address: str) -> DirectManager:
