@@ -15,7 +15,6 @@ import re
 import shutil
 import signal
 import ssl
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from bluesky_queueserver_api.http import REManagerAPI
 
 from qs_gateway.serving.stack import ManagedProcess, free_port, start_gateway
 
-from .support import API_KEY, answers_of_every_worker, wait_for
+from .support import API_KEY, answers_of_every_worker, self_signed_certificate, wait_for
 
 NGINX_CONF = Path(__file__).parents[1] / "deploy" / "nginx.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -87,12 +86,7 @@ class Deployment:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory, re_manager):
     workdir = tmp_path_factory.mktemp("deploy")
-    cert, key = workdir / "cert.pem", workdir / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(workdir)
     socket_path = workdir / "gateway.sock"
     metrics_port = free_port()
     gateway, _ = start_gateway(

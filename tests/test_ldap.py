@@ -1,18 +1,24 @@
-"""LDAP login against a real slapd (Debian's package), started and seeded here on a free port."""
+"""LDAP login against a real slapd (Debian's package), started and seeded here on free ports:
+plain LDAP with StartTLS, and LDAPS, with a certificate made for the run."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import ldap3
 import pytest
 
 from qs_gateway.auth.providers.ldap import LDAPAuthenticator
+from qs_gateway.config import ConfigError
 from qs_gateway.serving.stack import ManagedProcess, free_port
 
 from .auth_support import auth_config, bearer, configured_app, provider
+from .support import self_signed_certificate
 
 SLAPD = "/usr/sbin/slapd"
 BASE = "dc=example,dc=org"
@@ -31,6 +37,9 @@ include /etc/ldap/schema/nis.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
 pidfile {dir}/slapd.pid
+TLSCACertificateFile {cert}
+TLSCertificateFile {cert}
+TLSCertificateKeyFile {key}
 database mdb
 maxsize 10485760
 suffix "{base}"
@@ -59,35 +68,44 @@ def _seed(port: int) -> None:
     connection.unbind()
 
 
+@dataclass(frozen=True)
+class Directory:
+    port: int  # ldap://, where StartTLS is offered
+    ldaps_port: int
+    ca_file: str  # the certificate the server presents, its own CA
+
+
 @pytest.fixture(scope="module")
 def slapd(tmp_path_factory):
     if not Path(SLAPD).exists():
         pytest.fail("slapd is not installed: run scripts/setup (it installs the Debian package)")
     workdir = tmp_path_factory.mktemp("slapd")
     (workdir / "data").mkdir()
+    cert, key = self_signed_certificate(workdir)
     conf = workdir / "slapd.conf"
-    conf.write_text(SLAPD_CONF.format(dir=workdir, base=BASE, admin=ADMIN, password=ADMIN_PASSWORD))
-    port = free_port()
+    conf.write_text(SLAPD_CONF.format(dir=workdir, base=BASE, admin=ADMIN, password=ADMIN_PASSWORD, cert=cert, key=key))
+    port, ldaps_port = free_port(), free_port()
+    urls = f"ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{ldaps_port}/"
     # -d 0: stay in the foreground, so the process (group) we stop is slapd itself
-    process = ManagedProcess(
-        "slapd", [SLAPD, "-f", str(conf), "-h", f"ldap://127.0.0.1:{port}/", "-d", "0"], workdir / "slapd.log"
-    ).start()
+    process = ManagedProcess("slapd", [SLAPD, "-f", str(conf), "-h", urls, "-d", "0"], workdir / "slapd.log").start()
 
     def answers() -> bool:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
+        for listening in (port, ldaps_port):
+            with socket.create_connection(("127.0.0.1", listening), timeout=0.5):
+                pass
+        return True
 
     process.wait_until(answers, 15, "accepting connections")
     _seed(port)
-    yield port
+    yield Directory(port, ldaps_port, str(cert))
     process.stop()
     shutil.rmtree(workdir / "data", ignore_errors=True)
 
 
-def ldap_args(port: int, **overrides) -> dict:
+def ldap_args(directory: Directory, **overrides) -> dict:
     dead = free_port()  # nothing listens there: the pool moves on to the next server
     return {
-        "server_address": [f"127.0.0.1:{dead}", f"127.0.0.1:{port}"],
+        "server_address": [f"127.0.0.1:{dead}", f"127.0.0.1:{directory.port}"],
         "use_tls": False,
         "connect_timeout": 2,
         "receive_timeout": 5,
@@ -181,3 +199,81 @@ def test_no_reachable_server_is_a_refusal_not_an_error():
         bind_dn_template=f"uid={{username}},{PEOPLE}",
     )
     assert authenticator.authenticate("alice", "x") is None
+
+
+def test_starttls_and_ldaps_with_the_directory_certificate(slapd, caplog):
+    starttls = LDAPAuthenticator(**ldap_args(slapd, use_tls=True, tls_ca_file=slapd.ca_file))
+    assert starttls.authenticate("alice", PASSWORDS["alice"]) == "alice"
+    assert starttls.authenticate("alice", "wrong") is None
+    ldaps = LDAPAuthenticator(
+        **ldap_args(slapd, server_address=f"127.0.0.1:{slapd.ldaps_port}", use_ssl=True, tls_ca_file=slapd.ca_file)
+    )
+    assert ldaps.authenticate("carl", PASSWORDS["carl"]) == "carl"
+
+
+@pytest.mark.parametrize("use_ssl", [False, True])
+def test_an_untrusted_certificate_gets_no_password(slapd, caplog, use_ssl):
+    # the system's CAs do not know the directory's certificate: as if someone posed as the server
+    port = slapd.ldaps_port if use_ssl else slapd.port
+    untrusting = LDAPAuthenticator(
+        **ldap_args(slapd, server_address=f"127.0.0.1:{port}", use_tls=True, use_ssl=use_ssl)
+    )
+    assert untrusting.authenticate("alice", PASSWORDS["alice"]) is None
+    assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+
+
+STARTTLS_OID = b"1.3.6.1.4.1.1466.20037"
+
+
+def _refuse_starttls(message_id: int) -> bytes:
+    """An LDAP ExtendedResponse with resultCode protocolError (2), in BER."""
+    response = b"\x0a\x01\x02\x04\x00\x04\x00"  # resultCode, matchedDN "", diagnosticMessage ""
+    body = b"\x02\x01" + bytes([message_id]) + b"\x78" + bytes([len(response)]) + response
+    return b"\x30" + bytes([len(body)]) + body
+
+
+def test_starttls_refused_by_the_server_means_no_bind_in_clear(caplog):
+    # A server that refuses StartTLS (as a directory without TLS does): the login fails, and the
+    # password never crosses the wire in clear.
+    listener = socket.create_server(("127.0.0.1", 0))
+    received = bytearray()
+
+    def serve() -> None:
+        listener.settimeout(5)
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = listener.accept()
+                with connection:
+                    connection.settimeout(2)
+                    with contextlib.suppress(OSError):
+                        while chunk := connection.recv(4096):
+                            received.extend(chunk)
+                            if STARTTLS_OID in chunk:
+                                connection.sendall(_refuse_starttls(message_id=chunk[4]))
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        authenticator = LDAPAuthenticator(
+            server_address=f"127.0.0.1:{listener.getsockname()[1]}",
+            use_tls=True,
+            connect_timeout=1,
+            receive_timeout=1,
+            bind_dn_template=f"uid={{username}},{PEOPLE}",
+        )
+        assert authenticator.authenticate("alice", PASSWORDS["alice"]) is None
+    finally:
+        listener.close()
+        server.join(10)
+    assert STARTTLS_OID in received  # the request was made, and refused
+    assert PASSWORDS["alice"].encode() not in received
+    assert "startTLS failed" in caplog.text
+
+
+def test_tls_options_are_checked_at_start_up(tmp_path):
+    with pytest.raises(ConfigError, match="tls_ca_file: no such file"):
+        LDAPAuthenticator(
+            server_address="ldap.example.org", bind_dn_template="uid={username}", tls_ca_file=str(tmp_path / "none.pem")
+        )
+    with pytest.raises(ConfigError, match="tls_validate: expected true or false"):
+        LDAPAuthenticator(server_address="ldap.example.org", bind_dn_template="uid={username}", tls_validate="no")

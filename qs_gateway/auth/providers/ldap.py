@@ -6,13 +6,19 @@ membership of one of ``allowed_groups``, and a ``search_filter`` the user must m
 Each login opens its own connection in the request's thread and holds no lock, so a slow
 directory (a two-factor prompt may take a minute: ``receive_timeout`` defaults to 60 s) delays
 only that login.
+
+TLS (``use_tls``: StartTLS, the default; ``use_ssl``: LDAPS) verifies the server's certificate
+against the system's CAs or ``tls_ca_file``. A password is never sent before TLS is up: if
+StartTLS fails, that server is treated as unreachable.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import re
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +35,19 @@ def _as_list(value: Any, name: str) -> list[str]:
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return list(value)
     raise ConfigError(f"{name}: expected a string or a list of strings, got {value!r}")
+
+
+def _tls(ca_file: str | None, validate: bool) -> Any:
+    """ldap3's TLS settings: the server's certificate is checked unless told otherwise."""
+    import ldap3
+
+    if ca_file is not None and not (isinstance(ca_file, str) and os.path.isfile(ca_file)):
+        raise ConfigError(f"tls_ca_file: no such file: {ca_file!r}")
+    if not isinstance(validate, bool):
+        raise ConfigError(f"tls_validate: expected true or false, got {validate!r}")
+    if not validate:
+        logger.warning("LDAP: tls_validate is false, so any server can pose as the directory and read passwords")
+    return ldap3.Tls(validate=ssl.CERT_REQUIRED if validate else ssl.CERT_NONE, ca_certs_file=ca_file)
 
 
 def _split_address(address: str, default_port: int | None) -> tuple[str, int | None]:
@@ -65,12 +84,15 @@ class LDAPAuthenticator:
         attributes: Sequence[str] | None = None,
         auth_state_attributes: Sequence[str] | None = None,
         use_lookup_dn_username: bool = True,
+        tls_ca_file: str | None = None,
+        tls_validate: bool = True,
     ) -> None:
         self.servers = [_split_address(address, server_port) for address in _as_list(server_address, "server_address")]
         if not self.servers:
             raise ConfigError("server_address: at least one LDAP server is required")
         self.use_ssl = bool(use_ssl)
         self.use_tls = bool(use_tls)
+        self.tls = _tls(tls_ca_file, tls_validate) if self.use_ssl or self.use_tls else None
         self.connect_timeout = float(connect_timeout)
         # ldap3 packs it into a socket option as whole seconds
         self.receive_timeout = max(1, math.ceil(receive_timeout))
@@ -106,22 +128,35 @@ class LDAPAuthenticator:
         """An open connection to the first server that answers (tried in the configured order;
         ldap3's ServerPool would sleep 10 s between rounds)."""
         import ldap3
-        from ldap3.core.exceptions import LDAPException
+        from ldap3.core.exceptions import LDAPException, LDAPStartTLSError
 
         failure: LDAPException | None = None
         for host, port in self.servers:
-            server = ldap3.Server(host, port=port, use_ssl=self.use_ssl, connect_timeout=self.connect_timeout)
+            # get_info NONE: no schema read on every login, a round trip nothing here needs
+            server = ldap3.Server(
+                host,
+                port=port,
+                use_ssl=self.use_ssl,
+                tls=self.tls,
+                connect_timeout=self.connect_timeout,
+                get_info=ldap3.NONE,
+            )
             connection = ldap3.Connection(
                 server, user=user, password=password, receive_timeout=self.receive_timeout, raise_exceptions=False
             )
             try:
                 connection.open()
+                if self.use_tls and not self.use_ssl and not connection.start_tls():
+                    raise LDAPStartTLSError(f"StartTLS refused: {connection.result}")
             except LDAPException as exc:
-                logger.info("LDAP server %s:%s does not answer: %s", host, port, exc)
+                # an untrusted certificate lands here too: no password goes to that server
+                logger.warning("LDAP server %s:%s cannot be used: %s", host, port, exc)
+                try:
+                    connection.unbind()
+                except LDAPException:
+                    pass  # closing what could not be opened
                 failure = exc
                 continue
-            if self.use_tls and not self.use_ssl:
-                connection.start_tls()
             return connection
         raise failure
 
