@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 import pytest
 
-from qs_gateway.auth.server_based import users_from_access_list
+from qs_gateway.auth.server_based import ServerBasedAPIAccessControl, users_from_access_list
 from qs_gateway.extensions import EXTENSION_KEY
+from qs_gateway.redis_store import RedisStore
+from qs_gateway.serving.stack import free_port
 
-from .auth_support import JsonServer, auth_config, bearer, configured_app, login, provider
+from .auth_support import JsonServer, auth_config, bearer, configured_app, login, private_prefix, provider
 from .support import plan, wait_for
 
 PASSWORDS = {"dana": "dana_password", "eric": "eric_password", "zed": "zed_password"}
@@ -91,6 +96,62 @@ def test_users_and_roles_come_from_the_access_server(app_and_client, access_serv
     assert client.get("/api/status", headers=eric).status_code == 401
     access_server.failing = False
     wait_for(lambda: not forgotten(), 10, "the access list to come back")
+
+
+def test_workers_share_one_download_and_change_their_minds_together(access_server, tmp_path, re_manager):
+    # Three apps on one Redis prefix stand for three workers (or hosts).
+    policy_args = {
+        "instrument": "BL99",
+        "base_url": f"{access_server.server.url}/api",
+        "update_period": 2.0,
+        "expiration_period": 10.0,
+        "http_timeout": 2,
+    }
+    config = auth_config(
+        [provider("toy", "DictionaryAuthenticator", users_to_passwords=PASSWORDS)],
+        api_access={"policy": "bluesky_httpserver.authorization:ServerBasedAPIAccessControl", "args": policy_args},
+    )
+    prefix = private_prefix()
+    with contextlib.ExitStack() as apps:
+        workers = [
+            apps.enter_context(configured_app(re_manager, tmp_path / str(n), config, QS_GATEWAY_REDIS_PREFIX=prefix))
+            for n in range(3)
+        ]
+        for app in workers:  # each starts polling with its first login
+            assert (
+                app.test_client()
+                .post("/api/auth/provider/toy/token", data={"username": "dana", "password": PASSWORDS["dana"]})
+                .status_code
+                == 200
+            )
+        policies = [app.extensions[EXTENSION_KEY].auth.api_access for app in workers]
+        started = time.monotonic()
+
+        # every worker holds the same download; a change reaches all of them with the next one
+        access_server.access["observer"]["dana"] = access_server.access["user"].pop("dana")
+
+        def all_demoted() -> bool:
+            return all(policy.get_user_roles("dana") == {"observer"} for policy in policies)
+
+        wait_for(all_demoted, 10, "dana's new role on every worker")
+        wait_for(lambda: len({policy._fetched_at for policy in policies}) == 1, 5, "one download for all")
+        elapsed = time.monotonic() - started
+        downloads = len(access_server.server.requests)
+        # one download per update period for all three, not one per worker
+        assert downloads <= elapsed / policy_args["update_period"] + 2, (downloads, elapsed)
+
+
+def test_without_redis_each_worker_downloads_for_itself_once_per_period(access_server):
+    policy = ServerBasedAPIAccessControl(
+        instrument="BL99", base_url=f"{access_server.server.url}/api", update_period=60, http_timeout=2
+    )
+    policy.share_through(RedisStore(f"redis://127.0.0.1:{free_port()}/0"))  # nothing listens there
+    try:
+        assert policy.get_user_roles("dana") == {"user"}
+        time.sleep(2.5)  # two checks of the shared list, both failing: no download before 60 s
+        assert len(access_server.server.requests) == 1
+    finally:
+        policy.stop()
 
 
 def test_access_list_parsing():

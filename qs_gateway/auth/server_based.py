@@ -1,14 +1,20 @@
 """``ServerBasedAPIAccessControl``: users and roles downloaded from a facility's access server.
 
 The access server answers ``GET {base_url}/instrument/{instrument}/qserver/access`` with
-``{role: {username: {"email": ..., "first_name": ..., "last_name": ...}}}``. Each worker process
-polls it from a background thread that starts on first use, i.e. in the worker after gunicorn
-forked, never in the master. A failed poll keeps the last list until it expires; after that
-only the built-in users are known.
+``{role: {username: {"email": ..., "first_name": ..., "last_name": ...}}}``.
+
+The list is shared through Redis: once per ``update_period`` one worker of all (on any host)
+downloads it, holding a short lock, and publishes it; every worker checks Redis about once a
+second and takes the newer list, so all of them change their minds together and the access
+server sees one request per period, not one per worker. Without Redis each worker downloads
+the list itself. The polling runs in a background thread that starts on first use, i.e. in the
+worker after gunicorn forked, never in the master. A failed download keeps the last list until
+it expires; after that only the built-in users are known.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -20,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import ConfigError
+from ..redis_store import RedisStore, StoreUnavailable
 from .policies import BasicAPIAccessControl
 
 logger = logging.getLogger(__name__)
@@ -55,6 +62,44 @@ def users_from_access_list(data: Any, known_roles: Mapping[str, Any]) -> dict[st
     return users
 
 
+SHARED_CHECK_SECONDS = 1.0  # how often a worker looks for a list another worker downloaded
+
+
+class SharedAccessList:
+    """The downloaded list in Redis: the users, when they were downloaded, and who downloads next."""
+
+    def __init__(self, store: RedisStore, source_url: str) -> None:
+        self.store = store
+        name = hashlib.sha256(source_url.encode()).hexdigest()[:16]  # one list per access server
+        self.users_key = store.key("auth", "access_list", name)
+        self.fetched_at_key = store.key("auth", "access_list", name, "fetched_at")
+        self.lock_key = store.key("auth", "access_list", name, "downloading")
+
+    def fetched_at(self) -> float | None:
+        value = self.store.run(lambda r: r.get(self.fetched_at_key))
+        return float(value) if value is not None else None
+
+    def users(self) -> dict[str, dict[str, Any]] | None:
+        value = self.store.run(lambda r: r.get(self.users_key))
+        if value is None:
+            return None
+        return {name: {**user, "roles": frozenset(user["roles"])} for name, user in json.loads(value).items()}
+
+    def take_turn(self, seconds: float) -> bool:
+        """Whether this worker downloads now; nobody else does for ``seconds``, success or not."""
+        return bool(self.store.run(lambda r: r.set(self.lock_key, os.getpid(), nx=True, px=int(seconds * 1000))))
+
+    def publish(self, users: Mapping[str, Mapping[str, Any]], fetched_at: float, keep_for: float) -> None:
+        data = json.dumps({name: {**user, "roles": sorted(user["roles"])} for name, user in users.items()})
+        ttl = int(keep_for * 1000)
+        # one transaction: a reader never sees the new time with the old users
+        self.store.run(
+            lambda r: (
+                r.pipeline().set(self.users_key, data, px=ttl).set(self.fetched_at_key, fetched_at, px=ttl).execute()
+            )
+        )
+
+
 class ServerBasedAPIAccessControl(BasicAPIAccessControl):
     def __init__(
         self,
@@ -82,7 +127,9 @@ class ServerBasedAPIAccessControl(BasicAPIAccessControl):
         self.url = f"{root}/instrument/{instrument.lower()}/qserver/access"
         self._built_in = dict(self._users)
         self._fetched: dict[str, dict[str, Any]] = {}
-        self._fetched_at: float | None = None
+        self._fetched_at: float | None = None  # wall-clock time of the download, comparable across hosts
+        self._attempted_at = 0.0  # of this process's own last download
+        self._shared: SharedAccessList | None = None
         self._first_poll_done = threading.Event()
         self._start_lock = threading.Lock()
         self._poller_pid: int | None = None
@@ -104,21 +151,62 @@ class ServerBasedAPIAccessControl(BasicAPIAccessControl):
         # The first requests of a worker wait (briefly) for the first list instead of refusing everyone.
         self._first_poll_done.wait(self.http_timeout + 1)
 
+    def share_through(self, store: RedisStore) -> None:
+        """Share the downloaded list with every worker using ``store`` (opens nothing)."""
+        self._shared = SharedAccessList(store, self.url)
+
     def _poll_forever(self) -> None:
         while True:
-            self.poll_once()
+            self.refresh()
             self._first_poll_done.set()
-            if self._stop.wait(self.update_period * random.uniform(0.8, 1.2)):
+            period = self.update_period if self._shared is None else min(self.update_period, SHARED_CHECK_SECONDS)
+            if self._stop.wait(period * random.uniform(0.8, 1.2)):
                 return
 
+    def refresh(self) -> None:
+        """Bring this process's list up to date, downloading it only when it is due."""
+        if self._shared is not None:
+            try:
+                self._refresh_shared()
+                return
+            except StoreUnavailable:
+                pass  # each worker on its own until Redis is back
+        if time.time() - self._attempted_at >= self.update_period:
+            self.poll_once()
+
+    def _refresh_shared(self) -> None:
+        shared = self._shared
+        fetched_at = self._adopt(shared)
+        if fetched_at is not None and time.time() - fetched_at < self.update_period:
+            return
+        if shared.take_turn(self.update_period):
+            if self.poll_once():
+                shared.publish(self._fetched, self._fetched_at, self.expiration_period)
+        elif self._fetched_at is None:
+            # another worker is downloading the first list: wait for it rather than refuse everyone
+            deadline = time.monotonic() + self.http_timeout + 1
+            while self._adopt(shared) is None and time.monotonic() < deadline and not self._stop.wait(0.05):
+                pass
+
+    def _adopt(self, shared: SharedAccessList) -> float | None:
+        """Take the shared list if it is newer than this process's; the shared download time."""
+        fetched_at = shared.fetched_at()
+        if fetched_at is not None and (self._fetched_at is None or fetched_at > self._fetched_at):
+            users = shared.users()
+            if users is not None:
+                self._fetched, self._fetched_at = users, fetched_at
+        return fetched_at
+
     def poll_once(self) -> bool:
+        """Download the list from the access server now."""
+        self._attempted_at = time.time()
         try:
             with urllib.request.urlopen(self.url, timeout=self.http_timeout) as response:
                 users = users_from_access_list(json.loads(response.read()), self.roles)
         except Exception as exc:
             logger.warning("Access server %s: %s", self.url, exc)
             return False
-        self._fetched, self._fetched_at = users, time.monotonic()
+        self._fetched, self._fetched_at = users, time.time()
         return True
 
     def stop(self) -> None:
@@ -129,6 +217,6 @@ class ServerBasedAPIAccessControl(BasicAPIAccessControl):
             return self._built_in[username]
         self._ensure_polling()
         fetched_at = self._fetched_at
-        if fetched_at is None or time.monotonic() - fetched_at > self.expiration_period:
+        if fetched_at is None or time.time() - fetched_at > self.expiration_period:
             return None
         return self._fetched.get(username)

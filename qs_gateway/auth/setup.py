@@ -34,6 +34,9 @@ def build_authenticator(auth: AuthSettings, store: RedisStore) -> tuple[Authenti
         DEFAULT_API_ACCESS,
         ("is_user_known", "get_user_roles", "get_user_scopes", "get_displayed_user_name"),
     )
+    share_through = getattr(api_access, "share_through", None)
+    if callable(share_through):  # a policy with downloaded state shares it between workers
+        share_through(store)
     resource_access = _policy(auth.resource_access, "resource_access", DEFAULT_RESOURCE_ACCESS, ("get_resource_group",))
     state = AuthState(store)
     authenticator = Authenticator(
