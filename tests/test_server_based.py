@@ -44,19 +44,24 @@ def access_server():
     server.server.close()
 
 
-@pytest.fixture
-def app_and_client(access_server, tmp_path, re_manager):
+def server_based_config(access_server: AccessServer, update_period: float, expiration_period: float) -> dict:
+    """The toy provider's users, their roles from ``access_server``."""
     policy_args = {
         "instrument": "BL99",
         "base_url": f"{access_server.server.url}/api",
-        "update_period": 0.2,
-        "expiration_period": 1.0,
+        "update_period": update_period,
+        "expiration_period": expiration_period,
         "http_timeout": 2,
     }
-    config = auth_config(
+    return auth_config(
         [provider("toy", "DictionaryAuthenticator", users_to_passwords=PASSWORDS)],
         api_access={"policy": "bluesky_httpserver.authorization:ServerBasedAPIAccessControl", "args": policy_args},
     )
+
+
+@pytest.fixture
+def app_and_client(access_server, tmp_path, re_manager):
+    config = server_based_config(access_server, update_period=0.2, expiration_period=1.0)
     with configured_app(re_manager, tmp_path, config) as app:
         yield app, app.test_client()
 
@@ -100,17 +105,8 @@ def test_users_and_roles_come_from_the_access_server(app_and_client, access_serv
 
 def test_workers_share_one_download_and_change_their_minds_together(access_server, tmp_path, re_manager):
     # Three apps on one Redis prefix stand for three workers (or hosts).
-    policy_args = {
-        "instrument": "BL99",
-        "base_url": f"{access_server.server.url}/api",
-        "update_period": 2.0,
-        "expiration_period": 10.0,
-        "http_timeout": 2,
-    }
-    config = auth_config(
-        [provider("toy", "DictionaryAuthenticator", users_to_passwords=PASSWORDS)],
-        api_access={"policy": "bluesky_httpserver.authorization:ServerBasedAPIAccessControl", "args": policy_args},
-    )
+    update_period = 2.0
+    config = server_based_config(access_server, update_period=update_period, expiration_period=10.0)
     prefix = private_prefix()
     with contextlib.ExitStack() as apps:
         workers = [
@@ -138,7 +134,7 @@ def test_workers_share_one_download_and_change_their_minds_together(access_serve
         elapsed = time.monotonic() - started
         downloads = len(access_server.server.requests)
         # one download per update period for all three, not one per worker
-        assert downloads <= elapsed / policy_args["update_period"] + 2, (downloads, elapsed)
+        assert downloads <= elapsed / update_period + 2, (downloads, elapsed)
 
 
 def test_without_redis_each_worker_downloads_for_itself_once_per_period(access_server):
