@@ -31,6 +31,25 @@ def _worker(address: str, message: bytes, seconds: float, start: float, results:
     results.put(latencies)
 
 
+def request(address: str, method: str, params: dict | None = None, timeout: float = 10.0) -> dict:
+    """One request on a socket of its own, for setting RE Manager up between measurements."""
+    context = zmq.Context()
+    sock = context.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(address)
+        sock.send(orjson.dumps({"method": method, "params": params or {}}))
+        if not sock.poll(int(timeout * 1000)):
+            raise TimeoutError(f"RE Manager at {address} did not answer {method!r} in {timeout} s")
+        reply = orjson.loads(sock.recv())
+    finally:
+        sock.close()
+        context.term()
+    if reply.get("success") is False:  # a status reply has no "success"
+        raise RuntimeError(f"RE Manager refused {method!r}: {reply.get('msg')}")
+    return reply
+
+
 def run(address: str, method: str, params: dict, concurrency: int, seconds: float) -> list[float]:
     """Latencies (seconds) of every request answered in ``seconds``, from all processes."""
     message = orjson.dumps({"method": method, "params": params})

@@ -140,15 +140,10 @@ def start_floor(workdir: Path, workers: int, threads: int) -> tuple[ManagedProce
 
 
 def fill_queue(address: str, count: int) -> None:
-    from bluesky_queueserver_api.zmq import REManagerAPI
-
-    rm = REManagerAPI(zmq_control_addr=address)
-    try:
-        rm.queue_clear()
-        for _ in range(count // 100):
-            rm.item_add_batch([ITEM] * 100)
-    finally:
-        rm.close()
+    direct.request(address, "queue_clear")
+    batch = {"items": [ITEM] * 100, "user": "bench", "user_group": "primary"}
+    for _ in range(count // 100):
+        direct.request(address, "queue_item_add_batch", batch)
 
 
 def gc_pauses(metrics_url: str) -> tuple[float, int]:
