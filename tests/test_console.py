@@ -119,10 +119,17 @@ def test_update_requires_exactly_last_msg_uid(console_gateway):
     assert "Request contains keys the are not supported: {'x'}" in extra.json()["detail"]
 
 
-def test_client_console_monitor_and_rendered_text(console_gateway, manager_open):
+@pytest.fixture
+def RM(console_gateway):
+    """The real client in HTTP mode, with the single-user key."""
+    rm = REManagerAPI(http_server_uri=console_gateway[0])
+    rm.set_authorization_key(api_key=API_KEY)
+    yield rm
+    rm.close()
+
+
+def test_client_console_monitor_and_rendered_text(console_gateway, manager_open, RM):
     url, _, _ = console_gateway
-    RM = REManagerAPI(http_server_uri=url)
-    RM.set_authorization_key(api_key=API_KEY)
     try:
         RM.console_monitor.enable()
         time.sleep(1)
@@ -153,13 +160,9 @@ def test_client_console_monitor_and_rendered_text(console_gateway, manager_open)
         assert uid["success"] is True and uid["console_output_uid"]
     finally:
         RM.console_monitor.disable()
-        RM.close()
 
 
-def test_client_system_info_monitor_over_websocket(console_gateway, manager_idle):
-    url, _, _ = console_gateway
-    RM = REManagerAPI(http_server_uri=url)
-    RM.set_authorization_key(api_key=API_KEY)
+def test_client_system_info_monitor_over_websocket(manager_idle, RM):
     try:
         RM.system_info_monitor.enable()
         message = RM.system_info_monitor.next_msg(timeout=10)
@@ -167,7 +170,6 @@ def test_client_system_info_monitor_over_websocket(console_gateway, manager_idle
         assert message["msg"]["status"]["manager_state"] in ("idle", "executing_queue")
     finally:
         RM.system_info_monitor.disable()
-        RM.close()
 
 
 @pytest.mark.parametrize("path, wanted", [("/api/status/ws", "status"), ("/api/info/ws", None)])
