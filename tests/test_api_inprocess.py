@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .support import PLAN_COUNT, plan, spy_on, wait_for
-
-
-@pytest.fixture
-def sent(app):
-    return spy_on(app)
+from .support import PLAN_COUNT, plan, wait_for
 
 
 def test_status_ping_and_root_return_manager_status(client, manager_idle):

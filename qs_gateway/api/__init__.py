@@ -49,7 +49,7 @@ def register_blueprints(app: Flask) -> None:
     for resource in RESOURCES:
         app.register_blueprint(resource, url_prefix="/api")
     settings = app.extensions[EXTENSION_KEY].settings
-    switched_off = {docs: not settings.gateway["docs"], metrics: not settings.metrics_enabled}
+    switched_off = {docs: not settings.http.docs, metrics: not settings.http.metrics_enabled}
     for resource in SERVICE_RESOURCES:
         if not switched_off.get(resource):
             app.register_blueprint(resource)
