@@ -13,6 +13,8 @@ from .auth.setup import build_authenticator
 from .config import Settings
 from .extending import load_custom_modules
 from .manager import ManagerClient, StatusCache, TimeoutPolicy
+from .manager.item_state import ItemStates
+from .manager.validation import ItemValidator
 from .redis_store import RedisStore
 from .streaming.console import ConsoleLog
 from .streaming.hub import StreamHub
@@ -49,6 +51,8 @@ class Services:
                 per_method=manager.method_timeouts,
             ),
         )
+        self.item_validator = ItemValidator(self.manager)
+        self.item_states = ItemStates(self.manager)
         self.auth, self.accounts = build_authenticator(settings.auth, self.store)
         self.console = ConsoleLog(self.store)
         self.stream_keys = StreamKeys.of(self.store)

@@ -1,4 +1,5 @@
-"""The plan queue and its items: the payloads, then the endpoints."""
+"""The plan queue and its items: the payloads, then the endpoints; and two questions about items
+that change nothing: would RE Manager accept this item, and what became of that one."""
 
 from __future__ import annotations
 
@@ -138,6 +139,24 @@ class ItemMoveBatch(Destination):
     reorder = flag_field()
 
 
+class AnyJson(fields.Raw):
+    """Any JSON value: an item is judged by RE Manager's rules, which answer even a non-object."""
+
+    openapi = {"description": "A queue item: `item_type`, `name`, `args`, `kwargs`, `meta`."}
+
+
+class ItemValidate(Payload):
+    item = AnyJson(allow_none=True)
+
+
+class ItemValidateBatch(Payload):
+    items = fields.List(AnyJson(allow_none=True))
+
+
+class ItemState(Payload):
+    uid = identifier(required=True)
+
+
 # -- endpoints ---------------------------------------------------------------------------------
 
 queue = Resource("queue", __name__)
@@ -159,6 +178,44 @@ queue.forward("/queue/item/remove", "queue_item_remove", scope="write:queue:edit
 queue.forward("/queue/item/remove/batch", "queue_item_remove_batch", scope="write:queue:edit", schema=ItemRemoveBatch)
 queue.forward("/queue/item/move", "queue_item_move", scope="write:queue:edit", schema=ItemMove)
 queue.forward("/queue/item/move/batch", "queue_item_move_batch", scope="write:queue:edit", schema=ItemMoveBatch)
+
+
+# -- questions about items that change nothing (the gateway answers them from its caches) ---
+
+# Statuses beyond the error contract: a cache miss asks RE Manager (status, lists, queue, history).
+MAY_ASK_MANAGER = (408, 502, 503)
+
+# Validating reads the lists of allowed plans and devices, hence their scope.
+VALIDATION: dict[str, Any] = {"methods": ("POST",), "scope": "read:resources", "errors": MAY_ASK_MANAGER}
+
+
+@queue.endpoint("/queue/item/validate", schema=ItemValidate, **VALIDATION)
+def item_validate(call: Call) -> dict[str, Any]:
+    """Would `queue_item_add` accept this item for the caller's user group? Nothing is queued.
+
+    Answers `{"success", "msg", "errors"}`: `msg` is what RE Manager's refusal would say, `errors`
+    maps plan parameters to their problem.
+    """
+    return services().item_validator.check(call.payload, call.principal.user_group)
+
+
+@queue.endpoint("/queue/item/validate/batch", schema=ItemValidateBatch, **VALIDATION)
+def item_validate_batch(call: Call) -> dict[str, Any]:
+    """Would `queue_item_add_batch` accept these items? Nothing is queued.
+
+    Answers `{"success", "msg", "results": [{"success", "msg", "errors"}, ...]}`, one result per item.
+    """
+    return services().item_validator.check_batch(call.payload, call.principal.user_group)
+
+
+@queue.endpoint("/queue/item/state", scope="read:queue", schema=ItemState, errors=MAY_ASK_MANAGER)
+def item_state(call: Call) -> dict[str, Any]:
+    """What became of the item with this uid: queued (and where), running, or how it ended.
+
+    `state` is `queued`, `running`, `completed`, `failed`, `stopped`, `aborted`, `halted` or
+    `unknown`; `position`, `exit_status`, `msg`, `time_start` and `time_stop` say more.
+    """
+    return services().item_states.fate(call.payload["uid"])
 
 
 # Newer web clients read an item at /queue/item/<uid>. The uid must not be one of the names of
