@@ -299,6 +299,13 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         "A second address serving only `/metrics`, without credentials (turns metrics on).",
     ),
     Option("log_format", "QS_GATEWAY_LOG_FORMAT", "text", _choice("text", "json"), "Log lines as `text` or `json`."),
+    Option(
+        "manager_silence_seconds",
+        "QS_GATEWAY_MANAGER_SILENCE_SECONDS",
+        10.0,
+        _parser(float, minimum=2.0),
+        "Seconds without a status from RE Manager after which the `manager_unreachable` notification is sent.",
+    ),
 )
 
 
@@ -344,6 +351,9 @@ _SECTION_KEYS: dict[str, frozenset[str] | None] = {
     "gateway": frozenset(option.key for option in GATEWAY_OPTIONS),
 }
 
+# Sections whose content is checked by their own module (lists of mappings).
+_OWN_SECTIONS = frozenset({"notifications"})
+
 _VAR_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -386,8 +396,13 @@ def read_config_files(path: str | os.PathLike, environ: Mapping[str, str]) -> di
         if not isinstance(content, dict):
             raise ConfigError(f"{file}: the top level must be a mapping")
         for section, value in content.items():
-            if section not in _SECTION_KEYS:
+            if section not in _SECTION_KEYS and section not in _OWN_SECTIONS:
                 raise ConfigError(f"{file}: unknown configuration key {section!r}")
+            if section in _OWN_SECTIONS:
+                if section in merged:
+                    raise ConfigError(f"{file}: section {section!r} is also defined in {origin[section]}")
+                merged[section], origin[section] = _expand(value, f"{file}: {section}", environ), file
+                continue
             allowed = _SECTION_KEYS[section]
             if allowed is None:
                 merged.setdefault(section, [])
@@ -448,6 +463,7 @@ class Settings:
     custom_routers: tuple[str, ...] = ()
     prometheus: bool = False
     config_path: str | None = None
+    notifications: tuple[Any, ...] = ()  # notifications.settings.Target, one per receiver
 
     @property
     def metrics_enabled(self) -> bool:
@@ -556,7 +572,16 @@ def load_settings(environ: Mapping[str, str] | None = None, config_path: str | N
         custom_routers=_parse_list(custom_routers, "custom_routers"),
         prometheus=_parse_bool(config.get("metrics", {}).get("prometheus", False), "metrics.prometheus"),
         config_path=str(config_path) if config_path else None,
+        notifications=_notifications(config, environ),
     )
+
+
+def _notifications(config: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[Any, ...]:
+    from .notifications.settings import NOTIFICATIONS_ENV, parse_notifications
+
+    if "notifications" in config:
+        return parse_notifications(config["notifications"])
+    return parse_notifications(environ.get(NOTIFICATIONS_ENV), NOTIFICATIONS_ENV)
 
 
 def _auth_settings(config: Mapping[str, Any], environ: Mapping[str, str]) -> AuthSettings:

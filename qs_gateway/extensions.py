@@ -13,6 +13,7 @@ from .auth.setup import build_authenticator
 from .config import Settings
 from .extending import load_custom_modules
 from .manager import ManagerClient, StatusCache, TimeoutPolicy
+from .notifications import NotificationStore, Notifier
 from .redis_store import RedisStore
 from .streaming.console import ConsoleLog
 from .streaming.hub import StreamHub
@@ -62,6 +63,17 @@ class Services:
             info_length=options["info_stream_length"],
             status_max_age=options["published_status_max_age"],
         )
+        self.notifications = NotificationStore(self.store, self.stream_keys.leader)
+        self.notifier = None
+        if settings.notifications:
+            self.notifier = Notifier(
+                self.notifications,
+                self.manager,
+                settings.notifications,
+                self.ingester,
+                silence_seconds=options["manager_silence_seconds"],
+            )
+            self.ingester.on_status = self.notifier.status_appended
         self.custom_modules = load_custom_modules(settings.custom_modules)
         self.metrics = None
         if settings.metrics_enabled:
@@ -70,9 +82,11 @@ class Services:
             self.metrics = GatewayMetrics()
 
     def open(self) -> None:
-        """Start what a serving worker runs: the ZeroMQ context and the ingest thread."""
+        """Start what a serving worker runs: the ZeroMQ context, the ingest and notifier threads."""
         self.pool.open()
         self.ingester.start()
+        if self.notifier is not None:
+            self.notifier.start()
         if self.metrics is not None:
             self.metrics.watch_gc()  # from here on collections pause requests
 
@@ -84,6 +98,8 @@ class Services:
         if self.metrics is not None:
             self.metrics.stop_watching_gc()
         self.hub.shutdown()
+        if self.notifier is not None:
+            self.notifier.stop()
         self.ingester.stop()
         stop_polling = getattr(self.auth.api_access, "stop", None)
         if callable(stop_polling):
