@@ -22,7 +22,8 @@ import httpx
 import pytest
 import redis
 
-from qs_gateway.serving.stack import start_gateway
+from qs_gateway.notifications.settings import parse_notifications
+from qs_gateway.serving.stack import start_gateway, start_re_manager
 
 from .conftest import make_app
 from .support import API_KEY, keyed_client, plan, reset_manager, wait_for
@@ -103,9 +104,30 @@ class Gateway:
     store: redis.Redis
     prefix: str
     receiver: Receiver
+    targets: list[dict]
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:notify:events"
+
+    def leader(self) -> str | None:
+        identity = self.store.get(f"{self.prefix}:ingest:leader")
+        return identity.decode() if identity else None
 
     def leader_pid(self) -> int:
-        return int(self.store.get(f"{self.prefix}:ingest:leader").decode().split(":")[1])
+        return int(self.leader().split(":")[1])
+
+    def pending(self) -> dict[str, list[tuple[str, str]]]:
+        """Per target name: the events read but not yet acknowledged, with their consumer."""
+        found = {}
+        for target in parse_notifications(self.targets):
+            entries = self.store.xpending_range(self.events, f"target:{target.key}", "-", "+", 100)
+            ids = [self.store.xrange(self.events, e["message_id"], e["message_id"])[0] for e in entries]
+            found[target.name] = [
+                (json.loads(fields[b"event"])["id"], entry["consumer"].decode())
+                for entry, (_, fields) in zip(entries, ids, strict=True)
+            ]
+        return found
 
     def settled(self) -> bool:
         """Every published status taken into account, every event delivered or given up."""
@@ -113,7 +135,7 @@ class Gateway:
         state = self.store.hget(f"{self.prefix}:notify:state", "state")
         if not last or state is None or json.loads(state)["cursor"] != last[0][0].decode():
             return False
-        groups = self.store.xinfo_groups(f"{self.prefix}:notify:events")
+        groups = self.store.xinfo_groups(self.events)
         return len(groups) == 3 and all(g["pending"] == 0 and g["lag"] == 0 for g in groups)
 
     def settle(self) -> int:
@@ -133,7 +155,7 @@ def gateway(stack_dir, re_manager, tmp_path_factory) -> Iterator[Gateway]:
     base = f"http://127.0.0.1:{server.server_port}"
     targets = [
         {"url": f"{base}/good", "secret": SECRET, "name": "good"},
-        {"url": f"{base}/flaky", "secret": SECRET, "name": "flaky"},
+        {"url": f"{base}/flaky", "secret": SECRET, "name": "flaky", "timeout": 1},  # taken over after 6 s
         {"url": f"{base}/checked", "secret": "not-the-secret", "events": ["queue_started", "queue_stopped"]},
     ]
     config = tmp_path_factory.mktemp("notify") / "config.yml"
@@ -150,7 +172,7 @@ def gateway(stack_dir, re_manager, tmp_path_factory) -> Iterator[Gateway]:
     process, url = start_gateway(stack_dir, env, log_name="gateway-notify.log")
     store = redis.Redis(port=re_manager.redis_port)
     wait_for(lambda: store.hget(f"{prefix}:notify:state", "state") is not None, 30, "the first derivation")
-    yield Gateway(url, store, prefix, receiver)
+    yield Gateway(url, store, prefix, receiver, targets)
     process.stop()
     server.shutdown()
     server.server_close()
@@ -240,35 +262,98 @@ def test_the_delivery_log_says_what_was_sent_and_the_answers(gateway, two_plans_
 
 
 def test_sigkill_of_the_leader_between_two_items(gateway, zmq_rm, two_plans_one_failing):
+    """The leader dies after the second item started: /good has all so far, /flaky has just been
+    answered 500 for the second item_started, which the next leader must take over."""
     reset_manager(zmq_rm, environment=True)
     mark = gateway.settle()
     gateway.post("/api/queue/item/add/batch", {"items": [plan(num=1), plan(num=6, delay=0.5)]})
     gateway.post("/api/queue/start")
+    killed = {}
 
-    def second_item_started() -> bool:
-        return [e["type"] for e in gateway.receiver.accepted("/good", mark)].count("item_started") == 2
+    def flaky_retrying_second_start() -> bool:
+        started = [e["id"] for e in gateway.receiver.accepted("/good", mark) if e["type"] == "item_started"]
+        if len(started) < 2 or not any(d.event["id"] == started[1] for d in gateway.receiver.at("/flaky", mark)):
+            return False
+        pending = gateway.pending()
+        if pending["good"] or pending["flaky"] != [(started[1], gateway.leader())]:
+            return False
+        killed.update(identity=gateway.leader(), event_id=started[1])
+        os.kill(gateway.leader_pid(), signal.SIGKILL)  # while /flaky's retry waits
+        return True
 
-    wait_for(second_item_started, 30, "the second item to start")
-    wait_for(gateway.settled, 10, "the deliveries so far to be acknowledged")
-    leader = gateway.store.get(f"{gateway.prefix}:ingest:leader")
-    os.kill(gateway.leader_pid(), signal.SIGKILL)
-    wait_for(lambda: gateway.store.get(f"{gateway.prefix}:ingest:leader") not in (None, leader), 10, "a new leader")
-    wait_for(lambda: "queue_stopped:empty" in types_and_items(gateway.receiver.accepted("/good", mark)), 60, "stop")
+    wait_for(flaky_retrying_second_start, 30, "the second item to start and /flaky to wait for a retry")
+    wait_for(lambda: gateway.leader() not in (None, killed["identity"]), 10, "a new leader")
+
+    def told_of_the_stop() -> bool:
+        return all(
+            "queue_stopped:empty" in types_and_items(gateway.receiver.accepted(path, mark))
+            for path in ("/good", "/flaky")
+        )
+
+    wait_for(told_of_the_stop, 60, "both receivers to be told that the queue stopped")
     gateway.settle()
     expected = ["queue_started:"] + ["item_started:count", "item_finished:count"] * 2 + ["queue_stopped:empty"]
     for path in ("/good", "/flaky"):
         accepted = gateway.receiver.accepted(path, mark)
         assert types_and_items(accepted) == expected, path
         assert len({e["id"] for e in accepted}) == len(expected), path
+    log = httpx.get(f"{gateway.url}/api/notifications/log?limit=1000", headers=HEADERS).json()["entries"]
+    delivered = [e for e in log if e["event_id"] == killed["event_id"] and e["outcome"] == "delivered"]
+    assert {e["target"] for e in delivered} == {"good", "flaky"} and len(delivered) == 2
+    assert [e["worker"] for e in delivered if e["target"] == "flaky"] != [killed["identity"]]  # taken over
 
 
 def test_the_log_needs_the_admin_notifications_scope(re_manager):
     app = make_app(re_manager)
     try:
-        refused = keyed_client(app).get("/api/notifications/log")
+        client = keyed_client(app)
+        refused = client.get("/api/notifications/log")
         assert refused.status_code == 401
         assert "Requires scopes ['admin:notifications']" in refused.get_json()["detail"]
+        documented = client.get("/openapi.json").get_json()["paths"]["/api/notifications/log"]["get"]
+        assert documented["x-scope"] == "admin:notifications"
+        assert {p["name"] for p in documented["parameters"] if p["in"] == "query"} == {"limit"}
     finally:
         from qs_gateway.extensions import EXTENSION_KEY
 
         app.extensions[EXTENSION_KEY].close()
+
+
+def test_manager_unreachable_then_back(stack_dir, redis_port, tmp_path):
+    """RE Manager of this test's own, stopped and started again on the same ports."""
+    receiver = Receiver()
+    server = serve_receiver(receiver)
+    target = {"url": f"http://127.0.0.1:{server.server_port}/good", "secret": SECRET}
+    manager, ports = start_re_manager(tmp_path, redis_port=redis_port, name_prefix="qs_gateway_notify_silence")
+    env = {
+        "QSERVER_ZMQ_CONTROL_ADDRESS": ports.control_address,
+        "QSERVER_ZMQ_INFO_ADDRESS": ports.info_address,
+        "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": API_KEY,
+        "QS_GATEWAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "QS_GATEWAY_REDIS_PREFIX": f"qs_gateway_notify_silence_{ports.control}",
+        "QS_GATEWAY_WORKERS": "2",
+        "QS_GATEWAY_MANAGER_SILENCE_SECONDS": "2",
+        "QS_GATEWAY_NOTIFICATIONS": json.dumps([target]),
+    }
+    gateway, _ = start_gateway(stack_dir, env, log_name="gateway-notify-silence.log")
+    store = redis.Redis(port=redis_port)
+    try:
+        state_key = f"{env['QS_GATEWAY_REDIS_PREFIX']}:notify:state"
+        wait_for(lambda: store.hget(state_key, "state") is not None, 30, "the first derivation")
+        manager.stop()
+        wait_for(lambda: receiver.accepted("/good"), 30, "manager_unreachable")
+        manager, _ = start_re_manager(
+            tmp_path, redis_port=redis_port, ports=ports, name_prefix="qs_gateway_notify_silence"
+        )
+        wait_for(lambda: len(receiver.accepted("/good")) == 2, 30, "manager_back")
+        events = receiver.accepted("/good")
+        assert [e["type"] for e in events] == ["manager_unreachable", "manager_back"]
+        assert events[0]["data"]["silent_seconds"] >= 2
+        assert all(d.signature_ok for d in receiver.at("/good"))
+        assert len(receiver.at("/good")) == 2  # each once
+    finally:
+        gateway.stop()
+        manager.stop()
+        server.shutdown()
+        server.server_close()
+        store.close()

@@ -481,4 +481,5 @@ def test_slack_format_is_a_text_message():
     assert json.loads(body_of(target, finished, 1, 0.0)) == {
         "text": "[qs-gateway] Finished count (item 01234567): failed (boom) at 1970-01-01 00:00:00 UTC"
     }
-    assert "Queue stopped: stop requested" in slack_text({"type": "queue_stopped", "data": {"reason": "stop_requested"}})
+    stopped = {"type": "queue_stopped", "data": {"reason": "stop_requested"}}
+    assert "Queue stopped: stop requested" in slack_text(stopped)

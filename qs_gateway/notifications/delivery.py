@@ -136,6 +136,7 @@ class TargetDelivery:
             return False
         entry_id, fields = found
         if fields is None or b"event" not in fields:
+            logger.warning("Event %s for %s left the events stream unsent", entry_id, self.target.name)
             self._ack(entry_id)
             return True
         event = orjson.loads(fields[b"event"])
@@ -181,5 +182,6 @@ class TargetDelivery:
                 "answer": answer.text,
                 "error": answer.error,
                 "seconds": round(seconds, 3),
+                "worker": self.consumer,
             }
         )

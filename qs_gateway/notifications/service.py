@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -90,12 +91,15 @@ class Notifier:
             thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop the threads; a POST under way may hold its thread up to its target's timeout,
+        but not this call longer than ``timeout`` (what it leaves pending, the next leader sends)."""
         self._stop.set()
         self._status_appended.set()
         for woken in self._events_added:
             woken.set()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(deadline - time.monotonic(), 0.0))
         self._threads = []
 
     def _guarded(self, work: Callable[[], Any], what: str) -> Any:
@@ -138,7 +142,7 @@ class Notifier:
         items = reply.get("items")
         if not isinstance(items, list):
             raise ManagerUnavailable(f"history_get gave no items: {reply.get('msg')}")
-        return items, reply.get("plan_history_uid")
+        return [item for item in items if isinstance(item, dict)], reply.get("plan_history_uid")
 
     def _running_item(self) -> dict:
         item = self._ask("queue_get").get("running_item")
@@ -160,7 +164,10 @@ class Notifier:
             entries = self.store.run(lambda r: r.xrange(self.info_stream, min=f"({cursor}", count=BATCH))
         found = []
         for entry_id, fields in entries:
-            message = orjson.loads(fields.get(b"data", b"{}"))
+            try:
+                message = orjson.loads(fields.get(b"data", b"{}"))
+            except orjson.JSONDecodeError:
+                message = None  # not a status: skipped, never a reason to stop
             payload = message.get("msg") if isinstance(message, dict) else None
             status = payload.get("status") if isinstance(payload, dict) else None
             found.append((entry_id.decode(), status if isinstance(status, dict) else None))
