@@ -217,5 +217,8 @@ class Notifier:
                 leading = self._guarded(lambda: delivery.ensure_group() or True, "starting to deliver") or False
                 continue
             woken.clear()
-            if not self._guarded(delivery.handle_one, f"delivering to {delivery.target.name}"):
+            handled = self._guarded(delivery.handle_one, f"delivering to {delivery.target.name}")
+            if handled is None:
+                leading = False  # after an error, make sure of the group again (Redis may have lost it)
+            elif not handled:
                 woken.wait(IDLE_WAIT)
