@@ -15,6 +15,7 @@ from .extending import load_custom_modules
 from .manager import ManagerClient, StatusCache, TimeoutPolicy
 from .manager.item_state import ItemStates
 from .manager.validation import ItemValidator
+from .notifications import NotificationStore, Notifier
 from .redis_store import RedisStore
 from .streaming.console import ConsoleLog
 from .streaming.hub import StreamHub
@@ -67,6 +68,17 @@ class Services:
             info_length=streams.info_stream_length,
             status_max_age=streams.published_status_max_age,
         )
+        self.notifications = NotificationStore(self.store, self.stream_keys.leader)
+        self.notifier = None
+        if settings.notifications.targets:
+            self.notifier = Notifier(
+                self.notifications,
+                self.manager,
+                settings.notifications.targets,
+                self.ingester,
+                silence_seconds=settings.notifications.manager_silence_seconds,
+            )
+            self.ingester.on_status = self.notifier.status_appended
         self.custom_modules = load_custom_modules(settings.extensions.custom_modules)
         self.metrics = None
         if settings.http.metrics_enabled:
@@ -75,9 +87,11 @@ class Services:
             self.metrics = GatewayMetrics()
 
     def open(self) -> None:
-        """Start what a serving worker runs: the ZeroMQ context and the ingest thread."""
+        """Start what a serving worker runs: the ZeroMQ context, the ingest and notifier threads."""
         self.pool.open()
         self.ingester.start()
+        if self.notifier is not None:
+            self.notifier.start()
         if self.metrics is not None:
             self.metrics.watch_gc()  # from here on collections pause requests
 
@@ -89,6 +103,8 @@ class Services:
         if self.metrics is not None:
             self.metrics.stop_watching_gc()
         self.hub.shutdown()
+        if self.notifier is not None:
+            self.notifier.stop()
         self.ingester.stop()
         stop_polling = getattr(self.auth.api_access, "stop", None)
         if callable(stop_polling):

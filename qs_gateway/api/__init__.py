@@ -16,6 +16,7 @@ from .history import history
 from .lock import lock
 from .manager import manager
 from .metrics import metrics
+from .notifications import notifications
 from .permissions import permissions
 from .queue import queue
 from .resources import resources
@@ -37,6 +38,7 @@ RESOURCES: tuple[Resource, ...] = (
     lock,
     manager,
     console,
+    notifications,
     auth,
 )
 

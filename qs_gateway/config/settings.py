@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from .gateway import HttpSettings, ManagerSettings, RedisSettings, ServingSettings, StreamSettings
+from .gateway import (
+    HttpSettings,
+    ManagerSettings,
+    NotificationSettings,
+    RedisSettings,
+    ServingSettings,
+    StreamSettings,
+)
 from .shared import AuthSettings, BrowserSettings, ExtensionSettings, PolicySettings, ZmqSettings
 
 # The groups the option loop fills, by the name of their field in Settings.
@@ -24,6 +31,7 @@ GROUPS: Mapping[str, type] = MappingProxyType(
         "manager": ManagerSettings,
         "streams": StreamSettings,
         "http": HttpSettings,
+        "notifications": NotificationSettings,
     }
 )
 
@@ -39,6 +47,7 @@ class Settings:
     manager: ManagerSettings = ManagerSettings()
     streams: StreamSettings = StreamSettings()
     http: HttpSettings = HttpSettings()
+    notifications: NotificationSettings = NotificationSettings()
     config_path: str | None = None
 
     def replace(self, **groups: Any) -> Settings:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .parsers import ConfigError, parse_list
+from .parsers import ConfigError
 
 CONFIG_PATH_ENV = "QSERVER_HTTP_SERVER_CONFIG"
 
@@ -69,8 +69,14 @@ def read_config_files(path: str | os.PathLike, environ: Mapping[str, str], secti
                 raise ConfigError(f"{file}: unknown configuration key {section!r}")
             allowed = sections[section]
             if allowed is LIST_SECTION:
-                joined = list(merged.get(section, [])) + list(parse_list(value, f"{file}: {section}"))
-                merged[section] = [_expand(item, f"{file}: {section}", environ) for item in joined]
+                # lists are joined across files; the setting's parser judges what is there
+                if isinstance(value, list) and isinstance(merged.get(section, []), list):
+                    merged[section] = list(merged.get(section, [])) + _expand(value, f"{file}: {section}", environ)
+                elif section in merged:
+                    raise ConfigError(f"{file}: {section!r} is also defined in {origin[section]}")
+                else:
+                    merged[section] = _expand(value, f"{file}: {section}", environ)
+                origin.setdefault(section, file)
                 continue
             if section in merged:
                 raise ConfigError(f"{file}: section {section!r} is also defined in {origin[section]}")
