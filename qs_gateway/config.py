@@ -284,6 +284,7 @@ GATEWAY_OPTIONS: tuple[Option, ...] = (
         "Proxies in front of the gateway whose X-Forwarded-For/-Proto/-Host/-Port/-Prefix are trusted.",
     ),
     Option("docs", "QS_GATEWAY_DOCS", True, _parse_bool, "Serve `/openapi.json` and the Swagger UI page `/docs`."),
+    Option("ui", "QS_GATEWAY_UI", True, _parse_bool, "Serve the control room web page at `/` and `/ui/`."),
     Option(
         "metrics",
         "QS_GATEWAY_METRICS",
