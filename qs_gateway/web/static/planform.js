@@ -295,6 +295,7 @@ export class PlanForm {
         this.stopEditing();
       } else {
         await command("queue/item/add", withLockKey({ item }));
+        this.choose(this.select.value); // empty fields for the next item of this plan
       }
       report(this.error, null);
       this.onChanged(`${item.name} is in the queue.`);

@@ -72,6 +72,11 @@ export class QueueView {
   }
 
   render(data) {
+    // The rows are built anew: the focus stays on the same button of the same item.
+    const active = document.activeElement;
+    const activeRow = this.list.contains(active) ? active.closest("li[data-uid]") : null;
+    const focus = this.focusAfterRender || (activeRow && { uid: activeRow.dataset.uid, action: active.dataset.row });
+    this.focusAfterRender = null;
     this.items = data.items || [];
     const running = data.running_item || {};
     const isRunning = Boolean(running.item_uid);
@@ -103,9 +108,8 @@ export class QueueView {
     });
     this.list.replaceChildren(...rows);
     byId("queue-empty").hidden = this.items.length > 0;
-    if (this.focusAfterRender) {
-      const { uid, action } = this.focusAfterRender;
-      this.focusAfterRender = null;
+    if (focus) {
+      const { uid, action } = focus;
       const row = this.rowOf(uid);
       let target = row?.querySelector(`[data-row="${action}"]`);
       if (target?.disabled) target = row.querySelector('[data-row="edit"]');

@@ -118,6 +118,7 @@ const yesNo = (value) => (value ? "on" : "off");
 export class StatusView {
   constructor() {
     this.list = byId("status-list");
+    this.cells = new Map();
     this.reachable = true;
     this.reason = "";
     this.status = null;
@@ -156,11 +157,16 @@ export class StatusView {
         ["Items in history", String(status.items_in_history ?? 0)],
       );
     }
-    this.list.replaceChildren(
-      ...rows.flatMap(([name, value]) => [
-        el("dt", { text: name }),
-        el("dd", { text: value, "data-field": name, className: this.reachable ? "" : "warn" }),
-      ]),
-    );
+    // Updated in place: a value that did not change is not announced or redrawn.
+    for (const [name, value] of rows) {
+      let cell = this.cells.get(name);
+      if (!cell) {
+        cell = el("dd");
+        this.cells.set(name, cell);
+        this.list.append(el("dt", { text: name }), cell);
+      }
+      if (cell.textContent !== value) cell.textContent = value;
+      cell.classList.toggle("warn", !this.reachable);
+    }
   }
 }
