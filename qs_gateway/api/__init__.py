@@ -19,6 +19,7 @@ from .manager import manager
 from .metrics import metrics
 from .permissions import permissions
 from .queue import queue
+from .queue_checks import queue_checks
 from .resources import resources
 from .run_engine import run_engine
 from .scripts import scripts
@@ -28,6 +29,7 @@ from .status import status
 RESOURCES: tuple[Resource, ...] = (
     status,
     queue,
+    queue_checks,
     spreadsheet,
     history,
     environment,
