@@ -26,8 +26,9 @@ from qs_gateway.serving.stack import free_port, start_gateway
 
 from .auth_support import PASSWORDS, ROLES, TOY_PROVIDER, auth_config, private_prefix, provider, write_config
 from .support import PLAN_SLOW, self_signed_certificate, wait_for
+from .test_deploy import start_nginx
 from .test_oidc import CLIENT_ID, CLIENT_SECRET, GOOD_CODE, IdentityProvider
-from .web_support import Page, SignInPage, start_chromium, start_nginx
+from .web_support import Page, SignInPage, start_chromium
 
 ACCESS_TOKEN_SECONDS = 3
 TOY = "toy (user name and password)"
@@ -55,7 +56,7 @@ class WebGateway:
 @pytest.fixture(scope="module")
 def identity_provider():
     idp = IdentityProvider()
-    sign_in_page = SignInPage(idp, GOOD_CODE)
+    sign_in_page = SignInPage(GOOD_CODE)
     yield idp, sign_in_page
     sign_in_page.close()
     idp.server.close()
@@ -87,7 +88,6 @@ def web_gateway(tmp_path_factory, re_manager, identity_provider):
         QSERVER_HTTP_SERVER_CONFIG=write_config(workdir, config),
         QS_GATEWAY_REDIS_PREFIX=private_prefix(),
         QS_GATEWAY_WORKERS="2",
-        QS_GATEWAY_THREADS="8",
         QS_GATEWAY_PROXY_HOPS="1",  # nginx in front for the prefix test; direct clients send no X-Forwarded-*
     )
     process, url = start_gateway(workdir, env, port=port, log_name="gateway-web.log")
@@ -104,7 +104,11 @@ def web_gateway(tmp_path_factory, re_manager, identity_provider):
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    chromium = start_chromium(tmp_path_factory.mktemp("chromium") / "profile")
+    chromium = start_chromium(
+        tmp_path_factory.mktemp("chromium") / "profile",
+        "--window-size=1400,1500",
+        "--ignore-certificate-errors",  # nginx in front serves a self-signed certificate
+    )
     yield chromium
     chromium.quit()
 
@@ -116,6 +120,8 @@ def page(driver, tmp_path, request):
     driver.get_log("browser")  # what earlier tests left in the log
     yield Page(driver)
     driver.save_screenshot(str(screenshot))
+    for entry in driver.get_log("browser"):  # shown by pytest when the test fails
+        print("browser:", entry["level"], entry["message"])
 
 
 def _readme_screenshot(driver) -> None:
@@ -223,13 +229,34 @@ def test_the_form_refuses_an_invalid_value_before_anything_is_sent(page, web_gat
     page.button("Add to queue", queue).click()
     page.wait(lambda: len(page.queue_rows()) == 1, "the item in the queue")
 
+    # edit it: its parameters come back into the form, and the item is replaced in place
+    uid = manager_open.queue_get()["items"][0]["item_uid"]
+    page.button("Edit", page.queue_rows()[0]).click()
+    page.wait(lambda: page.field("num", queue).get_attribute("value") == "2", "the item's num in the form")
+    page.field("num", queue).clear()
+    page.field("num", queue).send_keys("4")
+    page.button("Save changes", queue).click()
+    wait_for(lambda: manager_open.queue_get()["items"][0]["kwargs"].get("num") == 4, 10, "the edited item")
+    assert manager_open.queue_get()["items"][0]["item_uid"] == uid
 
-def test_running_the_queue_shows_the_running_item_its_output_and_history(page, web_gateway, manager_open):
-    web_gateway.api("POST", "queue/item/add", json={"item": {**PLAN_SLOW, "kwargs": {"num": 4, "delay": 0.5}}})
+    page.button("Duplicate", page.queue_rows()[0]).click()
+    page.wait(lambda: len(page.queue_rows()) == 2, "the copy")
+    page.button("Remove", page.queue_rows()[0]).click()
+    page.wait(lambda: len(page.queue_rows()) == 1, "one item left")
+    assert [item["kwargs"] for item in manager_open.queue_get()["items"]] == [{"detectors": ["det1"], "num": 4}]
+
+
+def _start_a_plan(page: Page, web_gateway: WebGateway, num: int) -> None:
+    """count of ``num`` readings, half a second apart, queued and started through the page."""
+    web_gateway.api("POST", "queue/item/add", json={"item": {**PLAN_SLOW, "kwargs": {"num": num, "delay": 0.5}}})
     page.open(web_gateway.url + "/")
     page.sign_in_with_key(web_gateway.api_key)
     page.wait(lambda: len(page.queue_rows()) == 1, "the queued item")
     page.button("Start queue").click()
+
+
+def test_running_the_queue_shows_the_running_item_its_output_and_history(page, web_gateway, manager_open):
+    _start_a_plan(page, web_gateway, num=4)
 
     running = page.driver.find_element(By.ID, "running-item")
     page.wait(lambda: running.is_displayed() and "count" in running.text, "the running item")
@@ -244,14 +271,16 @@ def test_running_the_queue_shows_the_running_item_its_output_and_history(page, w
     page.wait_status("Queue", lambda text: text == "stopped", "stopped")
     assert page.queue_rows() == []
 
-    # the README's picture: something queued, something finished, output in the console
-    web_gateway.api(
-        "POST",
-        "queue/item/add",
-        json={"item": {"item_type": "plan", "name": "count", "args": [["det1", "det2"]], "kwargs": {"num": 5}}},
-    )
-    page.wait(lambda: len(page.queue_rows()) == 1, "a queued item")
+    # copied back to the queue; the README's picture: something queued, something finished, output
+    page.button("Copy to queue", history).click()
+    page.wait(lambda: len(page.queue_rows()) == 1, "the copy in the queue")
+    assert manager_open.queue_get()["items"][0]["kwargs"] == {"num": 4, "delay": 0.5}
     _readme_screenshot(page.driver)
+
+    page.button("Clear history", history).click()
+    page.button("Clear history", page.driver.find_element(By.ID, "confirm")).click()
+    page.wait(lambda: "No item has finished yet." in history.text, "an empty history")
+    assert manager_open.status()["items_in_history"] == 0
     assert page.errors_in_browser_log() == []
 
 
@@ -351,11 +380,7 @@ def _reading(number: int) -> str:
 
 
 def test_the_console_catches_up_without_a_gap_after_the_workers_restart(page, web_gateway, manager_open):
-    web_gateway.api("POST", "queue/item/add", json={"item": {**PLAN_SLOW, "kwargs": {"num": 12, "delay": 0.5}}})
-    page.open(web_gateway.url + "/")
-    page.sign_in_with_key(web_gateway.api_key)
-    page.wait(lambda: len(page.queue_rows()) == 1, "the queued item")
-    page.button("Start queue").click()
+    _start_a_plan(page, web_gateway, num=12)
     page.wait(lambda: _reading(3) in page.console_text(), "the third reading in the console")
 
     booted = web_gateway.process.log_path.read_text().count("Booting worker")
@@ -369,15 +394,16 @@ def test_the_console_catches_up_without_a_gap_after_the_workers_restart(page, we
         return page.console_text().splitlines()[-len(server) :] == server
 
     page.wait(tails_match, "the page's console to show what the server rendered, line for line")
-    assert all(_reading(n) in page.console_text() for n in range(1, 13))
+    # and it went on streaming after the restart, to the plan's last reading
+    assert _reading(12) in page.console_text()
+    assert page.driver.find_element(By.ID, "console-state").text == ""  # not fallen back to polling
 
 
 @pytest.fixture(scope="module")
 def nginx_in_front(tmp_path_factory, web_gateway):
     workdir = tmp_path_factory.mktemp("web-nginx")
     cert, key = self_signed_certificate(workdir)
-    upstream = web_gateway.url.removeprefix("http://")
-    nginx, port = start_nginx(workdir, upstream, cert, key)
+    nginx, port = start_nginx(workdir, web_gateway.url.removeprefix("http://"), cert, key)
     url = f"https://localhost:{port}/qserver"
     trust = ssl.create_default_context(cafile=cert)
     nginx.wait_until(lambda: httpx.get(f"{url}/healthz", verify=trust).status_code == 200, 15, "proxying")

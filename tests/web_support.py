@@ -3,10 +3,8 @@ identity provider whose sign-in page sends the browser straight back, nginx in f
 
 from __future__ import annotations
 
-import http.server
 import os
 import shutil
-import threading
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -19,14 +17,15 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from qs_gateway.serving.stack import ManagedProcess
+from .auth_support import JsonServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WAIT_SECONDS = 30
 
 
-def start_chromium(profile: Path) -> webdriver.Chrome:
+def start_chromium(profile: Path, *extra_arguments: str) -> webdriver.Chrome:
+    """Debian's headless Chromium through its chromedriver, offline, with its own profile."""
     os.environ["SE_OFFLINE"] = "true"  # selenium must not try to download anything
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -39,9 +38,8 @@ def start_chromium(profile: Path) -> webdriver.Chrome:
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
-        "--window-size=1400,1500",
-        "--ignore-certificate-errors",  # nginx in front serves a self-signed certificate
         f"--user-data-dir={profile}",
+        *extra_arguments,
     ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -69,10 +67,19 @@ class Page:
         return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(check, f"waiting for {what}")
 
     def open(self, url: str) -> None:
-        """The page with no credentials kept from an earlier test."""
-        self.driver.get(url)
-        self.driver.execute_script("sessionStorage.clear(); localStorage.clear();")
-        self.driver.get(url)
+        """The page in a new tab (its sessionStorage starts empty), with no credentials kept from
+        an earlier test."""
+        driver = self.driver
+        old_tabs = driver.window_handles
+        driver.switch_to.new_window("tab")
+        for handle in old_tabs:
+            driver.switch_to.window(handle)
+            driver.close()
+        driver.switch_to.window(driver.window_handles[0])
+        driver.get(url)
+        if driver.execute_script("return localStorage.length"):
+            driver.execute_script("localStorage.clear()")
+            driver.get(url)
 
     def region(self, name: str) -> WebElement:
         return self.driver.find_element(
@@ -149,51 +156,17 @@ class SignInPage:
     the browser back to ``redirect_uri`` with a good code and the state it was given. The token
     endpoint is the test identity provider's (tests/test_oidc.py)."""
 
-    def __init__(self, identity_provider: Any, code: str) -> None:
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
-                outer.authorizations.append(query)
-                back = f"{query['redirect_uri']}?" + urllib.parse.urlencode({"code": code, "state": query["state"]})
-                self.send_response(302)
-                self.send_header("Location", back)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
+    def __init__(self, code: str) -> None:
+        self.code = code
         self.authorizations: list[dict[str, str]] = []
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/authorize"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = JsonServer(self.authorize)
+        self.url = f"{self.server.url}/authorize"
+
+    def authorize(self, method: str, path: str, body: str) -> tuple[int, dict, dict]:
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(path).query))
+        self.authorizations.append(query)
+        back = f"{query['redirect_uri']}?" + urllib.parse.urlencode({"code": self.code, "state": query["state"]})
+        return 302, {}, {"Location": back}
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
-def start_nginx(workdir: Path, upstream: str, cert: Path, key: Path) -> tuple[ManagedProcess, int]:
-    """deploy/nginx.conf as it is, in front of the gateway at ``upstream`` (host:port)."""
-    from qs_gateway.serving.stack import free_port
-
-    from .test_deploy import MAIN_CONF, NGINX, render_site
-
-    port = free_port()
-    site = render_site(Path("/unused.sock"), port, free_port(), cert, key)
-    site = site.replace("server unix:/unused.sock;", f"server {upstream};")
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "qs-gateway.conf").write_text(site)
-    user = "user root;" if os.geteuid() == 0 else ""
-    (workdir / "nginx.conf").write_text(MAIN_CONF.format(user=user, dir=workdir))
-    nginx = ManagedProcess(
-        "nginx",
-        [NGINX, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(workdir / "nginx.conf"),
-         "-g", "daemon off;"],
-        workdir / "nginx.out",
-    ).start()  # fmt: skip
-    return nginx, port
+        self.server.close()

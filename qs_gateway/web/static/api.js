@@ -90,6 +90,19 @@ export async function request(method, path, options = {}) {
   }
 }
 
+/**
+ * GET a list that RE Manager versions with a uid (queue, history, runs), at least as new as the
+ * status that announced `wanted`. The gateway serves such lists from a cache checked against a
+ * status that can be a moment older than the one the page has; then it is asked once more with
+ * `reload`. `etag` (W/"<uid>") makes an unchanged list a 304.
+ */
+export async function getVersion(path, uidField, wanted, etag = null) {
+  const answer = await request("GET", path, { etag });
+  const uid = answer.notModified ? /"(.*)"/.exec(etag)?.[1] : answer.data?.[uidField];
+  if (!wanted || uid === wanted) return answer;
+  return request("GET", path, { query: { reload: true } });
+}
+
 export async function get(path, query) {
   return (await request("GET", path, { query })).data;
 }

@@ -111,6 +111,7 @@ async function enter() {
     feeds.console = new ConsoleFeed(consoleView, { isBusy: () => page.status?.manager_state !== "idle" });
     feeds.console.start();
   }
+  if (document.hidden) for (const feed of [feeds.status, feeds.console]) feed?.suspend();
 }
 
 whenLost(async () => {
@@ -119,6 +120,18 @@ whenLost(async () => {
   show(byId("workspace"), false);
   show(byId("account"), false);
   signIn.open("Your session has ended; please sign in again.");
+});
+
+// A page left (or kept in the back-forward cache) must not keep its streams open: browsers allow
+// only a few connections to one server, for all its tabs together.
+window.addEventListener("pagehide", stopFeeds);
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) enter();
+});
+document.addEventListener("visibilitychange", () => {
+  for (const feed of [feeds.status, feeds.console]) {
+    if (feed) document.hidden ? feed.suspend() : feed.resume();
+  }
 });
 
 byId("sign-out").addEventListener("click", async () => {

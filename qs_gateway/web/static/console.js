@@ -108,7 +108,21 @@ export class ConsoleFeed {
     this.stream = null;
     this.timer = null;
     this.stopped = false;
+    this.suspended = false;
     this.state = byId("console-state");
+  }
+
+  /** The tab is hidden: no stream and no polling; resume() catches up from the cursor. */
+  suspend() {
+    this.suspended = true;
+    clearTimeout(this.timer);
+    if (this.stream) this.stream.stop();
+    this.stream = null;
+  }
+
+  resume() {
+    this.suspended = false;
+    return this.start();
   }
 
   async start() {
@@ -133,7 +147,7 @@ export class ConsoleFeed {
   }
 
   openStream() {
-    if (this.stopped) return;
+    if (this.stopped || this.suspended) return;
     this.state.textContent = "";
     this.stream = new EventStream("console_output/events", {
       lastEventId: this.cursor === "ALL" ? null : this.cursor,
@@ -151,15 +165,15 @@ export class ConsoleFeed {
   }
 
   retryStream() {
-    if (this.stopped || this.stream) return;
+    if (this.stopped || this.stream || this.suspended) return;
     clearTimeout(this.timer);
     this.openStream();
   }
 
   poll() {
-    if (this.stopped || this.stream) return;
+    if (this.stopped || this.stream || this.suspended) return;
     setTimeout(async () => {
-      if (this.stopped || this.stream) return;
+      if (this.stopped || this.stream || this.suspended) return;
       await this.fetchUpdate();
       this.poll();
     }, this.isBusy() ? POLL_BUSY_MS : POLL_IDLE_MS);

@@ -1,7 +1,7 @@
 // The History panel: finished items, newest first, with their exit status, times and message;
 // an item can be copied back to the queue; the history can be cleared.
 
-import { command, request } from "./api.js";
+import { command, getVersion } from "./api.js";
 import { byId, confirmAction, describeParameters, el, formatDuration, formatTime } from "./dom.js";
 import { allowed, report, withLockKey } from "./state.js";
 import { reusable } from "./queue.js";
@@ -33,13 +33,13 @@ export class HistoryView {
     this.clearButton.disabled = !status.items_in_history;
     if (status.plan_history_uid !== this.historyUid) {
       this.historyUid = status.plan_history_uid;
-      this.refresh();
+      this.refresh(this.historyUid);
     }
   }
 
-  async refresh() {
+  async refresh(wanted = null) {
     try {
-      const answer = await request("GET", "history/get", { etag: this.etag });
+      const answer = await getVersion("history/get", "plan_history_uid", wanted, this.etag);
       if (answer.notModified) return;
       this.etag = answer.etag;
       this.render(answer.data.items || []);

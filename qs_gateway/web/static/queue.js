@@ -1,7 +1,7 @@
 // The Queue panel: the running item with its runs, and the queued items, which can be
 // reordered (drag and drop, "Move up"/"Move down", Alt+arrow keys), edited, duplicated and removed.
 
-import { command, request } from "./api.js";
+import { command, get, getVersion, post } from "./api.js";
 import { byId, describeParameters, el, fromTemplate } from "./dom.js";
 import { allowed, report, withLockKey } from "./state.js";
 
@@ -43,7 +43,7 @@ export class QueueView {
   onStatus(status) {
     if (status.plan_queue_uid !== this.queueUid) {
       this.queueUid = status.plan_queue_uid;
-      this.refresh();
+      this.refresh(this.queueUid);
     }
     if (status.run_list_uid !== this.runListUid && allowed("read:monitor")) {
       this.runListUid = status.run_list_uid;
@@ -51,9 +51,11 @@ export class QueueView {
     }
   }
 
-  async refresh() {
+  /** Fetch the queue; `wanted`: the plan_queue_uid a status announced (after our own change the
+   * gateway answers with the new queue anyway). */
+  async refresh(wanted = null) {
     try {
-      const answer = await request("GET", "queue/get", { etag: this.etag });
+      const answer = await getVersion("queue/get", "plan_queue_uid", wanted, this.etag);
       if (answer.notModified) return;
       this.etag = answer.etag;
       this.render(answer.data);
@@ -64,8 +66,10 @@ export class QueueView {
 
   async refreshRuns() {
     try {
-      const answer = await request("GET", "re/runs/active");
-      this.renderRuns(answer.data.run_list || []);
+      // re/runs/active takes no reload; re/runs (POST, a read) does
+      let answer = await get("re/runs/active");
+      if (answer.run_list_uid !== this.runListUid) answer = await post("re/runs", { option: "active", reload: true });
+      this.renderRuns(answer.run_list || []);
     } catch (error) {
       report(this.message, error);
     }

@@ -9,6 +9,7 @@ const POLL_BUSY_MS = 1000;
 const POLL_IDLE_MS = 2000; // an idle page: with the console's polling, one request a second
 const QUIET_MS = 5000; // RE Manager publishes its status every second: silence means trouble
 const STREAM_RETRY_MS = 60000;
+const POLL_HIDDEN_MS = 5000; // a tab in the background: no stream, a cheap conditional request
 
 export class StatusFeed {
   /** onStatus(status) for every status; onReachable(bool, reason) when that changes. */
@@ -20,6 +21,7 @@ export class StatusFeed {
     this.timer = null;
     this.stopped = false;
     this.busy = false;
+    this.suspended = false;
   }
 
   async start() {
@@ -33,8 +35,24 @@ export class StatusFeed {
     if (this.stream) this.stream.stop();
   }
 
+  /** The tab is hidden: give up the stream (browsers allow a few connections per server, for
+   * all tabs together) and poll slowly, so notifications still come. */
+  suspend() {
+    this.suspended = true;
+    if (this.stream) this.stream.stop();
+    this.stream = null;
+    this.poll();
+  }
+
+  async resume() {
+    this.suspended = false;
+    clearTimeout(this.timer);
+    await this.fetch();
+    this.openStream();
+  }
+
   openStream() {
-    if (this.stopped) return;
+    if (this.stopped || this.suspended) return;
     this.stream = new EventStream("status/events", {
       onMessage: (data) => {
         const status = JSON.parse(data);
@@ -50,7 +68,7 @@ export class StatusFeed {
   }
 
   retryStream() {
-    if (this.stopped || this.stream) return;
+    if (this.stopped || this.stream || this.suspended) return;
     clearTimeout(this.timer);
     this.openStream();
   }
@@ -71,7 +89,7 @@ export class StatusFeed {
     this.timer = setTimeout(async () => {
       await this.fetch();
       this.poll();
-    }, this.busy ? POLL_BUSY_MS : POLL_IDLE_MS);
+    }, this.suspended ? POLL_HIDDEN_MS : this.busy ? POLL_BUSY_MS : POLL_IDLE_MS);
   }
 
   deliver(status) {
