@@ -159,6 +159,15 @@ def test_sign_in_with_an_api_key_and_open_the_environment(page, web_gateway, man
     # the key was kept for this tab only
     assert page.driver.execute_script("return localStorage.length") == 0
 
+    # light on the wire: the first load is small, and no file of the page is fetched twice
+    loaded = page.driver.execute_script(
+        "return [performance.getEntriesByType('navigation')[0].transferSize,"
+        " performance.getEntriesByType('resource').map(e => [e.name, e.transferSize])]"
+    )
+    assert loaded[0] + sum(size for _, size in loaded[1]) < 300_000, loaded
+    files = [name for name, _ in loaded[1] if "/ui/" in name]
+    assert len(files) == len(set(files)) >= 14, files
+
     page.button("Open environment").click()
     page.wait_status("Environment", lambda text: text == "idle", "idle (open)")
     page.wait_status("Manager state", lambda text: text == "idle", "idle")
