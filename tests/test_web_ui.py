@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import ssl
+import time
 from pathlib import Path
 
 import httpx
@@ -25,7 +26,7 @@ from selenium.webdriver.support.ui import Select
 from qs_gateway.serving.stack import free_port, start_gateway
 
 from .auth_support import PASSWORDS, ROLES, TOY_PROVIDER, auth_config, private_prefix, provider, write_config
-from .support import PLAN_SLOW, self_signed_certificate, wait_for
+from .support import API_KEY, PLAN_SLOW, self_signed_certificate, wait_for
 from .test_deploy import start_nginx
 from .test_oidc import CLIENT_ID, CLIENT_SECRET, GOOD_CODE, IdentityProvider
 from .web_support import Page, SignInPage, start_chromium
@@ -405,7 +406,8 @@ def test_the_console_catches_up_without_a_gap_after_the_workers_restart(page, we
     page.wait(tails_match, "the page's console to show what the server rendered, line for line")
     # and it went on streaming after the restart, to the plan's last reading
     assert _reading(12) in page.console_text()
-    assert page.driver.find_element(By.ID, "console-state").text == ""  # not fallen back to polling
+    # streaming again, not polling (a refused stream is polled for and tried again a moment later)
+    page.wait(lambda: page.driver.find_element(By.ID, "console-state").text == "", "the stream to be back")
 
 
 @pytest.fixture(scope="module")
@@ -430,3 +432,41 @@ def test_the_page_under_a_prefix_behind_nginx(page, nginx_in_front, web_gateway,
     page.open(nginx_in_front + "/ui/")
     page.sign_in_with_key(web_gateway.api_key)
     page.wait(lambda: page.status("Manager state") == "idle", "the status at /qserver/ui/")
+
+
+@pytest.fixture(scope="module")
+def single_user_gateway(tmp_path_factory, re_manager):
+    """Single-user mode, and no streams at all: every stream is refused (503)."""
+    workdir = tmp_path_factory.mktemp("web-single-user")
+    env = re_manager.gateway_env(
+        QS_GATEWAY_REDIS_PREFIX=private_prefix(), QS_GATEWAY_WORKERS="2", QS_GATEWAY_STREAM_LIMIT="0"
+    )
+    process, url = start_gateway(workdir, env, log_name="gateway-web-single-user.log")
+    yield url, process.log_path
+    process.stop()
+
+
+def test_refused_streams_fall_back_to_polling_in_single_user_mode(page, single_user_gateway, manager_open):
+    url, log = single_user_gateway
+    page.open(url + "/")
+    assert not page.field("Sign in with", page.region("Sign in")).is_displayed()  # the key is the only way
+    page.sign_in_with_key(API_KEY)
+    state = page.driver.find_element(By.ID, "console-state")
+    page.wait(lambda: "checking for new output" in state.text, "the console to poll")
+    page.wait(lambda: page.status("Manager state") == "idle", "the status")
+    manager_open.request("queue_item_add", {"item": {**PLAN_SLOW, "kwargs": {"num": 3, "delay": 0.5}},
+                                            "user": "tests", "user_group": "primary"})  # fmt: skip
+    page.button("Start queue").click()
+    page.wait_status("Queue", lambda text: text == "running", "running")
+    page.wait(lambda: "completed" in page.region("History").text, "the history entry", timeout=60)
+    page.wait(lambda: _reading(3) in page.console_text(), "the plan's output, polled")
+
+    # idle and polling, the page asks at most once a second (an upper bound: a busy machine
+    # only makes the page's timers late, never early)
+    page.wait(lambda: page.status("Manager state") == "idle", "idle")
+    time.sleep(2)  # the last fetches of the finished plan's queue and history
+    before, started = log.read_text().count("qs_gateway.request"), time.monotonic()
+    time.sleep(8)
+    requests = log.read_text().count("qs_gateway.request") - before
+    assert requests <= time.monotonic() - started + 1, requests
+    assert page.errors_in_browser_log() == [] or all("503" in e for e in page.errors_in_browser_log())

@@ -14,8 +14,10 @@ const CONTROL = /(\n|\r|\x1b\[A)/;
 // Other terminal escape sequences (colours, erasing) are dropped, not shown as garbage.
 const OTHER_ESCAPES = /\x1b\[[0-9;?]*[ -/]*[@-~]/g;
 const POLL_BUSY_MS = 1000;
-const POLL_IDLE_MS = 2000;
-const STREAM_RETRY_MS = 60000;
+const POLL_IDLE_MS = 3000; // with the status polled every 2 s: under one request a second
+// After a refusal the page polls, and tries the stream again: soon (a worker restarting), then
+// less and less often (a gateway at its stream limit).
+const STREAM_RETRY_MS = [3000, 30000, 60000];
 
 /** The rules of the gateway's /api/console_output: \n, \r and ESC[A move the cursor. */
 export class Terminal {
@@ -107,7 +109,10 @@ export class ConsoleFeed {
     this.cursor = "ALL";
     this.stream = null;
     this.timer = null;
+    this.retryTimer = null;
+    this.polling = null;
     this.stopped = false;
+    this.refusals = 0;
     this.suspended = false;
     this.state = byId("console-state");
   }
@@ -116,6 +121,7 @@ export class ConsoleFeed {
   suspend() {
     this.suspended = true;
     clearTimeout(this.timer);
+    clearTimeout(this.retryTimer);
     if (this.stream) this.stream.stop();
     this.stream = null;
   }
@@ -133,6 +139,7 @@ export class ConsoleFeed {
   stop() {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.retryTimer);
     if (this.stream) this.stream.stop();
   }
 
@@ -151,30 +158,37 @@ export class ConsoleFeed {
     this.state.textContent = "";
     this.stream = new EventStream("console_output/events", {
       lastEventId: this.cursor === "ALL" ? null : this.cursor,
+      onOpen: () => {
+        this.refusals = 0;
+        this.state.textContent = "";
+      },
       onMessage: (data, id) => {
         this.cursor = id;
         this.view.add([JSON.parse(data)]);
       },
       onUnavailable: (status) => {
         this.stream = null;
-        this.state.textContent = status === 503 ? "Live stream busy: checking for new output every second." : "";
+        this.state.textContent = status === 503 ? "The live stream is busy: checking for new output every second or two." : "";
         this.poll();
-        this.timer = setTimeout(() => this.retryStream(), STREAM_RETRY_MS);
+        const delay = STREAM_RETRY_MS[Math.min(this.refusals++, STREAM_RETRY_MS.length - 1)];
+        this.retryTimer = setTimeout(() => this.retryStream(), delay);
       },
     }).start();
   }
 
-  retryStream() {
+  async retryStream() {
+    await this.polling; // a poll on its way would deliver what the stream delivers too
     if (this.stopped || this.stream || this.suspended) return;
-    clearTimeout(this.timer);
     this.openStream();
   }
 
   poll() {
+    clearTimeout(this.timer); // one chain of polls, however often a stream is refused
     if (this.stopped || this.stream || this.suspended) return;
-    setTimeout(async () => {
+    this.timer = setTimeout(async () => {
       if (this.stopped || this.stream || this.suspended) return;
-      await this.fetchUpdate();
+      this.polling = this.fetchUpdate();
+      await this.polling;
       this.poll();
     }, this.isBusy() ? POLL_BUSY_MS : POLL_IDLE_MS);
   }

@@ -1,7 +1,7 @@
 // Server-Sent Events read with fetch(), so that the credentials travel in the Authorization
 // header (EventSource cannot send headers, and a key in the URL ends up in logs). Like
 // EventSource it reconnects by itself and resumes with Last-Event-ID: no message is lost when
-// a worker restarts. A refusal (503 again and again: the worker's stream limit; 404; no
+// a worker restarts. A refusal (503: the worker's stream limit, or a worker shutting down; 404; no
 // streaming) is reported through onUnavailable, and the owner falls back to polling.
 
 import { apiUrl, authorizationHeader, renewCredentials } from "./api.js";
@@ -33,7 +33,6 @@ export class EventStream {
   async run() {
     let delay = 500;
     let renewed = false;
-    let refusals = 0;
     while (!this.stopped) {
       this.controller = new AbortController();
       const headers = { Accept: "text/event-stream" };
@@ -58,18 +57,11 @@ export class EventStream {
         renewed = true;
         continue;
       }
-      if (response.status === 503 && refusals < 3) {
-        // a worker shutting down (restart) or full: try again as told, then give up to polling
-        refusals += 1;
-        await sleep(1000 * Math.min(10, Number(response.headers.get("Retry-After")) || 1));
-        continue;
-      }
       if (!response.ok || !response.body) {
         this.onUnavailable(response.status);
         return;
       }
       renewed = false;
-      refusals = 0;
       delay = 500;
       this.onOpen();
       try {

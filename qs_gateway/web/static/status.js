@@ -6,9 +6,11 @@ import { byId, el } from "./dom.js";
 import { EventStream } from "./sse.js";
 
 const POLL_BUSY_MS = 1000;
-const POLL_IDLE_MS = 2000; // an idle page: with the console's polling, one request a second
+const POLL_IDLE_MS = 2000; // an idle page: with the console polled every 3 s, under one request a second
 const QUIET_MS = 5000; // RE Manager publishes its status every second: silence means trouble
-const STREAM_RETRY_MS = 60000;
+// After a refusal the page polls, and tries the stream again: soon (a worker restarting), then
+// less and less often (a gateway at its stream limit).
+const STREAM_RETRY_MS = [3000, 30000, 60000];
 const POLL_HIDDEN_MS = 5000; // a tab in the background: no stream, a cheap conditional request
 
 export class StatusFeed {
@@ -20,6 +22,7 @@ export class StatusFeed {
     this.stream = null;
     this.timer = null;
     this.stopped = false;
+    this.refusals = 0;
     this.busy = false;
     this.suspended = false;
   }
@@ -54,6 +57,9 @@ export class StatusFeed {
   openStream() {
     if (this.stopped || this.suspended) return;
     this.stream = new EventStream("status/events", {
+      onOpen: () => {
+        this.refusals = 0;
+      },
       onMessage: (data) => {
         const status = JSON.parse(data);
         if (status && typeof status === "object") this.deliver(status);
@@ -61,7 +67,8 @@ export class StatusFeed {
       onUnavailable: () => {
         this.stream = null;
         this.poll();
-        setTimeout(() => this.retryStream(), STREAM_RETRY_MS);
+        const delay = STREAM_RETRY_MS[Math.min(this.refusals++, STREAM_RETRY_MS.length - 1)];
+        setTimeout(() => this.retryStream(), delay);
       },
     }).start();
     this.watch();
