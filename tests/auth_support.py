@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,7 +59,8 @@ def auth_config(
             args["roles"] = roles
         api_access = {"policy": "bluesky_httpserver.authorization:DictionaryAPIAccessControl", "args": args}
     return {
-        "authentication": {"allow_anonymous_access": anonymous, "providers": providers, **auth},
+        # a copy: a test that edits its configuration must not edit TOY_PROVIDER for the tests after it
+        "authentication": {"allow_anonymous_access": anonymous, "providers": copy.deepcopy(providers), **auth},
         "api_access": api_access,
     }
 
