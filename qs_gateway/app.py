@@ -14,8 +14,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .api import register_blueprints
 from .api.browser import register_browser_hooks
+from .api.errors import register_error_handlers
 from .config import Settings, load_settings
-from .errors import register_error_handlers
 from .extending import register_custom_blueprints
 from .extensions import EXTENSION_KEY, init_services
 from .observability import register_observability
@@ -28,33 +28,33 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     settings = ensure_single_user_key(settings)
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.gateway["max_body_bytes"]
+    app.config["MAX_CONTENT_LENGTH"] = settings.http.max_body_bytes
     app.json.sort_keys = False
     # Clients do not follow redirects: /api/status/ must answer like /api/status.
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False
     init_services(app, settings)
     register_blueprints(app)
-    register_custom_blueprints(app, settings.custom_routers)
+    register_custom_blueprints(app, settings.extensions.custom_routers)
     register_error_handlers(app)
     register_request_hooks(app)
-    register_browser_hooks(app, settings.allow_origins)
+    register_browser_hooks(app, settings.browser.allow_origins)
     register_observability(app)
     wrap_wsgi(app, settings)
     return app
 
 
 def wrap_wsgi(app: Flask, settings: Settings) -> None:
-    options = settings.gateway
-    hops = options["proxy_hops"]
+    http = settings.http
+    hops = http.proxy_hops
     if hops:
         # Trust exactly as many X-Forwarded-* values as there are proxies: a client could forge more.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
-    if options["metrics_bind"]:
+    if http.metrics_bind:
         from .api.metrics import MetricsListener
 
         services = app.extensions[EXTENSION_KEY]
-        app.wsgi_app = MetricsListener(app.wsgi_app, options["metrics_bind"], lambda: services.metrics)
+        app.wsgi_app = MetricsListener(app.wsgi_app, http.metrics_bind, lambda: services.metrics)
 
 
 def ensure_single_user_key(settings: Settings) -> Settings:
@@ -71,7 +71,7 @@ def ensure_single_user_key(settings: Settings) -> Settings:
 
 
 def register_request_hooks(app: Flask) -> None:
-    if app.extensions[EXTENSION_KEY].settings.gateway["worker_header"]:
+    if app.extensions[EXTENSION_KEY].settings.http.worker_header:
         worker = f"{socket.gethostname()}:{os.getpid()}"
 
         @app.after_request

@@ -13,6 +13,9 @@ from .auth.setup import build_authenticator
 from .config import Settings
 from .extending import load_custom_modules
 from .manager import ManagerClient, StatusCache, TimeoutPolicy
+from .manager.item_state import ItemStates
+from .manager.validation import ItemValidator
+from .notifications import NotificationStore, Notifier
 from .redis_store import RedisStore
 from .streaming.console import ConsoleLog
 from .streaming.hub import StreamHub
@@ -27,52 +30,68 @@ EXTENSION_KEY = "qs_gateway"
 class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        options = settings.gateway
-        self.gzip_min_bytes = options["gzip_min_bytes"]
-        self.store = RedisStore(options["redis_url"], options["redis_prefix"])
+        manager, streams = settings.manager, settings.streams
+        self.gzip_min_bytes = settings.http.gzip_min_bytes
+        self.store = RedisStore(settings.redis.url, settings.redis.prefix)
         self.pool = SocketPool(
             settings.zmq.control_address,
-            size=options["pool_size"],
-            checkout_timeout=options["pool_timeout"],
+            size=manager.pool_size,
+            checkout_timeout=manager.pool_timeout,
             codec=Codec(settings.zmq.encoding),
             server_public_key=settings.zmq.public_key,
             breaker=CircuitBreaker(
-                threshold=options["breaker_threshold"], open_seconds=options["breaker_open_seconds"]
+                threshold=manager.breaker_threshold, open_seconds=manager.breaker_open_seconds
             ),
         )
         self.manager = ManagerClient(
             self.pool,
-            StatusCache(self.store, options["status_ttl"]),
+            StatusCache(self.store, manager.status_ttl),
             TimeoutPolicy(
-                default=Timeouts(send=options["timeout_send"], receive=options["timeout_receive"]),
-                per_method=options["method_timeouts"],
+                default=Timeouts(send=manager.timeout_send, receive=manager.timeout_receive),
+                bulk_receive=manager.timeout_receive_bulk,
+                per_method=manager.method_timeouts,
             ),
         )
+        self.item_validator = ItemValidator(self.manager)
+        self.item_states = ItemStates(self.manager)
         self.auth, self.accounts = build_authenticator(settings.auth, self.store)
         self.console = ConsoleLog(self.store)
         self.stream_keys = StreamKeys.of(self.store)
         self.hub = StreamHub(
-            options["redis_url"], max_streams=options["stream_limit"], queue_length=options["stream_queue_length"]
+            settings.redis.url, max_streams=streams.stream_limit, queue_length=streams.stream_queue_length
         )
         self.ingester = Ingester(
             self.store,
             lambda: Subscriber(settings.zmq.info_address, Codec(settings.zmq.encoding)),
-            lease_seconds=options["ingest_lease_seconds"],
-            console_length=options["console_stream_length"],
-            info_length=options["info_stream_length"],
-            status_max_age=options["published_status_max_age"],
+            lease_seconds=streams.ingest_lease_seconds,
+            console_length=streams.console_stream_length,
+            info_length=streams.info_stream_length,
+            status_max_age=streams.published_status_max_age,
         )
-        self.custom_modules = load_custom_modules(settings.custom_modules)
+        self.notifications = NotificationStore(self.store, self.stream_keys.leader)
+        self.notifier = None
+        if settings.notifications.targets:
+            self.notifier = Notifier(
+                self.notifications,
+                self.manager,
+                settings.notifications.targets,
+                self.ingester,
+                silence_seconds=settings.notifications.manager_silence_seconds,
+            )
+            self.ingester.on_status = self.notifier.status_appended
+        self.custom_modules = load_custom_modules(settings.extensions.custom_modules)
         self.metrics = None
-        if settings.metrics_enabled:
+        if settings.http.metrics_enabled:
             from .metrics import GatewayMetrics
 
             self.metrics = GatewayMetrics()
 
     def open(self) -> None:
-        """Start what a serving worker runs: the ZeroMQ context and the ingest thread."""
+        """Start what a serving worker runs: the ZeroMQ context, the ingest and notifier threads."""
         self.pool.open()
         self.ingester.start()
+        if self.notifier is not None:
+            self.notifier.start()
         if self.metrics is not None:
             self.metrics.watch_gc()  # from here on collections pause requests
 
@@ -84,6 +103,8 @@ class Services:
         if self.metrics is not None:
             self.metrics.stop_watching_gc()
         self.hub.shutdown()
+        if self.notifier is not None:
+            self.notifier.stop()
         self.ingester.stop()
         stop_polling = getattr(self.auth.api_access, "stop", None)
         if callable(stop_polling):

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from .support import make_app
+
 # bluesky-httpserver's test users (provider "toy"), with one user per default role
 PASSWORDS = {
     "bob": "bob_password",
@@ -35,7 +37,6 @@ TOY_PROVIDER = {
     "authenticator": "bluesky_httpserver.authenticators:DictionaryAuthenticator",
     "args": {"users_to_passwords": PASSWORDS},
 }  # spelled out: it is also an example of a configuration entry
-
 
 def provider(name: str, authenticator: str, **args: Any) -> dict:
     """One entry of ``authentication.providers``, with bluesky-httpserver's import path."""
@@ -66,8 +67,9 @@ def auth_config(
 
 
 def toy_config(**options: Any) -> dict:
-    """The toy provider (bluesky-httpserver's test users) and the Dictionary policy."""
-    return auth_config([TOY_PROVIDER], **options)
+    """The toy provider (bluesky-httpserver's test users) and the Dictionary policy; a copy, which
+    a test may change."""
+    return auth_config([copy.deepcopy(TOY_PROVIDER)], **options)
 
 
 def write_config(directory: Path, config: dict) -> str:
@@ -86,8 +88,6 @@ def private_prefix() -> str:
 def configured_app(manager: Any, directory: Path, config: dict, **env: str) -> Iterator[Any]:
     """The gateway in-process with ``config`` as its YAML file and a Redis prefix of its own."""
     from qs_gateway.extensions import EXTENSION_KEY
-
-    from .conftest import make_app
 
     env.setdefault("QS_GATEWAY_REDIS_PREFIX", private_prefix())
     app = make_app(manager, QSERVER_HTTP_SERVER_CONFIG=write_config(directory, config), **env)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -17,37 +16,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from qs_gateway.app import create_app
-from qs_gateway.config import load_settings
 from qs_gateway.extensions import EXTENSION_KEY
-from qs_gateway.serving.stack import ManagedProcess, ManagerPorts, start_gateway, start_re_manager, start_redis
+from qs_gateway.serving.stack import start_gateway, start_re_manager, start_redis
 
-from .support import API_KEY, reset_manager, zmq_api
-
-
-@dataclass
-class Manager:
-    process: ManagedProcess
-    ports: ManagerPorts
-    workdir: Path
-    redis_port: int
-
-    @property
-    def control_address(self) -> str:
-        return self.ports.control_address
-
-    def gateway_env(self, **extra: str) -> dict[str, str]:
-        """Environment for a gateway in front of this RE Manager."""
-        return {
-            "QSERVER_ZMQ_CONTROL_ADDRESS": self.ports.control_address,
-            "QSERVER_ZMQ_INFO_ADDRESS": self.ports.info_address,
-            "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": API_KEY,
-            "QS_GATEWAY_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            # one cache namespace per RE Manager
-            "QS_GATEWAY_REDIS_PREFIX": f"qs_gateway_test_{self.ports.control}",
-            **extra,
-        }
-
+from .support import Manager, SentToManager, http_api, keyed_client, make_app, reset_manager, spy_on, zmq_api
 
 _TEXT_LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d [\d:]+ [+-]\d{4})\] \[\d+\] \[(\w+)\]")
 _TROUBLE = {"warning", "error", "critical"}
@@ -109,7 +81,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 # What gunicorn and Flask log when a request raised instead of being answered: never expected.
-_UNHANDLED = ("qs_gateway.errors: Unhandled error", '"message":"Unhandled error"', "Error handling request")
+_UNHANDLED = ("qs_gateway.api.errors: Unhandled error", '"message":"Unhandled error"', "Error handling request")
 
 
 @pytest.fixture(autouse=True)
@@ -180,10 +152,6 @@ def manager_closed(zmq_rm):
     return zmq_rm
 
 
-def make_app(manager: Manager, **env: str) -> Flask:
-    return create_app(load_settings(environ=manager.gateway_env(**env)))
-
-
 @pytest.fixture
 def app(re_manager: Manager) -> Iterator[Flask]:
     app = make_app(re_manager)
@@ -194,9 +162,21 @@ def app(re_manager: Manager) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     """An in-process client that sends the single-user API key."""
-    client = app.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"ApiKey {API_KEY}"
-    return client
+    return keyed_client(app)
+
+
+@pytest.fixture
+def RM(gateway_url: str) -> Iterator:
+    """bluesky-queueserver-api in HTTP mode, as beamline scripts use it, against ``gateway_url``."""
+    rm = http_api(gateway_url)
+    yield rm
+    rm.close()
+
+
+@pytest.fixture
+def sent(app: Flask) -> SentToManager:
+    """What ``app`` sends to RE Manager during the test."""
+    return spy_on(app)
 
 
 @pytest.fixture

@@ -1,14 +1,22 @@
-"""Helpers shared by the tests: plans, waiting, and RE Manager seen directly over ZeroMQ."""
+"""Helpers shared by the tests: plans, waiting, RE Manager seen directly over ZeroMQ, and the
+RE Manager and applications the fixtures make."""
 
 from __future__ import annotations
 
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import zmq
+from bluesky_queueserver_api.http import REManagerAPI
+from flask import Flask
+
+from qs_gateway.app import create_app
+from qs_gateway.config import load_settings
+from qs_gateway.serving.stack import ManagedProcess, ManagerPorts
 
 API_KEY = "TESTAPIKEY"
 
@@ -178,8 +186,43 @@ def reset_manager(rm: DirectManager, *, environment: bool | None = None) -> None
         )
 
 
+def http_api(url: str) -> Any:
+    """bluesky-queueserver-api's threaded client in HTTP mode, with the single-user key."""
+    rm = REManagerAPI(http_server_uri=url)
+    rm.set_authorization_key(api_key=API_KEY)
+    return rm
+
+
 def keyed_client(app: Any) -> Any:
     """A Flask test client of ``app`` that sends the single-user API key."""
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"ApiKey {API_KEY}"
     return client
+
+
+@dataclass
+class Manager:
+    process: ManagedProcess
+    ports: ManagerPorts
+    workdir: Path
+    redis_port: int
+
+    @property
+    def control_address(self) -> str:
+        return self.ports.control_address
+
+    def gateway_env(self, **extra: str) -> dict[str, str]:
+        """Environment for a gateway in front of this RE Manager."""
+        return {
+            "QSERVER_ZMQ_CONTROL_ADDRESS": self.ports.control_address,
+            "QSERVER_ZMQ_INFO_ADDRESS": self.ports.info_address,
+            "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": API_KEY,
+            "QS_GATEWAY_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            # one cache namespace per RE Manager
+            "QS_GATEWAY_REDIS_PREFIX": f"qs_gateway_test_{self.ports.control}",
+            **extra,
+        }
+
+
+def make_app(manager: Manager, **env: str) -> Flask:
+    return create_app(load_settings(environ=manager.gateway_env(**env)))

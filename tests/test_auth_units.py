@@ -28,7 +28,7 @@ from qs_gateway.auth.scopes import DEFAULT_ROLES
 from qs_gateway.auth.server_based import ServerBasedAPIAccessControl
 from qs_gateway.auth.tokens import SigningKeys, TokenExpired, TokenInvalid, Tokens
 from qs_gateway.config import ConfigError
-from qs_gateway.errors import BadRequest
+from qs_gateway.exceptions import BadRequest
 
 # -- import paths ------------------------------------------------------------------------------
 

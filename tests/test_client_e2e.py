@@ -15,14 +15,6 @@ from bluesky_queueserver_api.http.aio import REManagerAPI as AsyncREManagerAPI
 from .support import API_KEY
 
 
-@pytest.fixture
-def RM(gateway_url):
-    rm = REManagerAPI(http_server_uri=gateway_url)
-    rm.set_authorization_key(api_key=API_KEY)
-    yield rm
-    rm.close()
-
-
 def test_environment_plans_devices_and_queue_editing(RM, manager_closed):
     RM.environment_open()
     RM.wait_for_idle(timeout=60)

@@ -19,8 +19,8 @@ def test_defaults():
     assert settings.zmq.info_address == "tcp://localhost:60625"
     assert settings.zmq.encoding == "json" and settings.zmq.public_key is None
     assert settings.auth.single_user_api_key is None and settings.auth.allow_anonymous_access is False
-    assert settings.gateway["bind"] == "127.0.0.1:60610"
-    assert settings.gateway["timeout_receive"] == 2.0 and settings.gateway["timeout_send"] == 0.5
+    assert settings.serving.bind == "127.0.0.1:60610"
+    assert settings.manager.timeout_receive == 2.0 and settings.manager.timeout_send == 0.5
 
 
 def test_environment_and_deprecated_fallbacks(caplog):
@@ -40,9 +40,9 @@ def test_environment_and_deprecated_fallbacks(caplog):
     assert "deprecated" in caplog.text
     assert settings.auth.allow_anonymous_access is True
     assert settings.auth.single_user_api_key == "abc123"
-    assert settings.allow_origins == ("http://a", "http://b")
-    assert settings.gateway["pool_size"] == 7
-    assert settings.gateway["method_timeouts"] == {"plans_existing": 5.0, "devices_existing": 6.5}
+    assert settings.browser.allow_origins == ("http://a", "http://b")
+    assert settings.manager.pool_size == 7
+    assert settings.manager.method_timeouts == {"plans_existing": 5.0, "devices_existing": 6.5}
     newer = load_settings(environ={"QSERVER_ZMQ_CONTROL_ADDRESS": "tcp://new:1", "QSERVER_ZMQ_ADDRESS": "tcp://x:1"})
     assert newer.zmq.control_address == "tcp://new:1"
 
@@ -75,7 +75,7 @@ gateway:
     assert settings.zmq.encoding == "msgpack"
     assert settings.auth.single_user_api_key == "SecretFromEnv1"
     assert settings.auth.allow_anonymous_access is False
-    assert settings.gateway["workers"] == 5 and settings.gateway["status_ttl"] == 0.25
+    assert settings.serving.workers == 5 and settings.manager.status_ttl == 0.25
 
 
 def test_directory_of_files_and_sections(tmp_path):
@@ -84,8 +84,8 @@ def test_directory_of_files_and_sections(tmp_path):
     write(tmp_path / ".hidden.yml", "nonsense: 1\n")
     write(tmp_path / "notes.py", "not: yaml: at all")
     settings = load_settings(environ={"QSERVER_HTTP_SERVER_CONFIG": str(tmp_path)})
-    assert settings.allow_origins == ("http://a", "http://b")
-    assert settings.gateway["bind"] == "0.0.0.0:8000"  # bluesky-httpserver's uvicorn section honoured
+    assert settings.browser.allow_origins == ("http://a", "http://b")
+    assert settings.serving.bind == "0.0.0.0:8000"  # bluesky-httpserver's uvicorn section honoured
     write(tmp_path / "c.yml", "qserver_zmq_configuration: {encoding: msgpack}\n")
     with pytest.raises(ConfigError, match="also defined"):
         load_settings(environ={"QSERVER_HTTP_SERVER_CONFIG": str(tmp_path)})

@@ -16,12 +16,11 @@ import time
 import httpx
 import pytest
 import redis
-from bluesky_queueserver_api.http import REManagerAPI
 from websockets.sync.client import connect
 
 from qs_gateway.serving.stack import free_port, start_gateway
 
-from .support import API_KEY, spy_on, wait_for
+from .support import API_KEY, http_api, keyed_client, make_app, spy_on, wait_for
 
 HEADERS = {"Authorization": f"ApiKey {API_KEY}"}
 LEASE_SECONDS = 1.0
@@ -122,8 +121,7 @@ def test_update_requires_exactly_last_msg_uid(console_gateway):
 @pytest.fixture
 def RM(console_gateway):
     """The real client in HTTP mode, with the single-user key."""
-    rm = REManagerAPI(http_server_uri=console_gateway[0])
-    rm.set_authorization_key(api_key=API_KEY)
+    rm = http_api(console_gateway[0])
     yield rm
     rm.close()
 
@@ -183,10 +181,11 @@ def test_status_and_info_websockets(console_gateway, manager_idle, path, wanted)
             assert "status" in frame["msg"]
 
 
-def test_websockets_accept_only_an_api_key_header(console_gateway):
+def test_websockets_refuse_wrong_header_credentials_before_the_handshake(console_gateway):
+    # the other ways to log in on a websocket: tests/test_websocket_logins.py
     url, _, _ = console_gateway
     uri = url.replace("http://", "ws://") + "/api/status/ws"
-    for headers in ({}, {"Authorization": "ApiKey wrong"}, {"Authorization": f"Bearer {API_KEY}"}):
+    for headers in ({"Authorization": "ApiKey wrong"}, {"Authorization": f"Bearer {API_KEY}"}):
         with pytest.raises(Exception, match="401"):
             with connect(uri, additional_headers=headers):
                 pass
@@ -283,13 +282,10 @@ def test_stream_console_output_byte_format(console_gateway, manager_open):
 def test_published_status_serves_reads_and_writes_are_still_seen(console_gateway, re_manager, manager_idle):
     from qs_gateway.extensions import EXTENSION_KEY
 
-    from .conftest import make_app
-
     _, _, prefix = console_gateway
     app = make_app(re_manager, QS_GATEWAY_REDIS_PREFIX=prefix)  # shares the ingest of the running gateway
     sent = spy_on(app)
-    client = app.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"ApiKey {API_KEY}"
+    client = keyed_client(app)
     try:
         for _ in range(6):
             assert client.get("/api/status").get_json()["manager_state"] == "idle"

@@ -11,8 +11,7 @@ import pytest
 from qs_gateway.api.payload import MISSING_FIELD
 from qs_gateway.config import ConfigError
 
-from .conftest import make_app
-from .support import keyed_client
+from .support import keyed_client, make_app
 
 CSV = b"""plan_name,args,num,delay
 'count',"['det1', 'det2']",2,

@@ -24,8 +24,7 @@ import pytest
 
 from qs_gateway.serving.stack import ManagerPorts, free_port, start_gateway, start_re_manager
 
-from .conftest import Manager
-from .support import API_KEY, plan, reset_manager, wait_for, zmq_api
+from .support import API_KEY, Manager, plan, reset_manager, wait_for, zmq_api
 
 RECEIVE_TIMEOUT = 2.0
 SEND_TIMEOUT = 0.5

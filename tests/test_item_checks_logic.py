@@ -157,18 +157,18 @@ def test_a_batch_counts_its_failures_in_re_managers_words(profile_lists):
 
 
 class FakeManager:
-    """Answers ``status`` and ``cached`` from dicts, and counts what was asked."""
+    """Answers ``status`` and ``read`` from dicts, and counts what was asked."""
 
     def __init__(self, status: dict, replies: dict) -> None:
         self.status_data = status
         self.replies = replies  # method -> reply data
-        self.cached_calls: list[tuple[str, dict]] = []
+        self.read_calls: list[tuple[str, dict]] = []
 
     def status(self, *, reload: bool = False) -> Reply:
         return Reply(dict(self.status_data))
 
-    def cached(self, method: str, params: dict | None = None, *, uid_field: str, **kwargs) -> Reply:
-        self.cached_calls.append((method, dict(params or {})))
+    def read(self, method: str, params: dict | None = None, **kwargs) -> Reply:
+        self.read_calls.append((method, dict(params or {})))
         return Reply(body=Reply(self.replies[method]).body)  # as the client's cache hands it out
 
 
@@ -184,16 +184,16 @@ def test_allowed_lists_are_fetched_once_per_pair_of_uids(profile_lists):
     validator = ItemValidator(manager)
     for _ in range(5):
         assert validator.check({"item": plan()}, "primary")["success"] is True
-    assert manager.cached_calls == [
+    assert manager.read_calls == [
         ("plans_allowed", {"user_group": "primary"}),
         ("devices_allowed", {"user_group": "primary"}),
     ]
     manager.status_data["devices_allowed_uid"] = "d2"  # e.g. permissions were reloaded
     validator.check({"item": plan()}, "primary")
-    assert len(manager.cached_calls) == 4
+    assert len(manager.read_calls) == 4
     # an instruction needs the lists too: RE Manager checks the group before any item
     validator.check({"item": INSTRUCTION_STOP}, "other")
-    assert len(manager.cached_calls) == 6
+    assert len(manager.read_calls) == 6
 
 
 def test_an_unknown_group_is_remembered_until_the_lists_change():
@@ -204,10 +204,10 @@ def test_an_unknown_group_is_remembered_until_the_lists_change():
     lists = AllowedLists(manager)
     assert lists.of_group("nobody").refusal == "Unknown user group: 'nobody'"
     assert lists.of_group("nobody").refusal == "Unknown user group: 'nobody'"
-    assert len(manager.cached_calls) == 1
+    assert len(manager.read_calls) == 1
     manager.status_data["plans_allowed_uid"] = "p2"
     lists.of_group("nobody")
-    assert len(manager.cached_calls) == 2
+    assert len(manager.read_calls) == 2
 
 
 # -- item states ---------------------------------------------------------------------------------
@@ -280,14 +280,14 @@ def test_the_indexes_are_built_once_per_uid():
     for n in range(100):
         states.fate(f"item-{n}")
     assert states.fate("a")["state"] == "queued"
-    assert manager.cached_calls == [("queue_get", {}), ("history_get", {})]
+    assert manager.read_calls == [("queue_get", {}), ("history_get", {})]
 
     # the item ran and completed: both uids change
     manager.replies = {"queue_get": queue_reply("q2"), "history_get": history_reply("h2", a="completed")}
     manager.status_data = {"plan_queue_uid": "q2", "plan_history_uid": "h2"}
     assert states.fate("a")["state"] == "completed"
     assert states.fate("a")["state"] == "completed"
-    assert len(manager.cached_calls) == 4
+    assert len(manager.read_calls) == 4
 
 
 def test_a_failed_read_is_not_remembered():

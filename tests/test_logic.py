@@ -10,7 +10,7 @@ import pytest
 
 from qs_gateway.api.payload import describe
 from qs_gateway.auth.credentials import parse_credentials
-from qs_gateway.errors import BadRequest
+from qs_gateway.exceptions import BadRequest
 from qs_gateway.manager.singleflight import SingleFlight
 from qs_gateway.observability import _RequestIds
 from qs_gateway.transport.breaker import CircuitBreaker, CircuitOpen

@@ -6,10 +6,9 @@ import pytest
 
 from qs_gateway.api import endpoint_specs
 from qs_gateway.api.declare import PUBLIC
-from qs_gateway.openapi import _openapi_path
+from qs_gateway.api.openapi import _openapi_path
 
-from .conftest import make_app
-from .support import API_KEY, plan
+from .support import API_KEY, make_app, plan
 
 
 @pytest.fixture
@@ -36,7 +35,7 @@ def test_operations_carry_fields_scope_and_error_responses(document):
     add = paths["/api/queue/item/add"]["post"]
     assert add["x-scope"] == "write:queue:edit" and add["x-manager-method"] == "queue_item_add"
     assert {"ApiKeyHeader": ["write:queue:edit"]} in add["security"]
-    assert set(add["responses"]) == {"200", "400", "401", "408", "413", "422", "503"}
+    assert set(add["responses"]) == {"200", "400", "401", "403", "408", "413", "422", "502", "503"}
     body = add["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     fields = document["components"]["schemas"][body]["properties"]
     assert {"item", "pos", "before_uid", "after_uid", "lock_key"} <= set(fields)
@@ -122,9 +121,13 @@ def test_get_parameters_from_the_query_string_typed_by_the_schema(client, anonym
     # a body wins: the query string is not read at all then
     assert client.get("/api/queue/item/get?pos=front", json={"pos": "back"}).get_json()["item"]["kwargs"]["num"] == 3
 
+    # a wrong value is refused in RE Manager's shape for queue_item_get (the reference passes it on)
     wrong = client.get("/api/queue/item/get?pos=middle")
-    assert wrong.status_code == 400 and wrong.get_json()["errors"] == {
-        "pos": ["Must be an integer or one of 'front', 'back'."]
+    assert wrong.status_code == 200 and wrong.get_json() == {
+        "success": False,
+        "msg": "Failed to get an item: Invalid value of 'pos': Must be an integer or one of 'front', 'back'.",
+        "item": {},
+        "errors": {"pos": ["Must be an integer or one of 'front', 'back'."]},
     }
     unknown = client.get("/api/queue/item/get?position=1")
     assert unknown.status_code == 400 and "position" in unknown.get_json()["detail"]
@@ -152,3 +155,37 @@ def test_query_string_typing_of_numbers_lists_and_strings():
     assert payload == {"size": 5, "ratio": 0.5, "name": "123", "uids": ["a", "b"], "flag": True}
     assert Probe().load(payload)["flag"] is True
     assert query_payload(Probe(), {"uids": ['["x", "y"]']}) == {"uids": ["x", "y"]}
+
+
+def test_the_error_answers_are_the_error_contract(document):
+    """Every error of the contract is documented with its own words, and every status an
+    operation documents is either a success or an error of the contract."""
+    from qs_gateway.exceptions import CONTRACT
+
+    responses = document["components"]["responses"]
+    assert set(responses) == {error.__name__ for error in CONTRACT.values()}
+    for status, error in CONTRACT.items():
+        assert responses[error.__name__]["description"] == error.description, status
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            for status, answer in operation["responses"].items():
+                if status in ("101", "200", "304"):
+                    continue
+                assert answer == {"$ref": f"#/components/responses/{CONTRACT[int(status)].__name__}"}, (path, status)
+
+
+def test_refusals_and_etags_come_from_the_method_table(document):
+    from qs_gateway.manager import method
+
+    add = document["paths"]["/api/queue/item/add"]["post"]
+    assert add["x-refusal"] == {"prefix": "Failed to add an item: ", "fields": ["qsize", "item"]}
+    assert "Failed to add an item: " in add["responses"]["200"]["description"]
+    queue = document["paths"]["/api/queue/get"]["get"]
+    assert "304" in queue["responses"] and "`plan_queue_uid`" in queue["responses"]["200"]["description"]
+    runs = document["paths"]["/api/re/runs/{option}"]["get"]
+    assert runs["x-manager-method"] == "re_runs" and "408" in runs["responses"]
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            name = operation.get("x-manager-method")
+            if name and "x-refusal" in operation:
+                assert operation["x-refusal"]["prefix"] == method(name).refusal.prefix, path

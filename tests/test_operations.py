@@ -13,8 +13,7 @@ from qs_gateway.extensions import EXTENSION_KEY
 from qs_gateway.logs import JsonFormatter, TextFormatter
 from qs_gateway.serving.stack import free_port
 
-from .conftest import make_app
-from .support import API_KEY, keyed_client, plan
+from .support import API_KEY, keyed_client, make_app, plan
 
 METRICS_ROLE = """
 api_access:
@@ -150,7 +149,8 @@ def test_request_id_request_line_and_audit_line(client, manager_idle, caplog):
     assert [a["endpoint"] for a in audit] == ["/api/queue/item/add", "/api/queue/start", "/api/queue/item/add"]
     assert audit[0]["success"] is False and "no_such_plan" in audit[0]["msg"]
     assert len(audit[1]["request_id"]) == 32  # not the client's malformed id: a fresh one
-    assert audit[2]["status"] == 400 and "pos" in audit[2]["error"]
+    # a wrong value is refused in RE Manager's shape: 200, success false
+    assert audit[2]["status"] == 200 and audit[2]["success"] is False and "pos" in audit[2]["msg"]
 
 
 def test_no_secret_reaches_the_logs(anonymous, manager_idle, caplog):

@@ -30,8 +30,7 @@ import pytest
 from qs_gateway.serving.stack import start_gateway, start_re_manager
 
 from .auth_support import PASSWORDS, private_prefix, toy_config, write_config
-from .conftest import Manager
-from .support import API_KEY
+from .support import API_KEY, Manager
 
 # A longer or different run: FUZZ_EXAMPLES=100 FUZZ_SEED=1 scripts/test tests/test_schemathesis.py
 EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "5"))
@@ -77,10 +76,31 @@ def fuzzed_gateway(tmp_path_factory, redis_port):
     manager_process.stop()
 
 
+def refusing_operations(url: str) -> str:
+    """schemathesis.toml entries for the operations that may answer a wrong value 200 in RE
+    Manager's refusal shape (the document's ``x-refusal``; tests/schemathesis_hooks.py checks
+    that such an answer really is that refusal)."""
+    paths = httpx.get(f"{url}/openapi.json").json()["paths"]
+    names = sorted(
+        f"{method.upper()} {path}"
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        if "x-refusal" in operation
+    )
+    listed = ", ".join(f'"{name}"' for name in names)
+    return f"""
+[[operations]]
+include-name = [{listed}]
+checks.negative_data_rejection.expected-statuses = [
+  "200", "400", "401", "403", "404", "405", "406", "409", "414", "415", "422", "428", "429", "5xx",
+]
+"""
+
+
 def run_schemathesis(url: str, workdir: Path, config: str, authorization: str, *arguments: str) -> str:
     """A bounded, seeded schemathesis run against ``url``'s document; its report if it passed."""
     config_file = workdir / "schemathesis.toml"
-    config_file.write_text(config)
+    config_file.write_text(config + refusing_operations(url))
     command = [
         sys.executable,
         "-m",
@@ -106,7 +126,8 @@ def run_schemathesis(url: str, workdir: Path, config: str, authorization: str, *
         "none",
         "--no-color",
     ]
-    run = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=600)
+    hooks = {"SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONPATH": str(Path(__file__).parents[1])}
+    run = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=600, env={**os.environ, **hooks})
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-20000:]
     return report

@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qs_gateway import config
-from qs_gateway.config import GATEWAY_OPTIONS, load_settings
+from qs_gateway.config import all_options, load_settings
 from qs_gateway.serving.stack import ManagedProcess, free_port, http_status, manager_status, simulated_profile
 
 DEPLOY = Path(__file__).parents[1] / "deploy"
@@ -49,13 +48,13 @@ def command(service: configparser.ConfigParser, env: dict[str, str]) -> list[str
 
 
 def test_environment_files_name_only_known_variables():
-    readable = set(re.findall(r'"(QSERVER_[A-Z_]+)"', Path(config.__file__).read_text()))
-    known = readable | {option.env for option in GATEWAY_OPTIONS} | {"PROMETHEUS_MULTIPROC_DIR"}
+    readable = {name for option in all_options() for name in (option.env, *option.deprecated_env) if name}
+    known = readable | {"PROMETHEUS_MULTIPROC_DIR"}
     gateway_env = environment_file("gateway.env")
     assert set(gateway_env) <= known, set(gateway_env) - known
     settings = load_settings(environ=gateway_env)
-    assert settings.gateway["bind"] == "unix:/run/qs-gateway/gateway.sock"
-    assert settings.gateway["proxy_hops"] == 1 and settings.metrics_enabled
+    assert settings.serving.bind == "unix:/run/qs-gateway/gateway.sock"
+    assert settings.http.proxy_hops == 1 and settings.http.metrics_enabled
 
     gateway = unit("qs-gateway.service")["Service"]
     # the socket and the metrics files live in the runtime directory systemd makes

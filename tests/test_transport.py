@@ -18,8 +18,7 @@ from qs_gateway.extensions import EXTENSION_KEY
 from qs_gateway.serving.stack import start_re_manager
 from qs_gateway.transport import CircuitBreaker, Codec, PoolExhausted, RequestTimeout, SocketPool, Timeouts
 
-from .conftest import Manager, make_app
-from .support import API_KEY, PLAN_COUNT, wait_for
+from .support import API_KEY, PLAN_COUNT, Manager, keyed_client, make_app, wait_for
 
 FAST = Timeouts(send=0.2, receive=0.3)
 
@@ -198,8 +197,7 @@ def secure_manager(tmp_path_factory, redis_port):
 def test_curve_and_msgpack_with_a_real_manager(secure_manager):
     manager, public_key = secure_manager
     app = make_app(manager, QSERVER_ZMQ_PUBLIC_KEY=public_key, QSERVER_ZMQ_ENCODING="msgpack")
-    client = app.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"ApiKey {API_KEY}"
+    client = keyed_client(app)
     try:
         assert client.get("/api/status").get_json()["manager_state"] == "idle"
         added = client.post("/api/queue/item/add", json={"item": PLAN_COUNT}).get_json()

@@ -17,9 +17,9 @@ from .history import history
 from .lock import lock
 from .manager import manager
 from .metrics import metrics
+from .notifications import notifications
 from .permissions import permissions
 from .queue import queue
-from .queue_checks import queue_checks
 from .resources import resources
 from .run_engine import run_engine
 from .scripts import scripts
@@ -29,7 +29,6 @@ from .status import status
 RESOURCES: tuple[Resource, ...] = (
     status,
     queue,
-    queue_checks,
     spreadsheet,
     history,
     environment,
@@ -40,6 +39,7 @@ RESOURCES: tuple[Resource, ...] = (
     lock,
     manager,
     console,
+    notifications,
     auth,
 )
 
@@ -53,9 +53,9 @@ def register_blueprints(app: Flask) -> None:
         app.register_blueprint(resource, url_prefix="/api")
     settings = app.extensions[EXTENSION_KEY].settings
     switched_off = {
-        docs: not settings.gateway["docs"],
-        metrics: not settings.metrics_enabled,
-        web: not settings.gateway["ui"],
+        docs: not settings.http.docs,
+        metrics: not settings.http.metrics_enabled,
+        web: not settings.http.ui,
     }
     for resource in SERVICE_RESOURCES:
         if not switched_off.get(resource):

@@ -8,15 +8,53 @@ bluesky-httpserver; the other endpoints of a principal need credentials.
 from __future__ import annotations
 
 from flask import Response, request
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 from ..auth.credentials import API_KEY_COOKIE
 from ..auth.providers import EXTERNAL, PASSWORD, Provider
 from ..extensions import services
 from ..manager import dump_json
 from ..web import oidc_return
-from . import schemas
+from .access import ANY_PRINCIPAL, PUBLIC
 from .browser import CSRF_COOKIE
-from .declare import ANY_PRINCIPAL, PUBLIC, Call, Resource
+from .declare import Call, Resource
+from .schemas import IDENTIFIER_MAX_LENGTH, TEXT_MAX_LENGTH, Int64, Payload, identifier
+
+
+class PasswordLogin(Payload):
+    """OAuth2 password-flow form fields; only username and password are used."""
+
+    username = fields.String(required=True, validate=validate.Length(min=1, max=IDENTIFIER_MAX_LENGTH))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=TEXT_MAX_LENGTH))
+    grant_type = identifier(allow_none=True)
+    scope = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
+    client_id = identifier(allow_none=True)
+    client_secret = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
+
+
+class AuthorizationCode(Schema):
+    """The identity provider's redirect carries more (state, session_state, ...): only code counts."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    code = fields.String(required=True, validate=validate.Length(min=1, max=TEXT_MAX_LENGTH))
+
+
+class SessionRefresh(Payload):
+    refresh_token = fields.String(required=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
+
+
+class ApiKeyNew(Payload):
+    # seconds; at most a century (null: never expires)
+    expires_in = Int64(minimum=1, maximum=100 * 365 * 24 * 3600, required=True, allow_none=True)
+    scopes = fields.List(identifier(), allow_none=True)
+    note = fields.String(allow_none=True, validate=validate.Length(max=255))
+
+
+class ApiKeyDelete(Payload):
+    first_eight = fields.String(required=True, validate=validate.Length(equal=8))
+
 
 auth = Resource("auth", __name__)
 
@@ -49,7 +87,7 @@ def login_providers(call: Call) -> dict:
     "/auth/provider/<provider>/token",
     methods=("POST",),
     scope=PUBLIC,
-    schema=schemas.PasswordLogin,
+    schema=PasswordLogin,
     location="form",
     errors=(401, 503),
 )
@@ -63,13 +101,13 @@ def password_login(call: Call) -> dict:
     "/auth/provider/<provider>/code",
     methods=("GET", "POST"),
     scope=PUBLIC,
-    schema=schemas.AuthorizationCode,
+    schema=AuthorizationCode,
     location="query",
     errors=(401, 503),
 )
 def code_login(call: Call) -> Response:
     """The identity provider's redirect (OIDC): exchanges `?code=`, answers the refresh token."""
-    if services().settings.gateway["ui"]:
+    if services().settings.http.ui:
         to_the_page = oidc_return(call.payload["code"], request.args.get("state", ""))
         if to_the_page is not None:  # the web page started this sign-in: it exchanges the code
             return to_the_page
@@ -78,7 +116,7 @@ def code_login(call: Call) -> Response:
 
 
 @auth.endpoint(
-    "/auth/session/refresh", methods=("POST",), scope=PUBLIC, schema=schemas.SessionRefresh, errors=(401, 503)
+    "/auth/session/refresh", methods=("POST",), scope=PUBLIC, schema=SessionRefresh, errors=(401, 503)
 )
 def session_refresh(call: Call) -> dict:
     """New access and refresh tokens for the session of a refresh token."""
@@ -91,7 +129,7 @@ def session_revoke(call: Call) -> dict:
     return services().accounts.revoke_session(call.principal, call.path["session_id"])
 
 
-@auth.endpoint("/auth/apikey", methods=("POST",), scope="user:apikeys", schema=schemas.ApiKeyNew)
+@auth.endpoint("/auth/apikey", methods=("POST",), scope="user:apikeys", schema=ApiKeyNew)
 def apikey_new(call: Call) -> dict:
     """A new API key of the caller (`secret` is shown only in this answer)."""
     return _new_api_key(call)
@@ -117,7 +155,7 @@ def apikey_info(call: Call) -> dict:
     "/auth/apikey",
     methods=("DELETE",),
     scope="user:apikeys",
-    schema=schemas.ApiKeyDelete,
+    schema=ApiKeyDelete,
     location="query",
     errors=(404,),
 )
@@ -161,7 +199,7 @@ def principal(call: Call) -> dict:
 
 
 @auth.endpoint(
-    "/auth/principal/<principal_id>/apikey", methods=("POST",), scope="admin:apikeys", schema=schemas.ApiKeyNew
+    "/auth/principal/<principal_id>/apikey", methods=("POST",), scope="admin:apikeys", schema=ApiKeyNew
 )
 def principal_apikey_new(call: Call) -> dict:
     """A new API key for another principal, limited by that principal's scopes."""

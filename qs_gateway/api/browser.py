@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from flask import Flask, Response, g, request
 
 from ..auth.credentials import API_KEY_COOKIE
-from ..errors import Forbidden
+from ..exceptions import Forbidden
 
 CSRF_COOKIE = "bluesky_httpserver_csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})

@@ -10,27 +10,36 @@ from flask import Response
 
 from ..extensions import services
 from ..manager import Reply
-from . import schemas
 from .declare import Call, Resource
-from .streams import console_byte_stream, last_event_id, pump_to_websocket, server_sent_events, subscribe
+from .schemas import Empty, Int64, Payload, identifier
+from .streams import console_byte_stream, last_event_id, server_sent_events, subscribe
+
+
+class ConsoleOutput(Payload):
+    nlines = Int64(minimum=0, allow_none=True, load_default=200)
+
+
+class ConsoleOutputUpdate(Payload):
+    last_msg_uid = identifier(required=True)
+
 
 console = Resource("console", __name__)
 
 
-@console.endpoint("/console_output", scope="read:console", schema=schemas.ConsoleOutput)
+@console.endpoint("/console_output", scope="read:console", schema=ConsoleOutput)
 def console_output(call: Call) -> dict:
     """The last `nlines` lines of console output (default 200), rendered as a terminal shows them."""
     text, _ = services().console.text(call.payload["nlines"])
     return {"success": True, "msg": "", "text": text}
 
 
-@console.endpoint("/console_output/uid", scope="read:console", schema=schemas.Empty)
+@console.endpoint("/console_output/uid", scope="read:console", schema=Empty)
 def console_output_uid(call: Call) -> dict:
     """An id that changes whenever the console output changes."""
     return {"success": True, "msg": "", "console_output_uid": services().console.uid()}
 
 
-@console.endpoint("/console_output_update", scope="read:console", schema=schemas.ConsoleOutputUpdate)
+@console.endpoint("/console_output_update", scope="read:console", schema=ConsoleOutputUpdate)
 def console_output_update(call: Call) -> Reply:
     """Messages after `last_msg_uid` ("ALL": every kept message), and the new `last_msg_uid`."""
     # a Reply, so that a large answer ("ALL" can be thousands of messages) is gzip-compressed
@@ -49,7 +58,9 @@ def console_output_events(call: Call) -> Response:
     return server_sent_events(subscribe(services().stream_keys.console, "console_events", last_event_id()))
 
 
-@console.websocket("/console_output/ws", scope="read:console")
-def console_output_ws(ws, call: Call) -> None:  # noqa: ANN001
-    """Each console message as a text frame `{"time", "msg"}`."""
-    pump_to_websocket(ws, subscribe(services().stream_keys.console, "console_ws"))
+console.websocket(
+    "/console_output/ws",
+    scope="read:console",
+    stream="console",
+    summary='Each console message as a text frame `{"time", "msg"}`.',
+)

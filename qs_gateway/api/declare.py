@@ -12,24 +12,21 @@ the reply, verbatim); ``Resource.endpoint`` decorates views that need more.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, request
 from flask.sansio.blueprints import BlueprintSetupState
 from marshmallow import Schema
-from simple_websocket import ConnectionClosed
-from simple_websocket import Server as WebSocket
 
-from ..auth import Credentials, Principal, parse_credentials
-from ..auth.credentials import API_KEY_COOKIE
+from ..auth import Principal
+from ..exceptions import InvalidPayload
 from ..extensions import services
-from ..manager import Reply
+from ..manager import Reply, method
+from .access import ANY_PRINCIPAL, PUBLIC, authorize
 from .payload import load, read_payload
-
-# Scope markers beside real scope names:
-PUBLIC = None  # no authentication at all
-ANY_PRINCIPAL = ""  # credentials are checked if present, but no scope is required
+from .refusing import in_managers_shape
+from .websockets import serve_websocket
 
 
 @dataclass(frozen=True)
@@ -40,7 +37,7 @@ class EndpointSpec:
     schema: Schema | None
     summary: str
     manager_method: str | None = None
-    injects: tuple[str, ...] = ()
+    etag: bool = False  # conditional answers, versioned by the method's guard (the status's *_uid)
     blueprint: str = ""
     kind: str = "json"  # "json", "stream" (SSE or byte stream) or "websocket"
     location: str = "json"  # the payload: "json" body (or query string on a GET), "form" body, "query" string
@@ -50,6 +47,15 @@ class EndpointSpec:
     @property
     def required_scopes(self) -> frozenset[str]:
         return frozenset({self.scope}) if self.scope else frozenset()
+
+    @property
+    def injects(self) -> tuple[str, ...]:
+        """Who the caller is, as the RE Manager method takes it (``user``, ``user_group``)."""
+        return method(self.manager_method).identity if self.manager_method else ()
+
+    @property
+    def etag_field(self) -> str | None:
+        return method(self.manager_method).guard if self.etag and self.manager_method else None
 
 
 @dataclass
@@ -69,37 +75,6 @@ class Call:
         for name in injects:
             params[name] = self.principal.displayed_name if name == "user" else self.principal.user_group
         return params
-
-
-def authorize(scope: str | None, credentials: Credentials | None = None) -> Principal:
-    auth = services().auth
-    if scope is PUBLIC:
-        principal = auth.public
-    else:
-        if credentials is None:
-            environ = request.environ
-            # the query string and the cookies are parsed only when they could hold a key
-            credentials = parse_credentials(
-                environ.get("HTTP_AUTHORIZATION"),
-                request.args.get("api_key") if "api_key" in environ.get("QUERY_STRING", "") else None,
-                request.cookies.get(API_KEY_COOKIE) if "HTTP_COOKIE" in environ else None,
-            )
-        g.credentials = credentials
-        principal = auth.authenticate(credentials)
-        auth.require(principal, frozenset({scope}) if scope else frozenset())
-    g.principal = principal
-    return principal
-
-
-def websocket_credentials() -> Credentials:
-    """Websockets authenticate only with ``Authorization: ApiKey <key>`` (that exact prefix), as
-    bluesky-httpserver does; anything else is an anonymous request."""
-    header = request.headers.get("Authorization", "")
-    return (
-        Credentials(api_key=header[len("ApiKey ") :], api_key_source="header")
-        if header.startswith("ApiKey ")
-        else Credentials()
-    )
 
 
 def to_response(result: Any, etag_field: str | None = None) -> Response:
@@ -163,13 +138,18 @@ class Resource(Blueprint):
         schema: type[Schema] | Schema | None = None,
         summary: str | None = None,
         manager_method: str | None = None,
-        injects: Iterable[str] = (),
         kind: str = "json",
         location: str = "json",
-        etag: str | None = None,
+        etag: bool = False,
         media_type: str = "application/json",
         errors: Iterable[int] = (),
     ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
+        """Declare an endpoint whose view receives a :class:`Call`.
+
+        ``manager_method`` names the RE Manager method the view sends (its row in the method
+        table says which identity the caller is given, how a refused value is answered and
+        what the OpenAPI document promises); ``etag`` makes answers conditional on its guard.
+        """
         if location not in ("json", "form", "query"):
             raise ValueError(f"payload location must be json, form or query, not {location!r}")
         schema_instance = _as_schema(schema)
@@ -179,95 +159,99 @@ class Resource(Blueprint):
         def decorator(view: Callable[[Call], Any]) -> Callable[[Call], Any]:
             summary_text = summary or (view.__doc__ or view.__name__).strip().splitlines()[0]
 
+            declared = EndpointSpec(
+                rule=rules[0],
+                methods=methods,
+                scope=scope,
+                schema=schema_instance,
+                summary=summary_text,
+                manager_method=manager_method,
+                etag=etag,
+                blueprint=self.name,
+                kind=kind,
+                location=location,
+                media_type=media_type,
+                errors=tuple(errors),
+            )
+
             def handler(**path_args: Any) -> Response:
                 principal = authorize(scope)
-                payload = (
-                    load(schema_instance, read_payload(schema_instance, location))
-                    if schema_instance is not None
-                    else {}
-                )
-                return to_response(view(Call(payload, principal, path_args)), etag)
+                payload: dict[str, Any] = {}
+                if schema_instance is not None:
+                    submitted = read_payload(schema_instance, location)
+                    try:
+                        payload = load(schema_instance, submitted)
+                    except InvalidPayload as invalid:
+                        refusal = in_managers_shape(manager_method, schema_instance, submitted, invalid)
+                        if refusal is None:
+                            raise
+                        return to_response(refusal)
+                return to_response(view(Call(payload, principal, path_args)), declared.etag_field)
 
             handler.__name__ = view.__name__
             handler.__doc__ = view.__doc__
             for each_rule in rules:
                 self.add_url_rule(each_rule, view.__name__, handler, methods=list(methods))
-                self.specs.append(
-                    EndpointSpec(
-                        rule=each_rule,
-                        methods=methods,
-                        scope=scope,
-                        schema=schema_instance,
-                        summary=summary_text,
-                        manager_method=manager_method,
-                        injects=tuple(injects),
-                        blueprint=self.name,
-                        kind=kind,
-                        location=location,
-                        media_type=media_type,
-                        errors=tuple(errors),
-                    )
-                )
+                self.specs.append(replace(declared, rule=each_rule))
             return view
 
         return decorator
 
     def websocket(
-        self, rule: str, *, scope: str, summary: str | None = None
-    ) -> Callable[[Callable[[Any, Call], None]], Callable[[Any, Call], None]]:
-        """Declare a websocket endpoint; the view receives the accepted connection and the call.
+        self,
+        rule: str,
+        *,
+        scope: str,
+        stream: str,
+        summary: str,
+        accept: Callable[[bytes], bool] = lambda data: True,
+    ) -> None:
+        """Declare a websocket that sends each message of a Redis stream (``stream``: "console"
+        or "info", see :class:`qs_gateway.streaming.keys.StreamKeys`) that ``accept`` lets
+        through, as a text frame. Who may open one: :mod:`.websockets`."""
+        name = rule.strip("/").replace("/", "_")
 
-        Credentials are checked before the handshake, so a refused client never gets a socket.
-        """
+        def handler() -> Response:
+            return serve_websocket(scope, getattr(services().stream_keys, stream), name, accept)
 
-        def decorator(view: Callable[[Any, Call], None]) -> Callable[[Any, Call], None]:
-            def handler(**path_args: Any) -> Response:
-                principal = authorize(scope, websocket_credentials())
-                ws = WebSocket(request.environ)
-                try:
-                    view(ws, Call({}, principal, path_args))
-                except ConnectionClosed:
-                    pass
-                finally:
-                    try:
-                        ws.close()
-                    except ConnectionClosed:  # the client closed it first, the usual ending
-                        pass
-                return _websocket_done(ws)
-
-            handler.__name__ = view.__name__
-            self.add_url_rule(rule, view.__name__, handler, methods=["GET"], websocket=True)
-            self.specs.append(
-                EndpointSpec(
-                    rule=rule,
-                    methods=("GET",),
-                    scope=scope,
-                    schema=None,
-                    summary=summary or (view.__doc__ or view.__name__).strip().splitlines()[0],
-                    blueprint=self.name,
-                    kind="websocket",
-                )
+        handler.__name__ = name
+        self.add_url_rule(rule, name, handler, methods=["GET"], websocket=True)
+        self.specs.append(
+            EndpointSpec(
+                rule=rule,
+                methods=("GET",),
+                scope=scope,
+                schema=None,
+                summary=summary,
+                blueprint=self.name,
+                kind="websocket",
             )
-            return view
-
-        return decorator
+        )
 
     def forward(
         self,
-        rule: str,
+        rule: str | tuple[str, ...],
         manager_method: str,
         *,
         scope: str,
         schema: type[Schema] | Schema | None,
         methods: Iterable[str] = ("POST",),
-        injects: Iterable[str] = (),
         summary: str | None = None,
     ) -> None:
-        """Declare an endpoint that sends its validated payload to ``manager_method``."""
-        injects = tuple(injects)
+        """Declare an endpoint that sends its validated payload to ``manager_method``.
+
+        Everything else follows from the method's row: the caller's identity is added as the
+        method takes it; a read is served from the cache its guard allows (``reload`` skips
+        it) and answered conditionally (ETag); a write is sent once.
+        """
+        row = method(manager_method)
 
         def view(call: Call) -> Reply:
-            return services().manager.call(manager_method, call.params(injects))
+            params = call.params(row.identity)
+            if not row.reads:
+                return services().manager.call(manager_method, params)
+            reload = bool(params.pop("reload", False))
+            return services().manager.read(manager_method, params, reload=reload)
 
         view.__name__ = manager_method
         self.endpoint(
@@ -277,21 +261,18 @@ class Resource(Blueprint):
             schema=schema,
             summary=summary or f"RE Manager `{manager_method}`",
             manager_method=manager_method,
-            injects=injects,
+            etag=row.reads and row.guard is not None,
         )(view)
 
 
-def _websocket_done(ws: WebSocket) -> Response:
-    """What the view returns once the websocket has ended: nothing more may be written.
-
-    Under gunicorn the connection was taken over by the websocket, and raising StopIteration
-    when the response is called tells gunicorn to close it without writing a response.
-    """
-
-    class Done(Response):
-        def __call__(self, environ: Any, start_response: Any) -> Any:
-            if ws.mode == "gunicorn":
-                raise StopIteration()
-            return super().__call__(environ, start_response)
-
-    return Done()
+# What facility code builds its own resources with (see the README's "Extending").
+__all__ = [
+    "ANY_PRINCIPAL",
+    "PUBLIC",
+    "Call",
+    "EndpointSpec",
+    "Resource",
+    "authorize",
+    "registered_endpoints",
+    "to_response",
+]

@@ -15,7 +15,9 @@ import flask_swagger_ui
 from flask import Response, current_app, request, send_from_directory
 
 from ..manager import dump_json
-from .declare import PUBLIC, Call, Resource, registered_endpoints
+from .access import PUBLIC
+from .declare import Call, Resource, registered_endpoints
+from .openapi import build_document
 
 docs = Resource("docs", __name__)
 
@@ -50,8 +52,6 @@ def _document() -> dict:
     # Built once per application: the declarations do not change while it runs.
     document = current_app.extensions.get(DOCUMENT_CACHE_KEY)
     if document is None:
-        from ..openapi import build_document
-
         document = build_document(registered_endpoints(current_app))
         current_app.extensions[DOCUMENT_CACHE_KEY] = document
     return document

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ApiError
+from ..exceptions import ServiceUnavailable
 from ..extensions import services
-from .declare import PUBLIC, Call, Resource
+from .access import PUBLIC
+from .declare import Call, Resource
 
 health = Resource("health", __name__)
 
 
-class NotReady(ApiError):
-    status = 503
-
+class NotReady(ServiceUnavailable):
     def __init__(self, checks: dict[str, dict[str, Any]]) -> None:
         reasons = [f"{name}: {check['reason']}" for name, check in checks.items() if not check["ok"]]
-        super().__init__("Not ready: " + "; ".join(reasons), headers={"Retry-After": "1"}, ready=False, checks=checks)
+        super().__init__("Not ready: " + "; ".join(reasons), 1, ready=False, checks=checks)
 
 
 @health.endpoint("/healthz", scope=PUBLIC)
@@ -47,7 +46,7 @@ def _check_manager() -> tuple[dict[str, Any], dict[str, Any]]:
 
     group = services().auth.single_user.user_group
     try:
-        reply = manager.cached("plans_allowed", {"user_group": group}, uid_field="plans_allowed_uid")
+        reply = manager.read("plans_allowed", {"user_group": group})
     except Exception as exc:
         return manager_check, {"ok": False, "reason": f"RE Manager did not answer ({_failure(exc)})"}
     plans = reply.get("plans_allowed") or {}

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from ..extensions import services
-from ..manager import Reply
-from . import schemas
-from .declare import Call, Resource
+from .declare import Resource
+from .schemas import Int64, Payload, Reload, lock_key_field, uid_field
+
+
+class HistoryClear(Payload):
+    size = Int64(minimum=0, allow_none=True)
+    item_uid = uid_field()
+    lock_key = lock_key_field()
+
 
 history = Resource("history", __name__)
 
-
-@history.endpoint(
-    "/history/get",
-    scope="read:history",
-    schema=schemas.Reload,
-    manager_method="history_get",
-    etag="plan_history_uid",
-)
-def history_get(call: Call) -> Reply:
-    """Executed items (cached until `plan_history_uid` changes)."""
-    return services().manager.cached(
-        "history_get", uid_field="plan_history_uid", reload=bool(call.payload.get("reload"))
-    )
-
-
-history.forward("/history/clear", "history_clear", scope="write:history:edit", schema=schemas.HistoryClear)
+history.forward("/history/get", "history_get", methods=("GET",), scope="read:history", schema=Reload)
+history.forward("/history/clear", "history_clear", scope="write:history:edit", schema=HistoryClear)

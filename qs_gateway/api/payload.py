@@ -15,7 +15,7 @@ from flask import request
 from marshmallow import Schema, ValidationError, fields
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..errors import InvalidPayload, UnreadableBody
+from ..exceptions import InvalidPayload, UnreadableBody
 from .schemas import StringOrStrings
 
 UNKNOWN_FIELD = "Unknown field."
@@ -174,8 +174,9 @@ def _flatten(errors: Mapping[Any, Any], prefix: str = "") -> list[tuple[str, str
     return flat
 
 
-def describe(errors: Mapping[str, Any], schema: Schema | None = None) -> str:
-    """One readable sentence per problem; top-level key problems in bluesky-httpserver's words.
+def describe(errors: Mapping[str, Any], schema: Schema | None = None, *, of_request: bool = True) -> str:
+    """One readable sentence per problem; problems with the request's keys in bluesky-httpserver's
+    words (``of_request=False``: the errors are of something inside it, e.g. one queue item).
 
     A field whose ``required`` message was customised (to keep a text clients know) is reported
     with that message alone.
@@ -184,11 +185,12 @@ def describe(errors: Mapping[str, Any], schema: Schema | None = None) -> str:
     missing, unknown, others = [], [], []
     for path, message in _flatten(errors):
         field = fields.get(path)
+        top_level = "." not in path and of_request
         if field is not None and message == field.error_messages.get("required") != MISSING_FIELD:
             others.append(message)
-        elif "." not in path and message == MISSING_FIELD:
+        elif top_level and message == MISSING_FIELD:
             missing.append(path)
-        elif "." not in path and message == UNKNOWN_FIELD:
+        elif top_level and message == UNKNOWN_FIELD:
             unknown.append(path)
         elif path == MORE_PROBLEMS:
             others.append(message)

@@ -2,82 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ..extensions import services
-from ..manager import Reply
-from . import schemas
+from ..manager import Reply, method
+from ..manager.plan_descriptions import reduce_plans
 from .declare import Call, Resource
+from .schemas import CHECKED, Flag, Payload, Reload
+
+
+class PlansList(Payload):
+    reduced = Flag(allow_none=True, metadata=CHECKED)  # read by the gateway, never sent
+
+
+def _reduced(reply: Reply) -> Reply:
+    # the reply's list has the method's name: plans_allowed, plans_existing
+    list_key = next((key for key in ("plans_allowed", "plans_existing") if key in reply.data), None)
+    if not reply.succeeded or list_key is None:
+        return reply
+    return Reply({**reply.data, list_key: reduce_plans(reply.data[list_key])})
+
+
+def _plans(call: Call, name: str) -> Reply:
+    params = call.params(method(name).identity)
+    if params.pop("reduced", False):
+        return services().manager.read(name, params, variant="reduced", transform=_reduced)
+    return services().manager.read(name, params)
+
 
 resources = Resource("resources", __name__)
 
 
-def _reduced(list_key: str) -> Callable[[Reply], Reply]:
-    def transform(reply: Reply) -> Reply:
-        if not reply.succeeded or list_key not in reply.data:
-            return reply
-        # Imported on first use: bluesky_queueserver is large and most workers never need it.
-        from bluesky_queueserver.manager.conversions import simplify_plan_descriptions
-
-        return Reply({**reply.data, list_key: simplify_plan_descriptions(reply.data[list_key])})
-
-    return transform
-
-
-def _plans(call: Call, method: str, params: dict) -> Reply:
-    reduced = bool(call.payload.get("reduced"))
-    list_key = method  # the reply's list has the method's name: plans_allowed, plans_existing
-    return services().manager.cached(
-        method,
-        params,
-        uid_field=f"{method}_uid",
-        variant="reduced" if reduced else None,
-        transform=_reduced(list_key) if reduced else None,
-    )
-
-
-@resources.endpoint(
-    "/plans/allowed",
-    scope="read:resources",
-    schema=schemas.PlansList,
-    manager_method="plans_allowed",
-    injects=("user_group",),
-)
+@resources.endpoint("/plans/allowed", scope="read:resources", schema=PlansList, manager_method="plans_allowed")
 def plans_allowed(call: Call) -> Reply:
     """Plans the caller's user group may use (`reduced` gives simplified descriptions)."""
-    return _plans(call, "plans_allowed", {"user_group": call.principal.user_group})
+    return _plans(call, "plans_allowed")
 
 
-@resources.endpoint(
-    "/plans/existing", scope="read:resources", schema=schemas.PlansList, manager_method="plans_existing"
-)
+@resources.endpoint("/plans/existing", scope="read:resources", schema=PlansList, manager_method="plans_existing")
 def plans_existing(call: Call) -> Reply:
     """Every plan in the worker environment (`reduced` gives simplified descriptions)."""
-    return _plans(call, "plans_existing", {})
+    return _plans(call, "plans_existing")
 
 
-@resources.endpoint(
-    "/devices/allowed",
-    scope="read:resources",
-    schema=schemas.Reload,
-    manager_method="devices_allowed",
-    injects=("user_group",),
-)
-def devices_allowed(call: Call) -> Reply:
-    """Devices the caller's user group may use."""
-    return services().manager.cached(
-        "devices_allowed",
-        {"user_group": call.principal.user_group},
-        uid_field="devices_allowed_uid",
-        reload=bool(call.payload.get("reload")),
-    )
-
-
-@resources.endpoint(
-    "/devices/existing", scope="read:resources", schema=schemas.Reload, manager_method="devices_existing"
-)
-def devices_existing(call: Call) -> Reply:
-    """Every device in the worker environment."""
-    return services().manager.cached(
-        "devices_existing", uid_field="devices_existing_uid", reload=bool(call.payload.get("reload"))
-    )
+resources.forward("/devices/allowed", "devices_allowed", methods=("GET",), scope="read:resources", schema=Reload)
+resources.forward("/devices/existing", "devices_existing", methods=("GET",), scope="read:resources", schema=Reload)

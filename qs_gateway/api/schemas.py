@@ -1,22 +1,40 @@
-"""Payload schemas: what each endpoint accepts, checked before anything reaches RE Manager.
+"""What payload schemas are made of: the base schema, the fields many endpoints share (positions,
+uids, lock keys, flags, queue items, uploads) and the payloads of no or one common parameter.
+
+Each resource declares its own payload schemas beside its endpoints (``api/queue.py``, ...).
 
 Top-level keys are strict (an unknown key is a 400). Queue items are checked as envelopes
 (``item_type``, ``name``, ``args``, ``kwargs``, ...) and may carry further keys: plan names and
 parameters are RE Manager's to judge, against its lists of allowed plans and devices.
 When an endpoint's main key (``item``, ``items``, ``uids``, ...) is missing, the payload is sent
 as it is and RE Manager's own explanation comes back, as bluesky-httpserver does.
+
+A value of the wrong kind is refused before it reaches RE Manager. How the refusal is answered
+follows bluesky-httpserver: a field marked :data:`CHECKED` is one that bluesky-httpserver checks
+itself (a 400); any other is one it passes on for RE Manager to refuse, so the gateway answers
+in RE Manager's refusal shape (see :mod:`qs_gateway.api.refusing`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, fields, post_load, pre_load, validate
+from marshmallow import INCLUDE, RAISE, Schema, fields, validate
+from marshmallow import missing as missing_
+from werkzeug.datastructures import FileStorage
 
 
 class Payload(Schema):
     class Meta:
         unknown = RAISE
+
+
+# Field metadata: bluesky-httpserver refuses a wrong value of this field itself, with a 400.
+CHECKED = {"checked_by_server": True}
+
+
+def is_checked(field: fields.Field) -> bool:
+    return bool(field.metadata.get("checked_by_server"))
 
 
 # Identifiers and short texts are bounded: a megabyte "uid" is never a real one, and refusing it
@@ -97,6 +115,17 @@ class Meta(fields.Field):
         raise self.make_error("invalid")
 
 
+class Truthy(fields.Raw):
+    """Any value, read for its truth (``null`` too: false), as bluesky-httpserver reads it."""
+
+    openapi = {"description": "Any value; it counts by its truth (`null`: false)."}
+
+    def deserialize(self, value: Any, attr: str | None = None, data: Any = None, **kwargs: Any) -> Any:
+        if value is missing_:
+            return super().deserialize(value, attr, data, **kwargs)
+        return bool(value)
+
+
 class Flag(fields.Boolean):
     """``true``, ``false`` or ``null`` (not set): a JSON boolean, as documented. The words of a
     query string (``reload=true``, ``=1``, ``=yes``) are read as booleans before they get here."""
@@ -113,7 +142,7 @@ def identifier(**kwargs: Any) -> fields.String:
 
 def lock_key_field() -> fields.Field:
     # null is allowed (clients send it on lock_info); "" is dropped before sending
-    return identifier(allow_none=True)
+    return identifier(allow_none=True, metadata=CHECKED)
 
 
 LOCK_KEY_OPENAPI = {"type": ["string", "null"], "maxLength": IDENTIFIER_MAX_LENGTH}
@@ -157,278 +186,16 @@ class Empty(Payload):
     pass
 
 
+def reload_field() -> fields.Field:
+    return Flag(allow_none=True, metadata=CHECKED)  # read by the gateway, never sent
+
+
 class Reload(Payload):
-    reload = flag_field()
+    reload = reload_field()
 
 
 class LockKeyOnly(Payload):
     lock_key = lock_key_field()
-
-
-# -- queue -----------------------------------------------------------------------------------
-
-
-class QueueAutostart(Payload):
-    # Any value, read for its truth as bluesky-httpserver does (null too: false)
-    enable = fields.Raw(required=True, allow_none=True)
-    lock_key = lock_key_field()
-
-    @post_load
-    def coerce(self, data: dict, **kwargs: Any) -> dict:
-        data["enable"] = bool(data["enable"])
-        return data
-
-
-class QueueMode(fields.Field):
-    default_error_messages = {"invalid": "Must be an object of queue mode options or 'default'."}
-    openapi = {
-        "oneOf": [
-            {"type": "object", "description": 'The options to change, e.g. `{"loop": true}`'},
-            {"type": "string", "enum": ["default"]},
-        ]
-    }
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if value == "default" or isinstance(value, dict):
-            return value
-        raise self.make_error("invalid")
-
-
-class QueueModeSet(Payload):
-    """``{"mode": {...} | "default"}``, or the mode's options given directly at the top level."""
-
-    mode = QueueMode(required=True)
-    lock_key = lock_key_field()
-
-    # The document shows both shapes: the fields alone cannot say the second.
-    openapi = {
-        "oneOf": [
-            {
-                "type": "object",
-                "properties": {"mode": QueueMode.openapi, "lock_key": LOCK_KEY_OPENAPI},
-                "required": ["mode"],
-                "additionalProperties": False,
-            },
-            {
-                "type": "object",
-                "description": 'The mode\'s options at the top level, e.g. `{"loop": true}`',
-                "properties": {"lock_key": LOCK_KEY_OPENAPI},
-                "not": {"required": ["mode"]},
-            },
-        ]
-    }
-
-    @pre_load
-    def gather_mode(self, data: dict, **kwargs: Any) -> dict:
-        if isinstance(data, dict) and "mode" not in data:
-            rest = {k: v for k, v in data.items() if k != "lock_key"}
-            data = {"mode": rest, **({"lock_key": data["lock_key"]} if "lock_key" in data else {})}
-        return data
-
-
-class ItemAdd(Payload):
-    item = item_field()
-    pos = Position(allow_none=True)
-    before_uid = uid_field()
-    after_uid = uid_field()
-    lock_key = lock_key_field()
-
-
-class ItemAddBatch(Payload):
-    items = fields.List(item_field())
-    pos = Position(allow_none=True)
-    before_uid = uid_field()
-    after_uid = uid_field()
-    lock_key = lock_key_field()
-
-
-class ItemExecute(Payload):
-    item = item_field()
-    lock_key = lock_key_field()
-
-
-class ItemUpdate(Payload):
-    item = item_field(required=True)
-    replace = flag_field()
-    lock_key = lock_key_field()
-
-
-class ItemGet(Payload):
-    pos = Position(allow_none=True)
-    uid = uid_field()
-
-
-class ItemRemove(ItemGet):
-    lock_key = lock_key_field()
-
-
-class ItemRemoveBatch(Payload):
-    uids = fields.List(identifier())
-    ignore_missing = flag_field()
-    lock_key = lock_key_field()
-
-
-class ItemMove(Payload):
-    pos = Position(allow_none=True)
-    uid = uid_field()
-    pos_dest = Position(allow_none=True)
-    before_uid = uid_field()
-    after_uid = uid_field()
-    lock_key = lock_key_field()
-
-
-class ItemMoveBatch(Payload):
-    uids = fields.List(identifier())
-    pos_dest = Position(allow_none=True)
-    before_uid = uid_field()
-    after_uid = uid_field()
-    reorder = flag_field()
-    lock_key = lock_key_field()
-
-
-# -- history ---------------------------------------------------------------------------------
-
-
-class HistoryClear(Payload):
-    size = Int64(minimum=0, allow_none=True)
-    item_uid = uid_field()
-    lock_key = lock_key_field()
-
-
-# -- environment, run engine -------------------------------------------------------------------
-
-
-class EnvironmentUpdate(Payload):
-    run_in_background = flag_field()
-    lock_key = lock_key_field()
-
-
-class KernelInterrupt(Payload):
-    interrupt_task = flag_field()
-    interrupt_plan = flag_field()
-    lock_key = lock_key_field()
-
-
-class RePause(Payload):
-    option = fields.String(allow_none=True, validate=validate.OneOf(("deferred", "immediate")))
-    lock_key = lock_key_field()
-
-
-RUN_OPTIONS = (None, "active", "open", "closed")
-
-
-class ReRuns(Payload):
-    option = fields.String(
-        allow_none=True,
-        validate=validate.OneOf(
-            RUN_OPTIONS[1:], error=f"Unsupported option {{input!r}}. Supported options: {RUN_OPTIONS}"
-        ),
-    )
-    reload = flag_field()
-
-
-# -- plans, devices, permissions ---------------------------------------------------------------
-
-
-class PlansList(Payload):
-    reduced = flag_field()
-
-
-class PermissionsReload(Payload):
-    restore_plans_devices = flag_field()
-    restore_permissions = flag_field()
-    lock_key = lock_key_field()
-
-
-class PermissionsSet(Payload):
-    user_group_permissions = fields.Dict(keys=fields.String())
-    lock_key = lock_key_field()
-
-
-# -- scripts, functions, tasks -----------------------------------------------------------------
-
-
-class ScriptUpload(Payload):
-    script = fields.String()
-    update_lists = flag_field()
-    update_re = flag_field()
-    run_in_background = flag_field()
-    lock_key = lock_key_field()
-
-
-class FunctionExecute(Payload):
-    item = item_field(FunctionItemSchema)
-    run_in_background = flag_field()
-    lock_key = lock_key_field()
-
-
-class TaskStatus(Payload):
-    task_uid = StringOrStrings()
-
-
-class TaskResult(Payload):
-    task_uid = identifier()
-
-
-# -- lock ------------------------------------------------------------------------------------
-
-
-LOCK_KEY_NOT_SET = "Failed to format the 'lock' request: Lock key is not set"
-
-
-class Lock(Payload):
-    lock_key = fields.String(
-        required=True,
-        validate=[validate.Length(min=1, error=LOCK_KEY_NOT_SET), validate.Length(max=IDENTIFIER_MAX_LENGTH)],
-        error_messages={"required": LOCK_KEY_NOT_SET, "null": LOCK_KEY_NOT_SET},
-    )
-    environment = flag_field()
-    queue = flag_field()
-    note = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
-
-    @post_load
-    def drop_defaults(self, data: dict, **kwargs: Any) -> dict:
-        # RE Manager is sent only what was asked for: true flags and a non-empty note
-        return {k: v for k, v in data.items() if k == "lock_key" or v}
-
-
-class Unlock(Payload):
-    lock_key = fields.String(
-        required=True,
-        validate=validate.Length(min=1, max=IDENTIFIER_MAX_LENGTH),
-        error_messages={"required": "Failed to format the 'unlock' request: Lock key is not set"},
-    )
-
-
-class LockInfo(Payload):
-    lock_key = lock_key_field()
-    reload = flag_field()
-
-
-# -- manager and testing ---------------------------------------------------------------------
-
-
-class ManagerStop(Payload):
-    option = fields.String(allow_none=True, validate=validate.OneOf(("safe_on", "safe_off")))
-
-
-class ServerSleep(Payload):
-    time = fields.Float(
-        required=True,
-        validate=validate.Range(min=0, max=300),
-        error_messages={"required": "The required parameter 'time' is missing in the API call"},
-    )
-
-
-# -- console output --------------------------------------------------------------------------
-
-
-class ConsoleOutput(Payload):
-    nlines = Int64(minimum=0, allow_none=True, load_default=200)
-
-
-class ConsoleOutputUpdate(Payload):
-    last_msg_uid = identifier(required=True)
 
 
 # -- uploads (multipart forms) ---------------------------------------------------------------
@@ -441,8 +208,6 @@ class Upload(fields.Field):
     openapi = {"type": "string", "format": "binary"}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        from werkzeug.datastructures import FileStorage
-
         if not isinstance(value, FileStorage):
             raise self.make_error("invalid")
         return value
@@ -451,41 +216,3 @@ class Upload(fields.Field):
 class SpreadsheetUpload(Payload):
     spreadsheet = Upload(required=True)
     data_type = identifier(allow_none=True)
-
-
-# -- authentication --------------------------------------------------------------------------
-
-
-class PasswordLogin(Payload):
-    """OAuth2 password-flow form fields; only username and password are used."""
-
-    username = fields.String(required=True, validate=validate.Length(min=1, max=IDENTIFIER_MAX_LENGTH))
-    password = fields.String(required=True, validate=validate.Length(min=1, max=TEXT_MAX_LENGTH))
-    grant_type = identifier(allow_none=True)
-    scope = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
-    client_id = identifier(allow_none=True)
-    client_secret = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
-
-
-class AuthorizationCode(Schema):
-    """The identity provider's redirect carries more (state, session_state, ...): only code counts."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-    code = fields.String(required=True, validate=validate.Length(min=1, max=TEXT_MAX_LENGTH))
-
-
-class SessionRefresh(Payload):
-    refresh_token = fields.String(required=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
-
-
-class ApiKeyNew(Payload):
-    # seconds; at most a century (null: never expires)
-    expires_in = Int64(minimum=1, maximum=100 * 365 * 24 * 3600, required=True, allow_none=True)
-    scopes = fields.List(identifier(), allow_none=True)
-    note = fields.String(allow_none=True, validate=validate.Length(max=255))
-
-
-class ApiKeyDelete(Payload):
-    first_eight = fields.String(required=True, validate=validate.Length(equal=8))

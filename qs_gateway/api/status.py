@@ -6,23 +6,22 @@ import orjson
 from flask import Response
 
 from ..extensions import services
-from ..manager import Reply
-from . import schemas
 from .declare import Call, Resource
-from .streams import last_event_id, pump_to_websocket, server_sent_events, subscribe
+from .schemas import Empty, Reload
+from .streams import last_event_id, server_sent_events, subscribe
 
 status = Resource("status", __name__)
 
 
-@status.endpoint(
-    ("/", "/ping", "/status"), scope="read:status", schema=schemas.Reload, manager_method="status", etag="status_uid"
+status.forward(
+    ("/", "/ping", "/status"),
+    "status",
+    methods=("GET",),
+    scope="read:status",
+    schema=Reload,
+    summary="RE Manager status (cached briefly, shared by all workers; `reload` fetches it anew)",
 )
-def get_status(call: Call) -> Reply:
-    """RE Manager status (cached briefly, shared by all workers; `reload` fetches it anew)."""
-    return services().manager.status(reload=bool(call.payload.get("reload")))
-
-
-status.forward("/config/get", "config_get", methods=("GET",), scope="read:config", schema=schemas.Empty)
+status.forward("/config/get", "config_get", methods=("GET",), scope="read:config", schema=Empty)
 
 
 def _status_only(data: bytes) -> bytes:
@@ -40,13 +39,16 @@ def status_events(call: Call) -> Response:
     return server_sent_events(subscription, render=_status_only)
 
 
-@status.websocket("/status/ws", scope="read:monitor")
-def status_ws(ws, call: Call) -> None:  # noqa: ANN001
-    """Each published status as a text frame `{"time", "msg": {"status": {...}}}`."""
-    pump_to_websocket(ws, subscribe(services().stream_keys.info, "status_ws"), accept=_carries_status)
-
-
-@status.websocket("/info/ws", scope="read:monitor")
-def info_ws(ws, call: Call) -> None:  # noqa: ANN001
-    """Every message of RE Manager's info channel as a text frame `{"time", "msg": {...}}`."""
-    pump_to_websocket(ws, subscribe(services().stream_keys.info, "info_ws"))
+status.websocket(
+    "/status/ws",
+    scope="read:monitor",
+    stream="info",
+    accept=_carries_status,
+    summary='Each published status as a text frame `{"time", "msg": {"status": {...}}}`.',
+)
+status.websocket(
+    "/info/ws",
+    scope="read:monitor",
+    stream="info",
+    summary='Every message of RE Manager\'s info channel as a text frame `{"time", "msg": {...}}`.',
+)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import orjson
 from flask import Response, request
 
-from ..errors import ServiceUnavailable
+from ..exceptions import ServiceUnavailable
 from ..extensions import services
 from ..streaming.hub import StreamClosed, StreamHub, Subscription, TooManyStreams
 
@@ -27,9 +27,9 @@ def subscribe(key: str, kind: str, after: str | None = None) -> Subscription:
     try:
         subscription = services().hub.subscribe(key, after)
     except TooManyStreams as exc:
-        raise ServiceUnavailable(f"Too many open streams: {exc}", retry_after=5) from None
+        raise ServiceUnavailable(f"Too many open streams: {exc}", 5) from None
     except StreamClosed:
-        raise ServiceUnavailable("The server is shutting down", retry_after=1) from None
+        raise ServiceUnavailable("The server is shutting down", 1) from None
     metrics = services().metrics
     if metrics is not None:
         gauge = metrics.open_streams.labels(kind)
@@ -82,7 +82,7 @@ def _pump_batches(
 
 
 def server_sent_events(subscription: Subscription, render: Callable[[bytes], bytes] = lambda data: data) -> Response:
-    heartbeat = services().settings.gateway["sse_heartbeat_seconds"]
+    heartbeat = services().settings.streams.sse_heartbeat_seconds
     batches = _pump(subscription, heartbeat)
 
     def body() -> Iterator[bytes]:
@@ -115,18 +115,3 @@ def last_event_id() -> str | None:
     """Where an SSE client resumes: the ``Last-Event-ID`` header (sent by EventSource on
     reconnect) or the ``last_event_id`` query parameter (for a first connection)."""
     return request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or None
-
-
-def pump_to_websocket(ws, subscription: Subscription, accept: Callable[[bytes], bool] = lambda data: True) -> None:  # noqa: ANN001
-    hub = services().hub
-    try:
-        while ws.connected:
-            try:
-                entries = subscription.get(POLL_SECONDS)
-            except StreamClosed:
-                return
-            for _, data in entries:
-                if accept(data):
-                    ws.send(data.decode())
-    finally:
-        hub.unsubscribe(subscription)

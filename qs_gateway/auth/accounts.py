@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import BadRequest, NotFound
+from ..exceptions import BadRequest, NotFound
 from .authenticator import INHERIT, INVALID_TOKEN, Authenticator, unauthorized
 from .principal import Principal
 from .providers import EXTERNAL, PASSWORD, Provider
@@ -46,8 +46,8 @@ class Accounts:
     def _provider(self, name: str, mode: str) -> Provider:
         provider = self.auth.providers.get(name)
         if provider is None or provider.mode != mode:
-            kind = "password" if mode == PASSWORD else "external (authorization code)"
-            raise NotFound(f"No {kind} login provider named {name!r}")
+            # bluesky-httpserver has a route per provider and mode: anything else is no route
+            raise NotFound("Not Found")
         return provider
 
     # -- logins and sessions -------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable, Mapping
 
-from ..errors import Unauthorized
+from ..exceptions import Unauthorized
 from .credentials import Credentials
 from .policies import BasicAPIAccessControl, DefaultResourceAccessControl
 from .principal import Principal

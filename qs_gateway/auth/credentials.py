@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import BadRequest
+from ..exceptions import BadRequest
 
 API_KEY_COOKIE = "bluesky_httpserver_api_key"
 

@@ -37,7 +37,7 @@ WRITE_SCOPES = OPERATOR_WRITES | {
     "write:testing",
 }
 
-ADMIN_SCOPES = frozenset({"admin:apikeys", "admin:read:principals", "admin:metrics"})
+ADMIN_SCOPES = frozenset({"admin:apikeys", "admin:read:principals", "admin:metrics", "admin:notifications"})
 
 ALL_SCOPES = READ_SCOPES | WRITE_SCOPES | ADMIN_SCOPES | {"user:apikeys"}
 

@@ -1,18 +1,22 @@
 """RE Manager client: its methods, their caching and read-your-writes; knows nothing of HTTP."""
 
 from .client import ManagerClient, TimeoutPolicy
-from .methods import ALL_METHODS, READ_METHODS, WRITE_METHODS, is_read
+from .methods import METHODS, Access, Method, Timeout, is_read, method
+from .refusals import Refusal
 from .reply import Reply, dump_json
 from .status_cache import StatusCache
 
 __all__ = [
-    "ALL_METHODS",
+    "METHODS",
+    "Access",
     "ManagerClient",
-    "READ_METHODS",
+    "Method",
+    "Refusal",
     "Reply",
     "StatusCache",
+    "Timeout",
     "TimeoutPolicy",
-    "WRITE_METHODS",
     "dump_json",
     "is_read",
+    "method",
 ]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .client import ManagerClient
+from .methods import METHODS
 from .reply import Reply
 
 # exit_status -> state; any other exit_status is reported as it is, with the state "unknown"
@@ -107,9 +108,9 @@ def fate(uid: str, queue: QueueIndex, history: HistoryIndex) -> dict[str, Any]:
 class ItemStates:
     """The fate of items by uid, from indexes rebuilt only when the queue or history changed."""
 
-    _SOURCES: Mapping[str, tuple[str, type[QueueIndex] | type[HistoryIndex]]] = {
-        "queue_get": ("plan_queue_uid", QueueIndex),
-        "history_get": ("plan_history_uid", HistoryIndex),
+    _SOURCES: Mapping[str, type[QueueIndex] | type[HistoryIndex]] = {
+        "queue_get": QueueIndex,
+        "history_get": HistoryIndex,
     }
 
     def __init__(self, manager: ManagerClient) -> None:
@@ -121,12 +122,12 @@ class ItemStates:
         return fate(uid, self._index("queue_get", status), self._index("history_get", status))
 
     def _index(self, method: str, status: Reply) -> Any:
-        uid_field, kind = self._SOURCES[method]
+        uid_field, kind = METHODS[method].guard, self._SOURCES[method]
         current = status.get(uid_field)
         index = self._indexes.get(method)
         if index is not None and current is not None and index.uid == current:
             return index
-        reply = self._manager.cached(method, uid_field=uid_field)
+        reply = self._manager.read(method)
         if not reply.succeeded:
             return kind()
         if index is None or index.uid is None or reply.peek(uid_field) != index.uid:

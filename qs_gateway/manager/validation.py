@@ -5,12 +5,12 @@ RE Manager checks an added item in this order: the item is a dict with a support
 plan through bluesky-queueserver's ``validate_plan`` against the group's allowed plans and
 devices; an instruction must be ``queue_stop``). The verdicts here follow the same order and
 use the same words, so a refusal reads exactly as RE Manager's would. The lists of allowed plans
-and devices come from :meth:`ManagerClient.cached`; once they are cached, judging an item sends
+and devices come from :meth:`ManagerClient.read`; once they are cached, judging an item sends
 nothing to RE Manager. What is not judged: the queue's lock and the position (``pos``,
 ``before_uid``, ``after_uid``), which are about the queue, not the item.
 
-bluesky-queueserver's validation is imported on first use (a fraction of a second, once per
-process): the gateway's import stays light for workers that never validate.
+bluesky-queueserver's validation module is small (no data-frame library): imported with the
+gateway, it adds a few megabytes to a worker.
 """
 
 from __future__ import annotations
@@ -21,11 +21,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bluesky_queueserver.manager import profile_ops
+
 from .client import ManagerClient
+from .refusals import REFUSALS
 
 # RE Manager's words (bluesky_queueserver.manager.manager), kept verbatim: clients compare them.
-ADD_FAILED = "Failed to add an item: "
-BATCH_ITEM_FAILED = "Failed to add a plan: "
+ADD_FAILED = REFUSALS["queue_item_add"].prefix
+_BATCH = REFUSALS["queue_item_add_batch"].batch
+BATCH_ITEM_FAILED = _BATCH.item_prefix
 FORMAT_PREFIX = "Incorrect request format: "
 NO_ITEM = FORMAT_PREFIX + "request contains no item info"
 NO_ITEMS = "Invalid request format: the list of items is not found"
@@ -79,9 +83,7 @@ def judge_prepared(item: dict, lists: GroupLists) -> Verdict:
         if item.get("name") in INSTRUCTIONS:
             return Verdict(True)
         return Verdict(False, f"Unrecognized instruction: {item}")
-    from bluesky_queueserver.manager.profile_ops import validate_plan
-
-    success, msg = validate_plan(item, allowed_plans=lists.plans, allowed_devices=lists.devices)
+    success, msg = profile_ops.validate_plan(item, allowed_plans=lists.plans, allowed_devices=lists.devices)
     if success:
         return Verdict(True)
     return Verdict(False, msg, parameter_errors(item, lists, msg))
@@ -102,8 +104,6 @@ def parameter_errors(item: dict, lists: GroupLists, msg: str) -> dict[str, str]:
     Problems with no parameter to blame (an unknown plan, too many positional arguments,
     ``meta``) are in ``msg`` only.
     """
-    from bluesky_queueserver.manager import profile_ops
-
     plans = lists.plans or {}
     name = item.get("name")
     if not isinstance(name, str) or name not in plans:
@@ -190,7 +190,7 @@ def judge_add_batch(request: Mapping[str, Any], lists_of: Callable[[], GroupList
             verdict = Verdict(False, BATCH_ITEM_FAILED + verdict.msg, verdict.errors)
         results.append(verdict.as_dict())
     failed = sum(not result["success"] for result in results)
-    msg = f"Failed to add all items: validation of {failed} out of {len(results)} submitted items failed"
+    msg = _BATCH.summary.format(failed=failed, total=len(results))
     return {"success": not failed, "msg": msg if failed else "", "results": results}
 
 
@@ -223,7 +223,7 @@ class AllowedLists:
         params = {"user_group": group}  # as /api/plans/allowed asks: one cache entry for both
         lists = []
         for method in ("plans_allowed", "devices_allowed"):  # each reply holds its list under its name
-            reply = self._manager.cached(method, params, uid_field=f"{method}_uid")
+            reply = self._manager.read(method, params)
             if not reply.succeeded:
                 return GroupLists(uids, refusal=str(reply.get("msg") or f"Unknown user group: '{group}'"))
             lists.append(reply.get(method) or {})

@@ -23,13 +23,11 @@ except ConfigError as exc:
     print(f"qs-gateway: configuration error: {exc}", file=sys.stderr)
     raise SystemExit(2) from None
 
-_options = _settings.gateway
-
-bind = [_options["bind"]]
-if _options["metrics_bind"]:
-    bind.append(_options["metrics_bind"])  # served /metrics only (see qs_gateway.api.metrics)
-workers = _options["workers"]
-threads = _options["threads"]
+bind = [_settings.serving.bind]
+if _settings.http.metrics_bind:
+    bind.append(_settings.http.metrics_bind)  # served /metrics only (see qs_gateway.api.metrics)
+workers = _settings.serving.workers
+threads = _settings.serving.threads
 worker_class = "gthread"
 preload_app = False
 # For gthread this is a heartbeat, not a request limit: request deadlines are enforced by the app.
@@ -59,10 +57,10 @@ def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
         key = secrets.token_hex(32)
         os.environ["QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY"] = key
         print(f"qs-gateway: no single-user API key configured; generated one: {key}", file=sys.stderr, flush=True)
-    configure_logging(_options["log_format"], loglevel)
+    configure_logging(_settings.serving.log_format, loglevel)
     for handler in server.log.error_log.handlers:
-        handler.setFormatter(make_formatter(_options["log_format"]))
-    if _settings.metrics_enabled:
+        handler.setFormatter(make_formatter(_settings.serving.log_format))
+    if _settings.http.metrics_enabled:
         _prepare_metrics_dir()
 
 
@@ -80,7 +78,7 @@ def _prepare_metrics_dir() -> None:
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001
-    if _settings.metrics_enabled:
+    if _settings.http.metrics_enabled:
         from qs_gateway.metrics import mark_worker_dead
 
         mark_worker_dead(worker.pid)

@@ -270,11 +270,14 @@ def start_gateway(
     unix_socket: Path | None = None,
     timeout: float = 30.0,
     log_name: str = "gateway.log",
+    python: str = sys.executable,
+    cwd: Path | None = None,
 ) -> tuple[ManagedProcess, str]:
     """``qs-gateway serve`` with ``env`` (which must carry the QSERVER_*/QS_GATEWAY_* settings).
 
     It listens on ``unix_socket`` if given (the URL returned is then ``unix:/path``), else on a
-    loopback port (``http://127.0.0.1:port``).
+    loopback port (``http://127.0.0.1:port``). ``python`` is the interpreter of the environment
+    the gateway is installed in (by default this one).
     """
     if unix_socket is not None:
         url = f"unix:{unix_socket}"
@@ -283,7 +286,7 @@ def start_gateway(
     bind = url if unix_socket is not None else url.removeprefix("http://")
     full_env = {**os.environ, **env, "QS_GATEWAY_BIND": bind}
     proc = ManagedProcess(
-        "qs-gateway", [sys.executable, "-m", "qs_gateway.serving.cli", "serve"], workdir / log_name, env=full_env
+        "qs-gateway", [python, "-m", "qs_gateway.serving.cli", "serve"], workdir / log_name, env=full_env, cwd=cwd
     ).start()
     proc.wait_until(lambda: http_status(url, "/api/nonexistent-readiness-probe") == 404, timeout, "answering HTTP")
     return proc, url

@@ -53,6 +53,7 @@ class Ingester:
         info_length: int = 1_000,
         status_max_age: float = 1.5,
         on_leadership: Callable[[], None] | None = None,
+        on_status: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.keys = StreamKeys.of(store)
@@ -63,6 +64,7 @@ class Ingester:
         self.info_length = info_length
         self.status_max_age_ms = int(status_max_age * 1000)
         self.on_leadership = on_leadership
+        self.on_status = on_status  # called after statuses were appended (notifications derive from them)
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.is_leader = False
         self._stop = threading.Event()
@@ -143,7 +145,7 @@ class Ingester:
     def _append(self, messages: list[tuple[str, Any]]) -> None:
         keys = self.keys
 
-        def write(r: Any) -> None:
+        def write(r: Any) -> bool:
             pipe = r.pipeline(transaction=False)
             latest_status = None
             for topic, message in messages:
@@ -161,5 +163,7 @@ class Ingester:
                 entry = f"{latest_status.get('time', '')}|".encode() + orjson.dumps(latest_status)
                 pipe.set(keys.published_status, entry, px=self.status_max_age_ms)
             pipe.execute()
+            return latest_status is not None
 
-        self.store.run(write)
+        if self.store.run(write) and self.on_status is not None:
+            self.on_status()

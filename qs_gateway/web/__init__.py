@@ -18,7 +18,8 @@ from pathlib import Path
 
 from flask import Response, request, send_from_directory
 
-from ..api.declare import PUBLIC, Call, Resource
+from ..api.access import PUBLIC
+from ..api.declare import Call, Resource
 
 web = Resource("web", __name__)
 

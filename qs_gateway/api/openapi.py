@@ -5,7 +5,7 @@ rule, methods, scope, payload schema, summary and RE Manager method. This module
 records into operations: the schema's fields become the request body (POST) or query
 parameters (GET: browsers cannot send a body on GET, and the gateway reads the query string of
 a GET without a body), the scope becomes a security requirement, and the error contract of
-:mod:`qs_gateway.errors` becomes the documented error responses. Nothing is written by hand per
+:mod:`qs_gateway.exceptions` becomes the documented error responses. Nothing is written by hand per
 endpoint, so endpoints declared later (or by custom resources) are documented as they appear.
 """
 
@@ -19,8 +19,12 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, ValidationError, fields
 
-from . import __version__
-from .api.declare import ANY_PRINCIPAL, PUBLIC, EndpointSpec
+from .. import __version__
+from ..exceptions import CONTRACT
+from ..manager import method
+from .access import ANY_PRINCIPAL, PUBLIC
+from .browser import SAFE_METHODS
+from .declare import EndpointSpec
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -47,49 +51,53 @@ SECURITY_SCHEMES = {
     "BearerToken": {"type": "http", "scheme": "bearer", "description": "An access token of a logged-in user."},
 }
 
-_ERROR = {
-    "type": "object",
-    "properties": {"detail": {"description": "What went wrong, in words"}},
-    "required": ["detail"],
-}
-_BAD_REQUEST = {
-    "type": "object",
-    "properties": {
-        "detail": {"type": "string", "description": "The problems, one sentence each"},
-        "errors": {"type": "object", "description": "The messages per field, nested like the payload"},
+_BODIES: dict[str, dict[str, Any] | None] = {
+    "error": {
+        "type": "object",
+        "properties": {"detail": {"description": "What went wrong, in words"}},
+        "required": ["detail"],
     },
-    "required": ["detail"],
+    "fields": {
+        "type": "object",
+        "properties": {
+            "detail": {"type": "string", "description": "The problems, one sentence each"},
+            "errors": {"type": "object", "description": "The messages per field, nested like the payload"},
+        },
+        "required": ["detail"],
+    },
+    "html": None,  # a page of the server in front (gunicorn), not JSON
 }
 
-# name -> (status, description, schema of the JSON body, or None: an HTML page)
-ERROR_RESPONSES: dict[str, tuple[int, str, dict | None]] = {
-    "BadRequest": (
-        400,
-        "The payload is wrong (`errors` then says which field and why), the `Authorization` header is malformed, "
-        "or the endpoint is not available in this mode; nothing was sent to RE Manager.",
-        _BAD_REQUEST,
-    ),
-    "Unauthorized": (401, "Missing or invalid credentials, or a scope the caller lacks.", _ERROR),
-    "NotFound": (404, "Nothing answers to the path's parameters.", _ERROR),
-    "ManagerTimeout": (
-        408,
-        "RE Manager did not answer in time, or the gateway is failing fast after repeated timeouts.",
-        _ERROR,
-    ),
-    "BodyTooLarge": (413, "The body is larger than the gateway accepts.", _ERROR),
-    # gunicorn answers this one itself (as HTML), before the gateway sees the request
-    "URITooLong": (414, "The URL is longer than the server reads (gunicorn's `limit_request_line`).", None),
-    "UnreadableBody": (422, "The body is not a JSON object.", _ERROR),
-    "ServiceUnavailable": (
-        503,
-        "No connection to RE Manager became free in time, Redis (shared state) does not answer, or too many "
-        "streams are open.",
-        _ERROR,
-    ),
-}
-_ERROR_NAMES = {status: name for name, (status, _, _) in ERROR_RESPONSES.items()}
+
+def _component_name(status: int) -> str:
+    return CONTRACT[status].__name__
+
 
 _MANAGER_REPLY = "RE Manager's reply, passed on verbatim (also when it says `success: false`)."
+
+
+def _manager_reply(spec: EndpointSpec) -> dict[str, Any]:
+    """The 200 answer of an endpoint that sends an RE Manager method, from the method's row."""
+    row = method(spec.manager_method)
+    description = _MANAGER_REPLY
+    refusal = row.refusal
+    if refusal is not None and spec.schema is not None:
+        shape = ", ".join(f"`{name}`" for name in refusal.fields)
+        description += (
+            " A value the gateway refuses before sending it (one bluesky-httpserver would pass on) is answered "
+            f"in RE Manager's refusal shape: `success: false`, `msg` starting with `{refusal.prefix}`"
+            + (f", {shape} as RE Manager fills them on failure" if shape else "")
+            + ", and the field-level `errors`."
+        )
+    if spec.etag_field:
+        description += f" Conditional: the `ETag` is RE Manager's `{spec.etag_field}`; `If-None-Match` may give 304."
+    schema: dict[str, Any] = {"type": "object"}
+    if refusal is not None:
+        schema["properties"] = {"success": {"type": "boolean"}, "msg": {"type": "string"}}
+    answers: dict[str, Any] = {"200": {"description": description, "content": {"application/json": {"schema": schema}}}}
+    if spec.etag_field:
+        answers["304"] = {"description": "Not modified since the `ETag` the client sent."}
+    return answers
 
 
 def _success(spec: EndpointSpec) -> dict[str, Any]:
@@ -97,9 +105,7 @@ def _success(spec: EndpointSpec) -> dict[str, Any]:
         return {"101": {"description": "The websocket is open (a request without `Upgrade: websocket` gets 400)."}}
     if spec.media_type == "application/json":
         if spec.manager_method:
-            return {
-                "200": {"description": _MANAGER_REPLY, "content": {"application/json": {"schema": {"type": "object"}}}}
-            }
+            return _manager_reply(spec)
         return {"200": {"description": "The answer.", "content": {"application/json": {"schema": {}}}}}
     description = "A stream that stays open until the client leaves." if spec.kind == "stream" else "The content."
     return {"200": {"description": description, "content": {spec.media_type: {}}}}
@@ -181,23 +187,22 @@ def _has_files(schema: Any) -> bool:
     return any(getattr(field, "openapi", {}).get("format") == "binary" for field in schema.fields.values())
 
 
-def _operation(path: str, method: str, spec: EndpointSpec, path_parameters: list[dict]) -> dict[str, Any]:
+def _operation(path: str, http_method: str, spec: EndpointSpec, path_parameters: list[dict]) -> dict[str, Any]:
     responses = _success(spec)
-    error_names = set()
+    statuses = set(spec.errors)
     if spec.schema is not None:
-        error_names |= {"BadRequest", "BodyTooLarge", "UnreadableBody"}
+        statuses |= {400, 413, 422}
     if spec.scope is not PUBLIC:
-        error_names |= {"BadRequest", "Unauthorized"}  # 400: a malformed Authorization header
+        statuses |= {400, 401, 503}  # 400: a malformed Authorization header; 503: auth state in Redis
+    if http_method.upper() not in SAFE_METHODS:
+        statuses.add(403)  # the CSRF check of browsers that authenticate by cookie
     if path_parameters:
-        error_names.add("NotFound")
+        statuses.add(404)
     if spec.manager_method:
-        error_names.add("ManagerTimeout")
-    if spec.manager_method or spec.scope is not PUBLIC:
-        error_names.add("ServiceUnavailable")  # also: authentication state in Redis
-    error_names |= {_ERROR_NAMES[status] for status in spec.errors}
+        statuses |= {408, 502, 503}
 
     operation: dict[str, Any] = {
-        "operationId": f"{method}{re.sub(r'[^a-zA-Z0-9]+', '_', path)}".rstrip("_"),
+        "operationId": f"{http_method}{re.sub(r'[^a-zA-Z0-9]+', '_', path)}".rstrip("_"),
         "summary": spec.summary,
         "description": _description(spec),
         "tags": [spec.blueprint or "other"],
@@ -209,30 +214,39 @@ def _operation(path: str, method: str, spec: EndpointSpec, path_parameters: list
         operation["x-scope"] = spec.scope
     if spec.manager_method:
         operation["x-manager-method"] = spec.manager_method
+        refusal = method(spec.manager_method).refusal
+        if refusal is not None and spec.schema is not None:
+            # a wrong value may be answered 200 in RE Manager's refusal shape, not 400
+            operation["x-refusal"] = {"prefix": refusal.prefix, "fields": list(refusal.fields)}
+            if refusal.batch is not None:
+                operation["x-refusal"]["batch"] = {
+                    "summary": refusal.batch.summary,
+                    "item_prefix": refusal.batch.item_prefix,
+                }
     if spec.location == "form":
         content_type = "multipart/form-data" if _has_files(spec.schema) else "application/x-www-form-urlencoded"
         operation["requestBody"] = {"required": True, "content": {content_type: {"schema": spec.schema}}}
     elif spec.schema is not None and spec.schema.fields:
-        if method in ("get", "head", "delete") or spec.location == "query":
+        if http_method in ("get", "head", "delete") or spec.location == "query":
             operation["parameters"].append({"in": "query", "schema": spec.schema})
         else:
-            # a schema may describe itself where its fields cannot (see schemas.QueueModeSet)
+            # a schema may describe itself where its fields cannot (see queue.QueueModeSet)
             body = getattr(spec.schema, "openapi", spec.schema)
             operation["requestBody"] = {
                 "required": not _accepts_nothing(spec.schema),
                 "content": {"application/json": {"schema": body}},
             }
-    elif spec.schema is not None and method not in ("get", "head", "delete"):
+    elif spec.schema is not None and http_method not in ("get", "head", "delete"):
         operation["requestBody"] = {
             "required": False,
             "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
         }
     if operation["parameters"]:
-        error_names.add("URITooLong")
+        statuses.add(414)
     else:
         del operation["parameters"]
-    for name in sorted(error_names, key=lambda n: ERROR_RESPONSES[n][0]):
-        responses[str(ERROR_RESPONSES[name][0])] = {"$ref": f"#/components/responses/{name}"}
+    for status in sorted(statuses):
+        responses[str(status)] = {"$ref": f"#/components/responses/{_component_name(status)}"}
     return operation
 
 
@@ -250,16 +264,17 @@ def build_document(endpoints: Iterable[tuple[str, EndpointSpec]], server_url: st
     plugin.converter.add_attribute_function(_field_openapi)
     for name, scheme in SECURITY_SCHEMES.items():
         document.components.security_scheme(name, scheme)
-    for name, (_, description, schema) in ERROR_RESPONSES.items():
+    for error in CONTRACT.values():
+        schema = _BODIES[error.body]
         content = {"text/html": {}} if schema is None else {"application/json": {"schema": schema}}
-        document.components.response(name, {"description": description, "content": content})
+        document.components.response(error.__name__, {"description": error.description, "content": content})
 
     operations_by_path: dict[str, dict[str, Any]] = {}
     for rule, spec in endpoints:
         path, path_parameters = _openapi_path(rule)
         operations = operations_by_path.setdefault(path, {})
-        for method in spec.methods:
-            operations[method.lower()] = _operation(path, method.lower(), spec, path_parameters)
+        for http_method in spec.methods:
+            operations[http_method.lower()] = _operation(path, http_method.lower(), spec, path_parameters)
     for path in sorted(operations_by_path):
         document.path(path=path, operations=operations_by_path[path])
     return document.to_dict()

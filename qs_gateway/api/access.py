@@ -1,0 +1,33 @@
+"""Who is asking: the credentials of a request, checked against the scope an endpoint needs."""
+
+from __future__ import annotations
+
+from flask import g, request
+
+from ..auth import Credentials, Principal, parse_credentials
+from ..auth.credentials import API_KEY_COOKIE
+from ..extensions import services
+
+# Scope markers beside real scope names:
+PUBLIC = None  # no authentication at all
+ANY_PRINCIPAL = ""  # credentials are checked if present, but no scope is required
+
+
+def authorize(scope: str | None, credentials: Credentials | None = None) -> Principal:
+    auth = services().auth
+    if scope is PUBLIC:
+        principal = auth.public
+    else:
+        if credentials is None:
+            environ = request.environ
+            # the query string and the cookies are parsed only when they could hold a key
+            credentials = parse_credentials(
+                environ.get("HTTP_AUTHORIZATION"),
+                request.args.get("api_key") if "api_key" in environ.get("QUERY_STRING", "") else None,
+                request.cookies.get(API_KEY_COOKIE) if "HTTP_COOKIE" in environ else None,
+            )
+        g.credentials = credentials
+        principal = auth.authenticate(credentials)
+        auth.require(principal, frozenset({scope}) if scope else frozenset())
+    g.principal = principal
+    return principal

@@ -1,0 +1,27 @@
+"""Configuration: environment variables, and a YAML file or directory that overrides them.
+
+* :mod:`.parsers` turns configured values into typed ones;
+* :mod:`.options` says what a setting is; :mod:`.shared` and :mod:`.gateway` declare every
+  setting once, as a field of a frozen dataclass per concern; :mod:`.settings` gathers them;
+* :mod:`.yaml_reader` reads and checks the YAML; :mod:`.loader` applies the precedence
+  (YAML beats environment beats default) in one loop.
+"""
+
+from .loader import CONFIG_PATH_ENV, GATEWAY_OPTIONS, all_options, load_settings
+from .options import Option
+from .parsers import ConfigError
+from .settings import Settings
+from .shared import AuthSettings, PolicySettings, ZmqSettings
+
+__all__ = [
+    "CONFIG_PATH_ENV",
+    "GATEWAY_OPTIONS",
+    "AuthSettings",
+    "ConfigError",
+    "Option",
+    "PolicySettings",
+    "Settings",
+    "ZmqSettings",
+    "all_options",
+    "load_settings",
+]

@@ -1,0 +1,147 @@
+"""Turning a configured value (a YAML value, or the text of an environment variable) into a typed one.
+
+Every parser takes ``(value, name)`` and raises :class:`ConfigError` naming ``name`` (the YAML key
+or the variable) when the value cannot be used.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..manager.methods import METHODS
+from ..transport import InvalidCurveKey, validate_public_key
+
+Parser = Callable[[Any, str], Any]
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the offending key or variable."""
+
+
+def parse_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name}: expected a boolean (1/0, true/false), got {value!r}")
+
+
+def number(kind: type, *, minimum: float | None = None) -> Parser:
+    """A parser of ``int`` or ``float`` values of at least ``minimum``."""
+
+    def parse(value: Any, name: str) -> Any:
+        if isinstance(value, bool) or value is None:
+            raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}")
+        try:
+            parsed = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}") from None
+        if minimum is not None and parsed < minimum:
+            raise ConfigError(f"{name}: must be at least {minimum}, got {parsed}")
+        return parsed
+
+    return parse
+
+
+def parse_str(value: Any, name: str) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ConfigError(f"{name}: expected a string, got {value!r}")
+    return str(value)
+
+
+def choice(*choices: str) -> Parser:
+    def parse(value: Any, name: str) -> str:
+        text = parse_str(value, name).strip().lower()
+        if text not in choices:
+            raise ConfigError(f"{name}: unsupported {value!r}; expected one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def parse_list(value: Any, name: str) -> tuple[str, ...]:
+    """A YAML list, or a string separated by ``:``, ``,`` or white space (environment)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(part for part in re.split(r"[\s,:]+", value) if part)
+    if isinstance(value, (list, tuple)):
+        return tuple(parse_str(v, f"{name}[{i}]") for i, v in enumerate(value))
+    raise ConfigError(f"{name}: expected a list, got {value!r}")
+
+
+def separated_list(separator: str | None) -> Parser:
+    """A YAML list, or one string whose items are separated by ``separator`` (environment;
+    ``None``: white space)."""
+
+    def parse(value: Any, name: str) -> tuple[str, ...]:
+        if isinstance(value, str):
+            return tuple(part for part in value.split(separator) if part)
+        if isinstance(value, (list, tuple)):
+            return tuple(parse_str(v, f"{name}[{i}]") for i, v in enumerate(value))
+        raise ConfigError(f"{name}: expected a list, got {value!r}")
+
+    return parse
+
+
+def parse_module_names(value: Any, name: str) -> tuple[str, ...]:
+    # bluesky-httpserver accepts distribution-style names (my-module) for importable ones
+    return tuple(module.replace("-", "_") for module in parse_list(value, name))
+
+
+def parse_method_timeouts(value: Any, name: str) -> Mapping[str, float]:
+    """``{"plans_existing": 5}`` in YAML, ``plans_existing=5,devices_existing=5`` in the environment."""
+    if isinstance(value, str):
+        pairs = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            method, sep, seconds = item.partition("=")
+            if not sep:
+                raise ConfigError(f"{name}: expected 'method=seconds' items, got {item!r}")
+            pairs[method.strip()] = seconds.strip()
+        value = pairs
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}: expected a mapping of RE Manager method to seconds, got {value!r}")
+    result = {}
+    for method, seconds in value.items():
+        if method not in METHODS:
+            raise ConfigError(f"{name}: unknown RE Manager method {method!r}")
+        result[method] = number(float, minimum=0.01)(seconds, f"{name}.{method}")
+    return result
+
+
+def parse_public_key(value: Any, name: str) -> str | None:
+    """A server's z85 CURVE public key; empty means none. Checked now, since ZeroMQ would only
+    time out with a wrong one."""
+    key = parse_str(value, name) if value is not None else ""
+    if not key:
+        return None
+    try:
+        return validate_public_key(key)
+    except InvalidCurveKey as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def parse_api_key(value: Any, name: str) -> str | None:
+    key = parse_str(value, name)
+    if not key.isalnum():
+        raise ConfigError(f"{name}: the single-user API key must be alphanumeric")
+    return key
+
+
+def parse_list_of_mappings(value: Any, name: str) -> tuple[Mapping[str, Any], ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{name} must be a list")
+    return tuple(value)
+
+
+def parse_mapping(value: Any, name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must be a mapping")
+    return dict(value)
