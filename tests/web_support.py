@@ -15,7 +15,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from .auth_support import JsonServer
 
@@ -123,22 +123,27 @@ class Page:
     def queue_names(self) -> list[str]:
         return [row.find_element(By.CSS_SELECTOR, ".item-main").text for row in self.queue_rows()]
 
+    def choose(self, select: WebElement, text: str) -> None:
+        """Pick the option ``text`` of a <select>, once the page has filled it in."""
+        self.wait(lambda: select.find_elements(By.XPATH, f"option[.={_literal(text)}]"), f"the option {text!r}")
+        Select(select).select_by_visible_text(text)
+
+    def sign_in_region(self) -> WebElement:
+        """The Sign in region, once the page has learnt the ways to sign in and shows it."""
+        return self.wait(lambda: self.region("Sign in").is_displayed() and self.region("Sign in"), "Sign in")
+
     def sign_in_with_key(self, key: str) -> None:
-        signin = self.region("Sign in")
+        signin = self.sign_in_region()
         method = self.field("Sign in with", signin)
         if method.is_displayed():
-            from selenium.webdriver.support.ui import Select
-
-            Select(method).select_by_visible_text("API key")
+            self.choose(method, "API key")
         self.field("API key", signin).send_keys(key)
         self.button("Sign in", signin).click()
         self.wait(lambda: self.region("Status").is_displayed(), "the Status region")
 
     def sign_in_with_password(self, provider_label: str, username: str, password: str) -> None:
-        from selenium.webdriver.support.ui import Select
-
-        signin = self.region("Sign in")
-        Select(self.field("Sign in with", signin)).select_by_visible_text(provider_label)
+        signin = self.sign_in_region()
+        self.choose(self.field("Sign in with", signin), provider_label)
         self.field("User name", signin).send_keys(username)
         self.field("Password", signin).send_keys(password)
         self.button("Sign in", signin).click()
