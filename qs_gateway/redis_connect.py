@@ -77,7 +77,8 @@ def redis_client(target: RedisSettings | str, *, timeout: float, connect_timeout
     if settings.password:
         options["password"] = settings.password  # a password in the URL wins
     if not settings.sentinels:
-        return redis.Redis.from_url(settings.url, **options, **_tls(settings))
+        tls = {name: value for name, value in _tls(settings).items() if name != "ssl"}  # the URL says so
+        return redis.Redis.from_url(settings.url, **options, **tls)
     from_url = parse_url(settings.url)
     for server_address in ("host", "port", "path", "connection_class"):
         from_url.pop(server_address, None)  # the Sentinels say where the master is

@@ -31,9 +31,10 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Answers of a Redis that cannot take the command now, though it is up: a replica (a master that
-# was demoted), one without its master, one loading its data, one that lacks replicas for writes.
-_NOT_NOW = ("READONLY", "MASTERDOWN", "LOADING", "NOREPLICAS", "TRYAGAIN")
+# Answers of a Redis that cannot take the command now, though it is up: a replica without its
+# master, a master without enough replicas for writes. (A replica's READONLY, a demoted master's,
+# is redis-py's ReadOnlyError; LOADING is its BusyLoadingError, a ConnectionError.)
+_NOT_NOW = ("MASTERDOWN", "NOREPLICAS", "TRYAGAIN")
 UNWAITED_SECONDS = 10.0  # how long a worker writes without WAIT after no replica answered one
 
 
@@ -42,7 +43,7 @@ class StoreUnavailable(Exception):
 
 
 def _unavailable(exc: Exception) -> bool:
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, OSError)):
         return True
     return isinstance(exc, redis.ResponseError) and str(exc).startswith(_NOT_NOW)
 
