@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -31,6 +31,7 @@ from qs_gateway.serving.sentinels import SentinelGroup, start_master, start_repl
 from qs_gateway.serving.stack import ManagedProcess, start_gateway
 
 from .auth_support import PASSWORDS, private_prefix, toy_config, write_config
+from .load import Load
 from .support import plan, wait_for
 
 WORKERS = 3
@@ -95,66 +96,6 @@ def failover_gateway(failover_redis, re_manager, tmp_path_factory) -> Iterator[s
     process, url = start_gateway(workdir, env, log_name="gateway-failover.log")
     yield url
     process.stop()
-
-
-@dataclass
-class Answer:
-    kind: str
-    started: float
-    ended: float
-    status: int | None
-    retry_after: str | None = None
-    detail: str = ""
-    error: str = ""
-
-
-@dataclass
-class Load:
-    """Threads that send one kind of request each, again and again, and note every answer."""
-
-    url: str
-    answers: list[Answer] = field(default_factory=list)
-    api_keys: list[tuple[float, str]] = field(default_factory=list)  # (answered at, secret)
-    sessions: list[tuple[float, str]] = field(default_factory=list)  # (answered at, refresh token)
-    stop: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    def client(self) -> httpx.Client:
-        # a new connection per request: the kernel spreads them over the workers
-        return httpx.Client(base_url=self.url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0))
-
-    def add(self, kind: str, send: Callable[[httpx.Client], httpx.Response], pause: float = 0.02) -> None:
-        def loop() -> None:
-            with self.client() as client:
-                while not self.stop.is_set():
-                    started = time.monotonic()
-                    try:
-                        response = send(client)
-                    except httpx.HTTPError as exc:
-                        self.answers.append(Answer(kind, started, time.monotonic(), None, error=repr(exc)))
-                        continue
-                    ended = time.monotonic()
-                    detail = response.json().get("detail", "") if response.status_code >= 400 else ""
-                    self.answers.append(
-                        Answer(kind, started, ended, response.status_code, response.headers.get("Retry-After"), detail)
-                    )
-                    if response.status_code == 200 and kind == "login":
-                        self.sessions.append((ended, response.json()["refresh_token"]))
-                    if response.status_code == 200 and kind == "api key":
-                        self.api_keys.append((ended, response.json()["secret"]))
-                    self.stop.wait(pause)
-
-        self.threads.append(threading.Thread(target=loop, name=f"load-{kind}", daemon=True))
-
-    def __enter__(self) -> "Load":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(15)
 
 
 def login(client: httpx.Client, username: str = "bob") -> httpx.Response:
@@ -231,13 +172,15 @@ def test_master_killed_under_load(failover_redis, failover_gateway, manager_open
     listener = SseListener(url, bearer)
     listener.start()
     assert listener.opened.wait(10) and listener.error is None, listener.error
-    load = Load(url)
-    load.add("status", lambda c: c.get("/api/status", headers=bearer))
-    load.add("status with a key", lambda c: c.get("/api/status", headers=keyed))
-    load.add("console", lambda c: c.get("/api/console_output", headers=bearer))
-    load.add("queue write", lambda c: c.post("/api/queue/item/add", json={"item": plan()}, headers=bearer))
-    load.add("login", login, pause=0.05)
-    load.add("api key", lambda c: c.post("/api/auth/apikey", json={"expires_in": 3600}, headers=bearer), pause=0.05)
+    # a new connection per request: the kernel spreads them over the workers
+    load = Load(lambda: httpx.Client(base_url=url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)))
+    load.add("status", lambda c, h: c.get("/api/status", headers={**h, **bearer}))
+    load.add("status with a key", lambda c, h: c.get("/api/status", headers={**h, **keyed}))
+    load.add("console", lambda c, h: c.get("/api/console_output", headers={**h, **bearer}))
+    load.add("queue write", lambda c, h: c.post("/api/queue/item/add", json={"item": plan()}, headers={**h, **bearer}))
+    load.add("login", lambda c, h: login(c), pause=0.05)
+    new_key = {"expires_in": 3600}
+    load.add("api key", lambda c, h: c.post("/api/auth/apikey", json=new_key, headers={**h, **bearer}), pause=0.05)
     old_master = ("127.0.0.1", failover_redis.master_port)
     assert group.master_address() == old_master
 
@@ -248,8 +191,8 @@ def test_master_killed_under_load(failover_redis, failover_gateway, manager_open
         wait_for(
             lambda: (
                 len(numbered([m for _, _, m in listener.events], marker)) >= 50
-                and len(load.api_keys) >= 3
-                and len(load.sessions) >= 3
+                and len(load.succeeded("api key")) >= 3
+                and len(load.succeeded("login")) >= 3
             ),
             20,
             "console output, sessions and API keys",
@@ -275,7 +218,7 @@ def test_master_killed_under_load(failover_redis, failover_gateway, manager_open
             assert killed_at <= answer.ended, answer
     recovered_by = named_at + RECOVERY_SECONDS
     late = [a for a in load.answers if a.started >= recovered_by]
-    assert {a.kind for a in late} == {thread.name.removeprefix("load-") for thread in load.threads}
+    assert {a.kind for a in late} == load.kinds
     assert all(a.status == 200 for a in late), [a for a in late if a.status != 200]
     failed = [a for a in load.answers if a.status != 200]
     last_failure = max((a.ended for a in failed), default=killed_at) - killed_at
@@ -285,14 +228,14 @@ def test_master_killed_under_load(failover_redis, failover_gateway, manager_open
     )
 
     # every session and API key handed out, before the kill or after, works on the new master
-    before_kill = [secret for answered, secret in load.api_keys if answered < killed_at]
-    assert before_kill and [s for answered, s in load.sessions if answered < killed_at]
+    api_keys, sessions = load.succeeded("api key"), load.succeeded("login")
+    assert [a for a in api_keys if a.ended < killed_at] and [a for a in sessions if a.ended < killed_at]
     with httpx.Client(base_url=url, timeout=10) as client:
-        for _, secret in load.api_keys:
-            response = client.get("/api/status", headers={"Authorization": f"ApiKey {secret}"})
+        for answer in api_keys:
+            response = client.get("/api/status", headers={"Authorization": f"ApiKey {answer.body['secret']}"})
             assert response.status_code == 200, response.text
-        for _, refresh_token in load.sessions:
-            response = client.post("/api/auth/session/refresh", json={"refresh_token": refresh_token})
+        for answer in sessions:
+            response = client.post("/api/auth/session/refresh", json={"refresh_token": answer.body["refresh_token"]})
             assert response.status_code == 200, response.text
         # the shared signing key survived too: the token from before the kill still works
         assert client.get("/api/auth/whoami", headers=bearer).status_code == 200
