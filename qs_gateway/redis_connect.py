@@ -21,13 +21,13 @@ from redis.sentinel import Sentinel
 
 from .redis_fast import FastReader
 
-if TYPE_CHECKING:  # the config package imports the layers that import this module
+if TYPE_CHECKING:
     from .config.gateway import RedisSettings
 
 
 def redis_settings(target: RedisSettings | str) -> RedisSettings:
     """Settings as they are, or those of one server at a URL (tests, tools)."""
-    from .config.gateway import RedisSettings
+    from .config.gateway import RedisSettings  # here: the config package imports the store, which imports this
 
     return RedisSettings(url=target) if isinstance(target, str) else target
 
