@@ -32,7 +32,7 @@ class Services:
         self.settings = settings
         manager, streams = settings.manager, settings.streams
         self.gzip_min_bytes = settings.http.gzip_min_bytes
-        self.store = RedisStore(settings.redis.url, settings.redis.prefix)
+        self.store = RedisStore(settings.redis)
         self.pool = SocketPool(
             settings.zmq.control_address,
             size=manager.pool_size,
@@ -58,7 +58,7 @@ class Services:
         self.console = ConsoleLog(self.store)
         self.stream_keys = StreamKeys.of(self.store)
         self.hub = StreamHub(
-            settings.redis.url, max_streams=streams.stream_limit, queue_length=streams.stream_queue_length
+            settings.redis, max_streams=streams.stream_limit, queue_length=streams.stream_queue_length
         )
         self.ingester = Ingester(
             self.store,

@@ -154,7 +154,7 @@ class AuthState:
             r.set(key, secrets.token_hex(32), nx=True)
             return _text(r.get(key))
 
-        return self.store.run(get_or_create)
+        return self.store.durable(get_or_create)
 
     # -- principals and identities -------------------------------------------------------------
 
@@ -173,7 +173,7 @@ class AuthState:
                 return candidate
             return _text(r.get(identity_key))
 
-        return self.store.run(claim)
+        return self.store.durable(claim)
 
     def record_login(self, principal: str, provider: str, identity: str) -> None:
         now = time.time()
@@ -237,7 +237,7 @@ class AuthState:
             pipe.sadd(self._key("principal", principal, kind), key_parts[1])
             pipe.execute()
 
-        self.store.run(store)
+        self.store.durable(store)
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -261,7 +261,7 @@ class AuthState:
             if r.exists(key):
                 r.hset(key, "revoked", 1)
 
-        self.store.run(revoke)
+        self.store.durable(revoke)
 
     # -- API keys ------------------------------------------------------------------------------
 
@@ -334,7 +334,7 @@ class AuthState:
             pipe.srem(self._key("principal", record.principal, "apikeys"), record.digest)
             pipe.execute()
 
-        self.store.run(delete)
+        self.store.durable(delete)
 
     # -- purge ---------------------------------------------------------------------------------
 

@@ -77,6 +77,20 @@ def parse_list(value: Any, name: str) -> tuple[str, ...]:
     raise ConfigError(f"{name}: expected a list, got {value!r}")
 
 
+def parse_addresses(value: Any, name: str) -> tuple[tuple[str, int], ...]:
+    """``host:port`` items (``[v6 address]:port`` too): a YAML list, or one string separated by
+    commas or white space (environment)."""
+    items = separated_list(None)(value.replace(",", " ") if isinstance(value, str) else value, name)
+    addresses = []
+    for item in items:
+        host, sep, port = item.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name}: expected host:port, got {item!r}")
+        addresses.append((host, int(port)))
+    return tuple(addresses)
+
+
 def separated_list(separator: str | None) -> Parser:
     """A YAML list, or one string whose items are separated by ``separator`` (environment;
     ``None``: white space)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from ..redis_connect import redis_client
 from ..redis_store import StoreUnavailable
 from .keys import format_id, parse_id
 
@@ -91,9 +92,7 @@ class StreamHub:
     def _redis(self) -> redis.Redis:
         if self._client is None:
             # its own connection: a blocking XREAD must not wait behind (or hold up) other calls
-            self._client = redis.Redis.from_url(
-                self.redis_url, socket_timeout=self.block_ms / 1000 + 5, socket_connect_timeout=2
-            )
+            self._client = redis_client(self.redis_url, timeout=self.block_ms / 1000 + 5, connect_timeout=2)
         return self._client
 
     def subscribe(self, key: str, after: str | None = None) -> Subscription:
