@@ -18,7 +18,6 @@ from qs_gateway.auth.policies import (
     DictionaryAPIAccessControl,
     build_roles,
 )
-from qs_gateway.auth.principal import Principal
 from qs_gateway.auth.providers import Provider, build_providers
 from qs_gateway.auth.providers.dictionary import DictionaryAuthenticator, check_password
 from qs_gateway.auth.providers.ldap import LDAPAuthenticator
@@ -205,23 +204,27 @@ def test_key_scopes_are_the_stored_ones_within_the_principals():
     assert key_scopes([], principal) == frozenset()
 
 
-def _issuer(scopes: set[str], key_scopes: tuple[str, ...] | None = None) -> Principal:
-    return Principal(
-        "u", "u", "primary", scopes=frozenset(scopes), method="api_key", uuid="x", api_key_scopes=key_scopes
-    )
-
-
 def test_new_key_scopes_follow_the_reference_rules():
-    token_user = _issuer({"read:status", "read:queue", "user:apikeys"})
-    assert Accounts.scopes_for_new_key(token_user, None) == ["inherit"]
-    assert Accounts.scopes_for_new_key(token_user, ["inherit", "read:status"]) == ["inherit"]
-    assert Accounts.scopes_for_new_key(token_user, ["read:queue"]) == ["read:queue"]
+    user = frozenset({"read:status", "read:queue", "user:apikeys"})
+    assert Accounts.scopes_for_new_key(user, None, None) == ["inherit"]  # made with a token
+    assert Accounts.scopes_for_new_key(user, ("inherit",), ["inherit", "read:status"]) == ["inherit"]
+    assert Accounts.scopes_for_new_key(user, None, ["read:queue"]) == ["read:queue"]
     with pytest.raises(BadRequest, match=r"Requested scopes \['write:config'\] must be a subset"):
-        Accounts.scopes_for_new_key(token_user, ["write:config"])
-    fixed_key = _issuer({"read:status", "user:apikeys"}, ("read:status", "user:apikeys"))
-    assert Accounts.scopes_for_new_key(fixed_key, None) == ["read:status", "user:apikeys"]
+        Accounts.scopes_for_new_key(user, None, ["write:config"])
+    fixed = ("read:status", "user:apikeys")
+    assert Accounts.scopes_for_new_key(user, fixed, None) == ["read:status", "user:apikeys"]
+    assert Accounts.scopes_for_new_key(user, fixed, ["inherit"]) == ["read:status", "user:apikeys"]
     with pytest.raises(BadRequest):
-        Accounts.scopes_for_new_key(fixed_key, ["read:queue"])
+        Accounts.scopes_for_new_key(user, fixed, ["read:queue"])
+
+
+def test_a_key_made_with_a_fixed_scope_key_is_bounded_by_it_whoever_it_is_for():
+    admins_key = ("admin:apikeys", "user:apikeys")  # what an administrator's narrow key may do
+    others = frozenset({"read:status", "read:queue", "write:queue:edit", "user:apikeys"})
+    # "inherit" means the key's scopes, within the owner's
+    assert Accounts.scopes_for_new_key(others, admins_key, None) == ["user:apikeys"]
+    with pytest.raises(BadRequest, match=r"allowed principal's scopes \['user:apikeys'\]"):
+        Accounts.scopes_for_new_key(others, admins_key, ["read:queue"])
 
 
 # -- PAM (unit tests only: a real login would need an account and its password on this host) ------

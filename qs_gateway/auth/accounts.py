@@ -124,18 +124,21 @@ class Accounts:
     # -- API keys ------------------------------------------------------------------------------
 
     @staticmethod
-    def scopes_for_new_key(issuer: Principal, requested: Sequence[str] | None) -> list[str]:
-        """The scopes stored with a new key (bluesky-httpserver's rules).
+    def scopes_for_new_key(
+        owner_scopes: frozenset[str], source: Sequence[str] | None, requested: Sequence[str] | None
+    ) -> list[str]:
+        """The scopes stored with a new key of a principal whose scopes are ``owner_scopes``, made
+        with credentials whose API key (if any) has the stored scopes ``source``.
 
-        A key made with a key of fixed scopes may have at most those; otherwise at most the
-        issuer's current scopes. ``inherit`` (or nothing requested) follows the issuer: a key of
-        fixed scopes is copied, anything else stays ``inherit``.
+        A key made with a key of fixed scopes may have at most those, whoever it is for;
+        otherwise at most the owner's current scopes. ``inherit`` (or nothing requested) follows
+        the credentials: from a key of fixed scopes it means those scopes (within the owner's),
+        from anything else it stays ``inherit``.
         """
-        source = issuer.api_key_scopes
         fixed_source = source is not None and INHERIT not in source
-        allowed = set(source) if fixed_source else set(issuer.scopes)
+        allowed = set(owner_scopes) & set(source) if fixed_source else set(owner_scopes)
         if requested is None or INHERIT in requested:
-            return sorted(source) if fixed_source else [INHERIT]
+            return sorted(allowed) if fixed_source else [INHERIT]
         if not set(requested) <= allowed | {INHERIT}:
             raise BadRequest(
                 f"Requested scopes {list(requested)} must be a subset of the allowed principal's scopes "
@@ -152,14 +155,18 @@ class Accounts:
         note: str | None,
         for_principal: str | None = None,
     ) -> dict[str, Any]:
+        """A key of ``for_principal`` (an administrator's request) or of the issuer, bounded by
+        the owner's scopes and by the issuer's API key, if it used one."""
         self._require_provider_mode()
         if for_principal is not None:
             owner = self.known_principal(for_principal)
-            issuer = self._principal(owner, method="token")  # limited by the owner's scopes
+            owner_scopes = self._principal(owner, method="token").scopes
         elif issuer.uuid is None:
             raise unauthorized(NOT_AUTHORIZED)
-        stored = self.scopes_for_new_key(issuer, scopes)
-        secret, record = self.auth.state.create_api_key(issuer.uuid, stored, expires_in, note)
+        else:
+            owner, owner_scopes = issuer.uuid, issuer.scopes
+        stored = self.scopes_for_new_key(owner_scopes, issuer.api_key_scopes, scopes)
+        secret, record = self.auth.state.create_api_key(owner, stored, expires_in, note)
         return {**record.info(), "secret": secret}
 
     def api_key_info(self, principal: Principal) -> dict[str, Any]:
