@@ -171,7 +171,7 @@ def _tokens(*keys: str, access: float = 900) -> Tokens:
 
 def test_tokens_claims_rotation_and_refusals():
     new, old = "n" * 32, "o" * 32
-    token = _tokens(old).access_token("abc", {"read:status"}, [("toy", "bob")])
+    token = _tokens(old).access_token("abc", {"read:status"}, [("toy", "bob")], SESSION)
     claims = _tokens(new, old).decode(token, "access")
     assert (
         claims["sub"] == "abc" and claims["ids"] == [{"id": "bob", "idp": "toy"}] and claims["scp"] == ["read:status"]
@@ -182,9 +182,34 @@ def test_tokens_claims_rotation_and_refusals():
         _tokens(old).decode(token, "refresh")
     with pytest.raises(TokenInvalid):
         _tokens(old).decode("garbage", "access")
-    expired = jwt.encode({"type": "access", "exp": int(time.time()) - 5}, old, algorithm="HS256")
+    expired = jwt.encode({**claims, "exp": int(time.time()) - 5}, old, algorithm="HS256")
     with pytest.raises(TokenExpired):
         _tokens(new, old).decode(expired, "access")
+
+
+SESSION = "0123456789abcdef0123456789abcdef"
+
+
+def test_tokens_name_their_session_and_are_unique_and_checked_for_issuer_and_audience():
+    tokens = _tokens("k" * 32)
+    access = tokens.decode(tokens.access_token("abc", {"read:status"}, [("toy", "bob")], SESSION), "access")
+    refresh = tokens.decode(tokens.refresh_token(SESSION, "the-token-id"), "refresh")
+    for claims in (access, refresh):
+        assert claims["sid"] == SESSION and claims["iss"] == "qs-gateway" and claims["aud"] == "qs-gateway"
+        assert abs(claims["iat"] - time.time()) < 60 and claims["exp"] > claims["iat"]
+    assert refresh["jti"] == "the-token-id"
+    # issued in the same second, for the same session: still different tokens
+    twins = {tokens.access_token("abc", set(), [], SESSION) for _ in range(3)}
+    assert len(twins) == 3
+    assert len({tokens.decode(t, "access")["jti"] for t in twins}) == 3
+
+    good = {**access}
+    for changed in ({"iss": "tiled"}, {"aud": "somewhere-else"}, {"sid": None}, {"jti": None}, {"iat": None}):
+        claims = {name: value for name, value in {**good, **changed}.items() if value is not None}
+        forged = jwt.encode(claims, "k" * 32, algorithm="HS256")  # the right key: only the claims are wrong
+        with pytest.raises(TokenInvalid):
+            tokens.decode(forged, "access")
+    assert tokens.decode(jwt.encode(good, "k" * 32, algorithm="HS256"), "access") == good
 
 
 def test_without_configured_keys_the_shared_key_is_fetched_once():

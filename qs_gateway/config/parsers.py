@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from limits import parse_many
+
 from ..manager.methods import METHODS
 from ..transport import InvalidCurveKey, validate_public_key
 
@@ -153,6 +155,20 @@ def parse_api_key(value: Any, name: str) -> str | None:
             SINGLE_USER_KEY_GOOD_LENGTH,
         )
     return key
+
+
+def parse_rate_limits(value: Any, name: str) -> str:
+    """Tiers of a budget as ``limits`` writes them, ``;``-separated (``5/minute;30/hour``); empty: none."""
+    text = parse_str(value, name).strip() if value is not None else ""
+    if not text:
+        return ""
+    try:
+        tiers = parse_many(text)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: expected limits like '5/minute;30/hour', got {value!r} ({exc})") from None
+    if any(tier.amount < 1 for tier in tiers):
+        raise ConfigError(f"{name}: each limit must allow at least one failure, got {value!r}")
+    return text
 
 
 def parse_list_of_mappings(value: Any, name: str) -> tuple[Mapping[str, Any], ...]:
