@@ -213,6 +213,7 @@ class HttpSettings:
     docs: bool = setting(
         "docs", "QS_GATEWAY_DOCS", True, parse_bool, "Serve `/openapi.json` and the Swagger UI page `/docs`."
     )
+    ui: bool = setting("ui", "QS_GATEWAY_UI", True, parse_bool, "Serve the control room web page at `/` and `/ui/`.")
     metrics: bool = setting(
         "metrics",
         "QS_GATEWAY_METRICS",
