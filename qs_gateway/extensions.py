@@ -54,7 +54,7 @@ class Services:
         )
         self.item_validator = ItemValidator(self.manager)
         self.item_states = ItemStates(self.manager)
-        self.auth, self.accounts = build_authenticator(settings.auth, self.store)
+        self.auth, self.accounts = build_authenticator(settings.auth, self.store, settings.auth_limits)
         self.console = ConsoleLog(self.store)
         self.stream_keys = StreamKeys.of(self.store)
         self.hub = StreamHub(

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from qs_gateway.extensions import EXTENSION_KEY
+
 from .support import make_app
 
 # bluesky-httpserver's test users (provider "toy"), with one user per default role
@@ -37,6 +39,7 @@ TOY_PROVIDER = {
     "authenticator": "bluesky_httpserver.authenticators:DictionaryAuthenticator",
     "args": {"users_to_passwords": PASSWORDS},
 }  # spelled out: it is also an example of a configuration entry
+
 
 def provider(name: str, authenticator: str, **args: Any) -> dict:
     """One entry of ``authentication.providers``, with bluesky-httpserver's import path."""
@@ -95,6 +98,27 @@ def configured_app(manager: Any, directory: Path, config: dict, **env: str) -> I
         yield app
     finally:
         app.extensions[EXTENSION_KEY].close()
+
+
+@contextmanager
+def app_builder(directory: Path, manager: Any) -> Iterator[Any]:
+    """``build(config=None, **env)``: gateways in-process, each with a Redis prefix of its own
+    unless given one; all closed at the end."""
+    apps = []
+
+    def build(config: dict | None = None, **env: str) -> Any:
+        if config is not None:
+            env["QSERVER_HTTP_SERVER_CONFIG"] = write_config(directory, config)
+        env.setdefault("QS_GATEWAY_REDIS_PREFIX", private_prefix())
+        app = make_app(manager, **env)
+        apps.append(app)
+        return app
+
+    try:
+        yield build
+    finally:
+        for app in apps:
+            app.extensions[EXTENSION_KEY].close()
 
 
 def login(client: Any, username: str, password: str | None = None, provider: str = "toy") -> dict:

@@ -28,7 +28,7 @@ from simple_websocket import ConnectionClosed
 from simple_websocket import Server as WebSocket
 
 from ..auth import Credentials, Principal
-from ..exceptions import BadRequest, Unauthorized
+from ..exceptions import BadRequest, TooManyRequests, Unauthorized
 from ..extensions import services
 from ..redis_store import StoreUnavailable
 from ..streaming.hub import StreamClosed, Subscription
@@ -82,9 +82,9 @@ class Refused(Exception):
 def _check(credentials: Credentials, scope: str) -> Principal:
     auth = services().auth
     try:
-        principal = auth.authenticate(credentials)
+        principal = auth.authenticate(credentials, request.remote_addr)
         auth.require(principal, frozenset({scope}))
-    except Unauthorized as exc:
+    except (Unauthorized, TooManyRequests) as exc:  # 429: the address guessed too often
         raise Refused(CLOSE_INVALID_CREDENTIALS, str(exc.detail)[:120]) from None
     return principal
 
