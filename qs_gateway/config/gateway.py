@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 from ..notifications.settings import NOTIFICATIONS_ENV, Target, parse_notifications
 from .options import TOP_LEVEL, setting
-from .parsers import choice, number, parse_bool, parse_method_timeouts, parse_str
+from .parsers import choice, number, parse_bool, parse_method_timeouts, parse_str, separated_list
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,38 @@ class ServingSettings:
     )
     log_format: str = setting(
         "log_format", "QS_GATEWAY_LOG_FORMAT", "text", choice("text", "json"), "Log lines as `text` or `json`."
+    )
+    # Slow clients (see qs_gateway.serving.worker): what a client may take of a worker's time.
+    header_timeout: float = setting(
+        "header_timeout",
+        "QS_GATEWAY_HEADER_TIMEOUT",
+        5.0,
+        number(float, minimum=0.1),
+        "Seconds a client has to send a request's line and headers (from the connection, or from the first byte "
+        "of the next request on a kept-alive one); then 408 and the connection is closed.",
+    )
+    body_timeout: float = setting(
+        "body_timeout",
+        "QS_GATEWAY_BODY_TIMEOUT",
+        5.0,
+        number(float, minimum=0.1),
+        "Seconds a request body may keep the gateway waiting, plus one second for every `body_min_rate` bytes "
+        "received; then 408 and the connection is closed.",
+    )
+    body_min_rate: int = setting(
+        "body_min_rate",
+        "QS_GATEWAY_BODY_MIN_RATE",
+        1024,
+        number(int, minimum=1),
+        "Bytes per second a slow request body must keep up to extend its deadline.",
+    )
+    reserved_threads: int = setting(
+        "reserved_threads",
+        "QS_GATEWAY_RESERVED_THREADS",
+        4,
+        number(int, minimum=0),
+        "Threads of each worker kept for requests that have arrived whole: at most `threads - reserved_threads` "
+        "(at least 1) wait for request bodies at a time; more are answered 503.",
     )
 
 
@@ -212,6 +244,22 @@ class HttpSettings:
     )
     docs: bool = setting(
         "docs", "QS_GATEWAY_DOCS", True, parse_bool, "Serve `/openapi.json` and the Swagger UI page `/docs`."
+    )
+    test_endpoints: bool = setting(
+        "test_endpoints",
+        "QS_GATEWAY_TEST_ENDPOINTS",
+        True,
+        parse_bool,
+        "Serve `/api/test/server/sleep` and `/api/test/manager/kill` (clients' test suites use them); `0` in "
+        "production.",
+    )
+    trusted_hosts: tuple[str, ...] = setting(
+        "trusted_hosts",
+        "QS_GATEWAY_TRUSTED_HOSTS",
+        (),
+        separated_list(None),
+        "Host names the gateway is reached by (`X-Tiled-Root` names one of them; white-space separated in the "
+        "variable).",
     )
     metrics: bool = setting(
         "metrics",
