@@ -87,9 +87,7 @@ def docs_page(call: Call) -> Response:
     }
     nonce = secrets.token_urlsafe(16)
     # json.dumps output is safe inside <script> once "</" cannot close the element.
-    page = PAGE.format(
-        root=html.escape(root, quote=True), config=json.dumps(config).replace("</", "<\\/"), nonce=nonce
-    )
+    page = PAGE.format(root=html.escape(root, quote=True), config=json.dumps(config).replace("</", "<\\/"), nonce=nonce)
     return Response(page, mimetype="text/html", headers={"Content-Security-Policy": DOCS_CSP.format(nonce=nonce)})
 
 
