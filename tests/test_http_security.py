@@ -83,7 +83,7 @@ def test_the_docs_page_has_a_content_security_policy(anonymous):
     nonce = policy.split("'nonce-", 1)[1].split("'", 1)[0]
     assert f'<script nonce="{nonce}">' in page.text
     assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
-    assert "'unsafe-eval'" not in policy and "script-src 'self' 'nonce-" in policy
+    assert "'unsafe-eval'" not in policy and "'unsafe-inline'" not in policy and "script-src 'self' 'nonce-" in policy
     assert anonymous.get("/docs").headers["Content-Security-Policy"] != policy  # a new nonce each time
 
 
