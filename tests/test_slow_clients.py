@@ -7,7 +7,10 @@ when the gateway closes it. Deadlines are short here (``header_timeout`` and ``b
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -16,9 +19,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from qs_gateway.serving.stack import start_gateway
+from qs_gateway.serving.stack import ManagedProcess, free_port, start_gateway
 
-from .support import API_KEY, wait_for
+from .support import API_KEY, self_signed_certificate, wait_for
+from .test_deploy import MAIN_CONF, NGINX, PREFIX, render_site
 
 BODY_LENGTH = 1000
 VALIDATE = "/api/queue/item/validate"
@@ -55,15 +59,17 @@ class SlowClient(threading.Thread):
     closes; then it connects again, until stopped. ``answers`` counts how each ended."""
 
     def __init__(self, address: tuple[str, int], first: bytes, trickle: bytes, stop: threading.Event,
-                 answers: Counter, period: float = 0.25) -> None:  # fmt: skip
+                 answers: Counter, period: float = 0.25, tls: ssl.SSLContext | None = None) -> None:  # fmt: skip
         super().__init__(daemon=True)
         self.address, self.first, self.trickle, self.period = address, first, trickle, period
-        self.stop, self.answers = stop, answers
+        self.stop, self.answers, self.tls = stop, answers, tls
 
     def run(self) -> None:
         while not self.stop.is_set():
             try:
                 with socket.create_connection(self.address, timeout=5) as sock:
+                    if self.tls is not None and (self.first or self.trickle):  # silence: not even a handshake
+                        sock = self.tls.wrap_socket(sock, server_hostname="localhost")
                     self.answers[self._one_connection(sock)] += 1
             except OSError:
                 self.answers["error"] += 1
@@ -80,54 +86,61 @@ class SlowClient(threading.Thread):
                 return _answer_status(data)
             except TimeoutError:
                 pass
+            except OSError:  # reset by the peer
+                return "closed"
             if sent < len(self.trickle):
                 sock.sendall(self.trickle[sent : sent + 1])
                 sent += 1
         return "stopped"
 
 
-def _slow_clients(address, stop, answers) -> list[SlowClient]:
-    whole_header = _request_head()
+def _slow_clients(address, stop, answers, counts, prefix="", tls=None) -> list[SlowClient]:
+    whole_header = _request_head(prefix + "/api/queue/item/add")
     kinds = {
-        # bodies: 8 with credentials, 8 without
+        # bodies, with credentials and without
         "body with key": (whole_header, b"x" * BODY_LENGTH),
-        "body without key": (_request_head(key=False), b"x" * BODY_LENGTH),
-        # headers: the request line and the headers a byte at a time
+        "body without key": (_request_head(prefix + "/api/queue/item/add", key=False), b"x" * BODY_LENGTH),
+        # the request line and the headers a byte at a time
         "headers": (b"", whole_header),
         # nothing at all
         "silent": (b"", b""),
     }
-    counts = {"body with key": 8, "body without key": 8, "headers": 16, "silent": 16}
     clients = []
     for kind, (first, trickle) in kinds.items():
         answers[kind] = Counter()
-        clients += [SlowClient(address, first, trickle, stop, answers[kind]) for _ in range(counts[kind])]
+        clients += [SlowClient(address, first, trickle, stop, answers[kind], tls=tls) for _ in range(counts[kind])]
     return clients
 
 
-def test_48_slow_clients_do_not_stop_status(exposed, manager_idle):
-    url = f"http://{exposed[0]}:{exposed[1]}"
-    headers = {"Authorization": f"ApiKey {API_KEY}"}
-    stop, answers = threading.Event(), {}
-    clients = _slow_clients(exposed, stop, answers)
-    assert len(clients) == 48
+def _poll_status_meanwhile(clients, url: str, seconds: float, **httpx_args) -> int:
+    """Start the slow clients, then ask for the status for ``seconds``, each answer within 2 s."""
     for client in clients:
         client.start()
+    polls = 0
     try:
         time.sleep(0.5)  # every slow connection is open and talking
-        polled_until = time.monotonic() + 5
-        polls = 0
+        polled_until = time.monotonic() + seconds
         while time.monotonic() < polled_until:
             # a fresh connection each time: accepting must not wait either
-            response = httpx.get(f"{url}/api/status", headers=headers, timeout=2)
+            response = httpx.get(f"{url}/api/status", headers={"Authorization": f"ApiKey {API_KEY}"}, timeout=2,
+                                 **httpx_args)  # fmt: skip
             assert response.status_code == 200
             polls += 1
             time.sleep(0.1)
     finally:
-        stop.set()
+        clients[0].stop.set()
         for client in clients:
             client.join(5)
-    assert polls >= 20
+    return polls
+
+
+def test_48_slow_clients_do_not_stop_status(exposed, manager_idle):
+    url = f"http://{exposed[0]}:{exposed[1]}"
+    stop, answers = threading.Event(), {}
+    counts = {"body with key": 8, "body without key": 8, "headers": 16, "silent": 16}
+    clients = _slow_clients(exposed, stop, answers, counts)
+    assert len(clients) == 48
+    assert _poll_status_meanwhile(clients, url, 5) > 0
     # the gateway cut them, it did not merely outlast them
     assert answers["headers"]["408"] >= 16
     assert answers["body without key"]["401"] >= 8
@@ -139,18 +152,24 @@ def _exchange(address, data: bytes, read_for: float) -> bytes:
     """Send ``data``, then read what the gateway answers within ``read_for`` seconds."""
     with socket.create_connection(address, timeout=read_for) as sock:
         sock.sendall(data)
-        received = b""
-        deadline = time.monotonic() + read_for
-        while time.monotonic() < deadline:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                break
-            if not chunk:
-                return received + b"<closed>"
-            received += chunk
-        return received
+        return _read_rest(sock, read_for)
+
+
+def _read_rest(sock: socket.socket, read_for: float = 2) -> bytes:
+    """What the gateway sends on ``sock`` within ``read_for`` seconds, ending in ``<closed>`` if it
+    closed the connection."""
+    received = b""
+    deadline = time.monotonic() + read_for
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not chunk:
+            return received + b"<closed>"
+        received += chunk
+    return received
 
 
 def test_401_comes_before_the_body_and_the_connection_closes(exposed):
@@ -179,6 +198,7 @@ def test_a_body_too_slow_is_cut_with_408(exposed):
                 answer = sock.recv(65536)
             except TimeoutError:
                 pass
+        answer += _read_rest(sock)
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert b"did not arrive in time" in answer
 
@@ -239,3 +259,59 @@ def test_only_so_many_requests_wait_for_bodies(one_waiting_place):
         5,
         "the waiting place to be free again",
     )
+
+
+# -- behind the shipped nginx configuration --------------------------------------------------------
+
+# The shipped timeouts, shortened for the test (the directives must be there to be shortened).
+NGINX_TIMEOUTS = {"client_header_timeout 10s;": "client_header_timeout 2s;",
+                  "client_body_timeout 10s;": "client_body_timeout 2s;"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def behind_nginx(tmp_path_factory, re_manager):
+    """deploy/nginx.conf over TLS in front of a gateway on a unix socket: (https url, address, trust, log)."""
+    workdir = tmp_path_factory.mktemp("slow-behind-nginx")
+    cert, key = self_signed_certificate(workdir)
+    socket_path = workdir / "gateway.sock"
+    gateway, _ = start_gateway(
+        workdir,
+        re_manager.gateway_env(QS_GATEWAY_PROXY_HOPS="1", QS_GATEWAY_LOG_FORMAT="json"),
+        unix_socket=socket_path,
+        log_name="gateway-behind-nginx.log",
+    )
+    port = free_port()
+    site = render_site(socket_path, port, free_port(), cert, key)
+    for shipped, shortened in NGINX_TIMEOUTS.items():
+        assert site.count(shipped) == 1, f"deploy/nginx.conf lacks {shipped!r}"
+        site = site.replace(shipped, shortened)
+    (workdir / "qs-gateway.conf").write_text(site)
+    user = "user root;" if os.geteuid() == 0 else ""  # workers must reach the socket in the temp dir
+    (workdir / "nginx.conf").write_text(MAIN_CONF.format(user=user, dir=workdir))
+    nginx = ManagedProcess(
+        "nginx",
+        [NGINX, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(workdir / "nginx.conf"),
+         "-g", "daemon off;"],
+        workdir / "nginx.out",
+    ).start()  # fmt: skip
+    trust = ssl.create_default_context(cafile=cert)
+    url = f"https://localhost:{port}{PREFIX}"
+    nginx.wait_until(lambda: httpx.get(f"{url}/healthz", verify=trust).status_code == 200, 15, "proxying")
+    yield url, ("127.0.0.1", port), trust, gateway.log_path
+    nginx.stop()
+    gateway.stop()
+
+
+def test_50_slow_clients_through_nginx_never_reach_the_gateway(behind_nginx, manager_idle):
+    url, address, trust, gateway_log = behind_nginx
+    stop, answers = threading.Event(), {}
+    counts = {"body with key": 8, "body without key": 8, "headers": 17, "silent": 17}
+    clients = _slow_clients(address, stop, answers, counts, prefix=PREFIX, tls=trust)
+    assert len(clients) == 50
+    assert _poll_status_meanwhile(clients, url, 4, verify=trust) > 0
+    # nginx ended the slow headers and the silent connections itself, after client_header_timeout
+    assert answers["headers"]["closed"] + answers["headers"]["408"] >= 17
+    assert answers["silent"]["closed"] >= 17
+    # and passed on no request that had not arrived whole: the gateway saw only the status polls
+    seen = {json.loads(line).get("path") for line in gateway_log.read_text().splitlines() if line.startswith("{")}
+    assert "/api/queue/item/add" not in seen and "/api/status" in seen
