@@ -131,8 +131,17 @@ class GatewayWorker(ThreadWorker):
             return
         self._read_head(conn)
         if conn in self.heads:
-            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_head_readable, conn))
+            self._register(conn.sock, partial(self._on_head_readable, conn))
             conn.head_registered = True
+
+    def _register(self, sock: socket.socket, callback: Any) -> None:
+        try:
+            self.poller.register(sock, selectors.EVENT_READ, callback)
+        except KeyError:
+            # The descriptor is reused: a socket registered before was closed by another thread
+            # (a websocket's reader closes its socket when it ends). Forget that one.
+            self.poller.unregister(sock)
+            self.poller.register(sock, selectors.EVENT_READ, callback)
 
     def _on_head_readable(self, conn: TConn, _fileobj: Any) -> None:
         self._read_head(conn)
@@ -215,13 +224,14 @@ class GatewayWorker(ThreadWorker):
         by the loop, also when the client sent them already), or close it without blocking."""
         try:
             keep = bool(fs.result()) if not fs.cancelled() else False
+            if keep:
+                conn.sock.setblocking(False)
         except Exception:
             keep = False
         if not keep:
             self.nr_conns -= 1
             self._linger(conn.sock)
             return
-        conn.sock.setblocking(False)
         pipelined = conn.parser.unreader.take_buffered()
         if pipelined:
             self._await_head(conn, bytearray(pipelined))
@@ -230,19 +240,26 @@ class GatewayWorker(ThreadWorker):
         if not self.alive:
             conn.timeout = min(conn.timeout, time.monotonic() + STOP_KEEPALIVE_LINGER)
         self.keepalived_conns.append(conn)
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+        self._register(conn.sock, partial(self.on_client_socket_readable, conn))
 
     def _linger(self, sock: socket.socket) -> None:
         """Close after the answer has gone: stop sending, read (and drop) what the client still
-        sends until it closes too, or for LINGER_SECONDS at most."""
+        sends until it closes too, or for LINGER_SECONDS at most. On a descriptor of its own: the
+        thread that served the connection may still close its socket (a websocket's reader)."""
         try:
-            sock.setblocking(False)
-            sock.shutdown(socket.SHUT_WR)
-            self.poller.register(sock, selectors.EVENT_READ, self._read_lingering)
-        except (OSError, ValueError, KeyError):
-            sock.close()
+            own = sock.dup()
+        except OSError:  # closed already
             return
-        self.lingering[sock] = time.monotonic() + LINGER_SECONDS
+        finally:
+            sock.close()
+        try:
+            own.setblocking(False)
+            own.shutdown(socket.SHUT_WR)
+            self._register(own, self._read_lingering)
+        except (OSError, ValueError):
+            own.close()
+            return
+        self.lingering[own] = time.monotonic() + LINGER_SECONDS
 
     def _read_lingering(self, sock: socket.socket) -> None:
         try:
