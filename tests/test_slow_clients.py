@@ -274,17 +274,17 @@ def behind_nginx(tmp_path_factory, re_manager):
     workdir = tmp_path_factory.mktemp("slow-behind-nginx")
     cert, key = self_signed_certificate(workdir)
     socket_path = workdir / "gateway.sock"
+    port = free_port()
+    site = render_site(socket_path, port, free_port(), cert, key)
+    for shipped, shortened in NGINX_TIMEOUTS.items():
+        assert site.count(shipped) == 1, f"deploy/nginx.conf lacks {shipped!r}"
+        site = site.replace(shipped, shortened)
     gateway, _ = start_gateway(
         workdir,
         re_manager.gateway_env(QS_GATEWAY_PROXY_HOPS="1", QS_GATEWAY_LOG_FORMAT="json"),
         unix_socket=socket_path,
         log_name="gateway-behind-nginx.log",
     )
-    port = free_port()
-    site = render_site(socket_path, port, free_port(), cert, key)
-    for shipped, shortened in NGINX_TIMEOUTS.items():
-        assert site.count(shipped) == 1, f"deploy/nginx.conf lacks {shipped!r}"
-        site = site.replace(shipped, shortened)
     (workdir / "qs-gateway.conf").write_text(site)
     user = "user root;" if os.geteuid() == 0 else ""  # workers must reach the socket in the temp dir
     (workdir / "nginx.conf").write_text(MAIN_CONF.format(user=user, dir=workdir))

@@ -1,11 +1,12 @@
 """How long a request body may keep a worker thread waiting, and how many may wait at once.
 
 A thread reads a body through :class:`PacedUnreader`: what has arrived is taken at once; when
-it has to wait, the request needs one of the worker's *waiting places* (``threads -
-reserved_threads``; none free: 503) and a deadline: ``body_timeout`` at a time, and in all
-``body_timeout`` plus one second for every ``body_min_rate`` bytes received (too late: 408). So
-requests that have arrived whole always find a thread, and a body trickling in a byte a second
-costs a thread for ``body_timeout`` seconds, not for its length in seconds.
+it has to wait (beyond a moment: clients write headers and body apart), the request needs one of
+the worker's *waiting places* (``threads - reserved_threads``; none free: 503) and a deadline:
+``body_timeout`` at a time, and in all ``body_timeout`` plus one second for every
+``body_min_rate`` bytes received (too late: 408). So requests that have arrived whole always
+find a thread, and a body trickling in a byte a second costs a thread for ``body_timeout``
+seconds, not for its length in seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from ..exceptions import ClientTooSlow, ServiceUnavailable
 BODY_WAITERS_BUSY = "Too many requests are still sending their bodies; retry later"
 # What is read of a body the application did not want before the connection is given up instead.
 DRAIN_LIMIT = 1024 * 1024
+# Seconds a request may wait for its body before it needs a waiting place.
+PLACE_GRACE = 0.2
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class PacedUnreader(SocketUnreader):
         self.started = time.monotonic()
         self.received = 0
         self.holds_place = False
+        self.waited_without_place = 0.0
         self.no_waiting = False
 
     def end(self) -> None:
@@ -95,13 +99,25 @@ class PacedUnreader(SocketUnreader):
     def _wait(self) -> None:
         if self.no_waiting:
             raise _WouldWait()
-        if not self.holds_place:
-            if not self.places.take():
-                raise ServiceUnavailable(BODY_WAITERS_BUSY)
-            self.holds_place = True
         pace = self.pace
         deadline = self.started + pace.timeout + self.received / pace.min_rate
         remaining = min(pace.timeout, deadline - time.monotonic())
+        if remaining <= 0:
+            raise ClientTooSlow()
+        if not self.holds_place:
+            # A client that sends its headers and its body in two writes is not slow: the body is
+            # waited for without a place for a moment (once per request).
+            grace = min(PLACE_GRACE - self.waited_without_place, remaining)
+            if grace > 0:
+                began = time.monotonic()
+                arrived = _readable(self.sock, grace)
+                self.waited_without_place += time.monotonic() - began
+                if arrived:
+                    return
+                remaining -= grace
+            if not self.places.take():
+                raise ServiceUnavailable(BODY_WAITERS_BUSY)
+            self.holds_place = True
         if remaining <= 0 or not _readable(self.sock, remaining):
             raise ClientTooSlow()
 

@@ -40,6 +40,7 @@ from ..extensions import EXTENSION_KEY
 from .pacing import BodyPace, PacedUnreader, WaitingPlaces, raw_answer
 
 MAX_HEAD = 64 * 1024
+HEAD_CHUNK = 16 * 1024
 LINGER_SECONDS = 2.0
 HEADER_TIMEOUT_DETAIL = "Request timeout: the request line and headers did not arrive in time"
 HEADERS_TOO_LARGE_DETAIL = f"Request headers are larger than {MAX_HEAD} bytes"
@@ -148,7 +149,7 @@ class GatewayWorker(ThreadWorker):
 
     def _read_head(self, conn: TConn) -> None:
         try:
-            data = conn.sock.recv(MAX_HEAD)
+            data = conn.sock.recv(HEAD_CHUNK)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
