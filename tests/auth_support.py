@@ -60,7 +60,8 @@ def auth_config(
             args["roles"] = roles
         api_access = {"policy": "bluesky_httpserver.authorization:DictionaryAPIAccessControl", "args": args}
     return {
-        "authentication": {"allow_anonymous_access": anonymous, "providers": providers, **auth},
+        # a copy: a test that edits its configuration must not edit TOY_PROVIDER for the tests after it
+        "authentication": {"allow_anonymous_access": anonymous, "providers": copy.deepcopy(providers), **auth},
         "api_access": api_access,
     }
 
@@ -124,7 +125,7 @@ def sample_path(app: Any, rule: Any) -> str:
 
 class JsonServer:
     """A small HTTP server in a thread of the test: ``handle(method, path, body)`` returns
-    (status, JSON-able answer). Stands in for an access server or an identity provider."""
+    (status, JSON-able answer[, headers]). Stands in for an access server or an identity provider."""
 
     def __init__(self, handle: Any) -> None:
         import http.server
@@ -138,9 +139,11 @@ class JsonServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode() if length else ""
                 outer.requests.append((self.command, self.path, body))
-                status, answer = outer.handle(self.command, self.path, body)
+                status, answer, *headers = outer.handle(self.command, self.path, body)
                 data = json.dumps(answer).encode()
                 self.send_response(status)
+                for name, value in (headers[0] if headers else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

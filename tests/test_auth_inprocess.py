@@ -435,6 +435,7 @@ PUBLIC_ROUTES = {
     ("POST", "/api/auth/session/refresh"),
     ("GET", "/api/auth/scopes"),
     ("POST", "/api/auth/logout"),
+    ("GET", "/api/auth/providers"),
 }
 
 

@@ -15,8 +15,10 @@ import re
 import shutil
 import signal
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import httpx
 import pytest
@@ -49,10 +51,11 @@ http {{
 """
 
 
-def render_site(socket_path: Path, port: int, redirect_port: int, cert: Path, key: Path) -> str:
+def render_site(upstream: str, port: int, redirect_port: int, cert: Path, key: Path) -> str:
+    """The shipped site, in front of ``upstream`` (``unix:/path`` or ``host:port``)."""
     text = NGINX_CONF.read_text()
     replacements = {
-        "server unix:/run/qs-gateway/gateway.sock;": f"server unix:{socket_path};",
+        "server unix:/run/qs-gateway/gateway.sock;": f"server {upstream};",
         "listen 443 ssl;": f"listen 127.0.0.1:{port} ssl;",
         "listen 80;": f"listen 127.0.0.1:{redirect_port};",
         "/etc/ssl/certs/qs-gateway.pem": str(cert),
@@ -62,6 +65,28 @@ def render_site(socket_path: Path, port: int, redirect_port: int, cert: Path, ke
         assert text.count(old) == 1, f"deploy/nginx.conf changed shape: {old!r}"
         text = text.replace(old, new)
     return text
+
+
+def start_nginx(
+    workdir: Path, upstream: str, cert: Path, key: Path, edits: Mapping[str, str] = MappingProxyType({})
+) -> tuple[ManagedProcess, int]:
+    """nginx with the shipped site in front of ``upstream``, on a free port (returned); ``edits``
+    replace lines of the site, each of which must be there once."""
+    port = free_port()
+    site = render_site(upstream, port, free_port(), cert, key)
+    for shipped, edited in edits.items():
+        assert site.count(shipped) == 1, f"deploy/nginx.conf lacks {shipped!r}"
+        site = site.replace(shipped, edited)
+    (workdir / "qs-gateway.conf").write_text(site)
+    user = "user root;" if os.geteuid() == 0 else ""  # workers must reach the socket in the temp dir
+    (workdir / "nginx.conf").write_text(MAIN_CONF.format(user=user, dir=workdir))
+    nginx = ManagedProcess(
+        "nginx",
+        [NGINX, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(workdir / "nginx.conf"),
+         "-g", "daemon off;"],
+        workdir / "nginx.out",
+    ).start()  # fmt: skip
+    return nginx, port
 
 
 @dataclass
@@ -104,16 +129,7 @@ def deployment(tmp_path_factory, re_manager):
         ),
         unix_socket=socket_path,
     )
-    port = free_port()
-    (workdir / "qs-gateway.conf").write_text(render_site(socket_path, port, free_port(), cert, key))
-    user = "user root;" if os.geteuid() == 0 else ""  # workers must reach the socket in the temp dir
-    (workdir / "nginx.conf").write_text(MAIN_CONF.format(user=user, dir=workdir))
-    nginx = ManagedProcess(
-        "nginx",
-        [NGINX, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(workdir / "nginx.conf"),
-         "-g", "daemon off;"],
-        workdir / "nginx.out",
-    ).start()  # fmt: skip
+    nginx, port = start_nginx(workdir, f"unix:{socket_path}", cert, key)
     url = f"https://localhost:{port}{PREFIX}"
     trust = ssl.create_default_context(cafile=cert)
     nginx.wait_until(lambda: httpx.get(f"{url}/healthz", verify=trust).status_code == 200, 15, "proxying")

@@ -8,7 +8,6 @@ when the gateway closes it. Deadlines are short here (``header_timeout`` and ``b
 from __future__ import annotations
 
 import json
-import os
 import socket
 import ssl
 import threading
@@ -19,10 +18,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from qs_gateway.serving.stack import ManagedProcess, free_port, start_gateway
+from qs_gateway.serving.stack import start_gateway
 
 from .support import API_KEY, self_signed_certificate, wait_for
-from .test_deploy import MAIN_CONF, NGINX, PREFIX, render_site
+from .test_deploy import PREFIX, start_nginx
 
 BODY_LENGTH = 1000
 VALIDATE = "/api/queue/item/validate"
@@ -274,32 +273,23 @@ def behind_nginx(tmp_path_factory, re_manager):
     workdir = tmp_path_factory.mktemp("slow-behind-nginx")
     cert, key = self_signed_certificate(workdir)
     socket_path = workdir / "gateway.sock"
-    port = free_port()
-    site = render_site(socket_path, port, free_port(), cert, key)
-    for shipped, shortened in NGINX_TIMEOUTS.items():
-        assert site.count(shipped) == 1, f"deploy/nginx.conf lacks {shipped!r}"
-        site = site.replace(shipped, shortened)
     gateway, _ = start_gateway(
         workdir,
         re_manager.gateway_env(QS_GATEWAY_PROXY_HOPS="1", QS_GATEWAY_LOG_FORMAT="json"),
         unix_socket=socket_path,
         log_name="gateway-behind-nginx.log",
     )
-    (workdir / "qs-gateway.conf").write_text(site)
-    user = "user root;" if os.geteuid() == 0 else ""  # workers must reach the socket in the temp dir
-    (workdir / "nginx.conf").write_text(MAIN_CONF.format(user=user, dir=workdir))
-    nginx = ManagedProcess(
-        "nginx",
-        [NGINX, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(workdir / "nginx.conf"),
-         "-g", "daemon off;"],
-        workdir / "nginx.out",
-    ).start()  # fmt: skip
-    trust = ssl.create_default_context(cafile=cert)
-    url = f"https://localhost:{port}{PREFIX}"
-    nginx.wait_until(lambda: httpx.get(f"{url}/healthz", verify=trust).status_code == 200, 15, "proxying")
-    yield url, ("127.0.0.1", port), trust, gateway.log_path
-    nginx.stop()
-    gateway.stop()
+    nginx = None
+    try:
+        nginx, port = start_nginx(workdir, f"unix:{socket_path}", cert, key, edits=NGINX_TIMEOUTS)
+        trust = ssl.create_default_context(cafile=cert)
+        url = f"https://localhost:{port}{PREFIX}"
+        nginx.wait_until(lambda: httpx.get(f"{url}/healthz", verify=trust).status_code == 200, 15, "proxying")
+        yield url, ("127.0.0.1", port), trust, gateway.log_path
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        gateway.stop()
 
 
 def test_50_slow_clients_through_nginx_never_reach_the_gateway(behind_nginx, manager_idle):

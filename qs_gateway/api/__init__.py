@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ..extensions import EXTENSION_KEY
+from ..web import web
 from .auth import auth
 from .console import console
 from .declare import EndpointSpec, Resource
@@ -45,7 +46,7 @@ RESOURCES: tuple[Resource, ...] = (
 
 
 # Served at the root, outside /api: what proxies, probes, scrapers and browsers ask for.
-SERVICE_RESOURCES: tuple[Resource, ...] = (health, metrics, docs)
+SERVICE_RESOURCES: tuple[Resource, ...] = (health, metrics, docs, web)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -54,7 +55,11 @@ def register_blueprints(app: Flask) -> None:
         if resource is testing and not settings.http.test_endpoints:
             continue
         app.register_blueprint(resource, url_prefix="/api")
-    switched_off = {docs: not settings.http.docs, metrics: not settings.http.metrics_enabled}
+    switched_off = {
+        docs: not settings.http.docs,
+        metrics: not settings.http.metrics_enabled,
+        web: not settings.http.ui,
+    }
     for resource in SERVICE_RESOURCES:
         if not switched_off.get(resource):
             app.register_blueprint(resource)

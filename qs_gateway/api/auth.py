@@ -7,12 +7,14 @@ bluesky-httpserver; the other endpoints of a principal need credentials.
 
 from __future__ import annotations
 
-from flask import Response
+from flask import Response, request
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from ..auth.credentials import API_KEY_COOKIE
+from ..auth.providers import EXTERNAL, PASSWORD, Provider
 from ..extensions import services
 from ..manager import dump_json
+from ..web import oidc_return
 from .access import ANY_PRINCIPAL, PUBLIC
 from .browser import CSRF_COOKIE
 from .declare import Call, Resource
@@ -57,6 +59,30 @@ class ApiKeyDelete(Payload):
 auth = Resource("auth", __name__)
 
 
+def _describe(provider: Provider) -> dict:
+    root = f"{request.script_root}/api/auth/provider/{provider.name}"
+    described: dict = {"name": provider.name, "mode": provider.mode}
+    if provider.mode == PASSWORD:
+        described["token_url"] = f"{root}/token"
+    elif provider.mode == EXTERNAL:
+        described["code_url"] = f"{root}/code"
+        authorization_url = getattr(provider.authenticator, "authorization_url", None)
+        described["authorization_url"] = authorization_url() if callable(authorization_url) else None
+        described["confirmation_message"] = getattr(provider.authenticator, "confirmation_message", None)
+    return described
+
+
+@auth.endpoint("/auth/providers", scope=PUBLIC)
+def login_providers(call: Call) -> dict:
+    """How to sign in: the login providers, whether one API key is the only credential, anonymous access."""
+    authenticator = services().auth
+    return {
+        "providers": [_describe(provider) for provider in authenticator.providers.values()],
+        "single_user": not authenticator.providers,
+        "anonymous": authenticator.allow_anonymous_access,
+    }
+
+
 @auth.endpoint(
     "/auth/provider/<provider>/token",
     methods=("POST",),
@@ -81,6 +107,10 @@ def password_login(call: Call) -> dict:
 )
 def code_login(call: Call) -> Response:
     """The identity provider's redirect (OIDC): exchanges `?code=`, answers the refresh token."""
+    if services().settings.http.ui:
+        to_the_page = oidc_return(call.payload["code"], request.args.get("state", ""))
+        if to_the_page is not None:  # the web page started this sign-in: it exchanges the code
+            return to_the_page
     refresh_token = services().accounts.code_login(call.path["provider"], call.payload["code"])
     return Response(dump_json(refresh_token), mimetype="application/json")
 

@@ -245,6 +245,7 @@ class HttpSettings:
     docs: bool = setting(
         "docs", "QS_GATEWAY_DOCS", True, parse_bool, "Serve `/openapi.json` and the Swagger UI page `/docs`."
     )
+    ui: bool = setting("ui", "QS_GATEWAY_UI", True, parse_bool, "Serve the control room web page at `/` and `/ui/`.")
     test_endpoints: bool = setting(
         "test_endpoints",
         "QS_GATEWAY_TEST_ENDPOINTS",
