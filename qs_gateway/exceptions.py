@@ -76,8 +76,22 @@ class MethodNotAllowed(ApiError):
     description = "The path exists, but not for this HTTP method (`Allow` lists those it takes)."
 
 
-class ManagerTimeout(ApiError):
+class TimedOut(ApiError):
     status = 408
+    description = (
+        "RE Manager did not answer in time, or the gateway is failing fast after repeated timeouts; or the client "
+        "sent its request too slowly (the connection is then closed)."
+    )
+
+
+class ClientTooSlow(TimedOut):
+    """The request's body did not arrive within its deadline (``body_timeout``, ``body_min_rate``)."""
+
+    def __init__(self, detail: str = "Request timeout: the request body did not arrive in time") -> None:
+        super().__init__(detail)
+
+
+class ManagerTimeout(TimedOut):
     description = "RE Manager did not answer in time, or the gateway is failing fast after repeated timeouts."
 
     def __init__(self, detail: str = TIMEOUT_DETAIL, *, retry_seconds: float | None = None) -> None:
@@ -119,8 +133,9 @@ class BadGateway(ApiError):
 class ServiceUnavailable(ApiError):
     status = 503
     description = (
-        "No connection to RE Manager became free in time, Redis (shared state) does not answer, or too many "
-        "streams are open; `Retry-After` says when to try again."
+        "No connection to RE Manager became free in time, Redis (shared state) does not answer, too many "
+        "streams are open, too many requests are still sending their bodies, or another test sleep runs; "
+        "`Retry-After` says when to try again."
     )
 
     def __init__(self, detail: str, retry_seconds: float = 1.0, **extra: Any) -> None:

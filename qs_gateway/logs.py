@@ -8,6 +8,7 @@ in fields (see :mod:`qs_gateway.redact`).
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -23,14 +24,38 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields if isinstance(fields, dict) else {}
 
 
+# What a text line must not carry raw: a newline would start a forged line, a quote a forged
+# value. Control characters (C0, DEL, C1), the Unicode line and paragraph separators, and (in
+# values) quotes and backslashes are written as escapes.
+_UNSAFE_IN_MESSAGE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_UNSAFE_IN_VALUE = re.compile('[\x00-\x1f\x7f-\x9f\u2028\u2029"\\\\]')
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", '"': '\\"', "\\": "\\\\"}
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def escape_message(text: str) -> str:
+    return _UNSAFE_IN_MESSAGE.sub(_escape, text)
+
+
 def _text_value(value: Any) -> str:
-    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
-    return f'"{text}"' if (not text or " " in text) and not text.startswith(("{", "[")) else text
+    if not isinstance(value, str):
+        return orjson.dumps(value, default=str).decode()  # JSON: its strings are escaped already
+    text = _UNSAFE_IN_VALUE.sub(_escape, value)
+    return f'"{text}"' if not text or " " in text or text[0] in "{[" else text
 
 
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S %z")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # One record, one line: a message that carries a request's text cannot add lines (a
+        # traceback, appended after this, keeps its own).
+        return self._style._fmt % {**record.__dict__, "message": escape_message(record.message)}
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import gc
 import os
+import struct
 import threading
 import time
 
 from .transport import SocketPool
 
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# A starting worker's file may be read before it was written: read again a few times.
+MULTIPROCESS_READ_ATTEMPTS = 5
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -136,6 +139,12 @@ class GatewayMetrics:
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        for _ in range(MULTIPROCESS_READ_ATTEMPTS - 1):
+            try:
+                return generate_latest(registry), CONTENT_TYPE_LATEST
+            except struct.error:
+                # a worker that has just started created its file and has not written it yet
+                time.sleep(0.01)
         return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

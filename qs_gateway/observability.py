@@ -21,10 +21,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
-from flask import Flask, Response, g, request
+from flask import Response, current_app, g, request
 
 from .extensions import EXTENSION_KEY
+from .manager import Reply
 from .redact import redact_query
 
 request_log = logging.getLogger("qs_gateway.request")
@@ -70,60 +70,71 @@ def _who() -> dict[str, Any]:
     return {"user": principal.username, "auth": principal.method}
 
 
-def _outcome(response: Response) -> dict[str, Any]:
-    """RE Manager's verdict (``success``, ``msg``) or the error, from a JSON response."""
-    if response.is_streamed or response.mimetype != "application/json":
+def hand_over_reply(reply: Reply) -> None:
+    """The view's reply, for the audit line (the response body may be compressed or cached bytes)."""
+    g.audited_reply = reply
+
+
+def hand_over_error(detail: Any) -> None:
+    """The error an answer reports, for the audit line."""
+    g.audited_error = detail
+
+
+def _outcome(status: int) -> dict[str, Any]:
+    """RE Manager's verdict (``success``, ``msg``) or the error, as the view or the error
+    handler handed it over."""
+    if status >= 400:
+        detail = g.get("audited_error")
+        return {"error": str(detail)[:_MAX_MSG] if detail is not None else status}
+    reply = g.get("audited_reply")
+    if reply is None:
         return {}
-    try:
-        body = orjson.loads(response.get_data())
-    except orjson.JSONDecodeError:
-        return {}
-    if not isinstance(body, dict):
-        return {}
-    if response.status_code >= 400:
-        detail = body.get("detail")
-        return {"error": str(detail)[:_MAX_MSG] if detail is not None else response.status}
     outcome: dict[str, Any] = {}
-    if "success" in body:
-        outcome["success"] = body["success"]
-    if body.get("msg"):
-        outcome["msg"] = str(body["msg"])[:_MAX_MSG]
+    success = reply.get("success", _ABSENT)
+    if success is not _ABSENT:
+        outcome["success"] = success
+    msg = reply.get("msg")
+    if msg:
+        outcome["msg"] = str(msg)[:_MAX_MSG]
     return outcome
 
 
-def register_observability(app: Flask) -> None:
-    services = app.extensions[EXTENSION_KEY]
+_ABSENT = object()
 
-    @app.before_request
-    def start_request() -> None:
-        g.request_started = time.perf_counter()
-        g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
 
-    @app.after_request
-    def account_for_request(response: Response) -> Response:
-        seconds = time.perf_counter() - g.get("request_started", time.perf_counter())
-        request_id = g.get("request_id") or request_id_from(None)
-        response.headers[REQUEST_ID_HEADER] = request_id
-        current = request._get_current_object()  # one proxy lookup instead of many
-        endpoint = current.url_rule.rule if current.url_rule is not None else UNMATCHED
-        status = response.status_code
-        if services.metrics is not None:
-            services.metrics.observe_request(endpoint, current.method, status, seconds)
-            services.metrics.sample_pool(services.pool)
+def start_request() -> None:
+    """Before the view: the request's id and start time, for every line written about it."""
+    g.request_started = time.perf_counter()
+    g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
 
-        if request_log.isEnabledFor(logging.INFO):
-            _log_request(request_id, status, seconds)
-        if current.method not in READ_ONLY_METHODS:
-            audit = {
-                "request_id": request_id,
-                **_who(),
-                "endpoint": endpoint,
-                "method": request.method,
-                "status": status,
-                **_outcome(response),
-            }
-            audit_log.info("audit", extra={"fields": audit})
-        return response
+
+def account_for_request(response: Response) -> Response:
+    """After everything else: the ``X-Request-ID`` header, the request's metrics, its log line and,
+    for a request that may change state, its audit line (with the final status)."""
+    services = current_app.extensions[EXTENSION_KEY]
+    seconds = time.perf_counter() - g.get("request_started", time.perf_counter())
+    request_id = g.get("request_id") or request_id_from(None)
+    response.headers[REQUEST_ID_HEADER] = request_id
+    current = request._get_current_object()  # one proxy lookup instead of many
+    endpoint = current.url_rule.rule if current.url_rule is not None else UNMATCHED
+    status = response.status_code
+    if services.metrics is not None:
+        services.metrics.observe_request(endpoint, current.method, status, seconds)
+        services.metrics.sample_pool(services.pool)
+
+    if request_log.isEnabledFor(logging.INFO):
+        _log_request(request_id, status, seconds)
+    if current.method not in READ_ONLY_METHODS:
+        audit = {
+            "request_id": request_id,
+            **_who(),
+            "endpoint": endpoint,
+            "method": current.method,
+            "status": status,
+            **_outcome(status),
+        }
+        audit_log.info("audit", extra={"fields": audit})
+    return response
 
 
 def _log_request(request_id: str, status: int, seconds: float) -> None:

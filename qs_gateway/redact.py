@@ -7,9 +7,23 @@ from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "***"
 
-# Query parameters and JSON keys whose values are secrets.
+# Query parameters whose values are secrets: credentials, the OIDC authorization code and state
+# (a code is exchanged for tokens), and lock keys (who holds one may unlock the queue).
 SECRET_NAMES = frozenset(
-    {"api_key", "apikey", "password", "token", "access_token", "refresh_token", "secret", "client_secret", "csrf"}
+    {
+        "api_key",
+        "apikey",
+        "password",
+        "token",
+        "access_token",
+        "refresh_token",
+        "secret",
+        "client_secret",
+        "csrf",
+        "code",
+        "state",
+        "lock_key",
+    }
 )
 
 _SECRET_QUERY = re.compile(r"(?i)(^|[?&])(" + "|".join(sorted(SECRET_NAMES)) + r")=[^&]*")

@@ -22,12 +22,12 @@ from redis.sentinel import Sentinel
 from .redis_fast import FastReader
 
 if TYPE_CHECKING:
-    from .config.gateway import RedisSettings
+    from .config.redis import RedisSettings
 
 
 def redis_settings(target: RedisSettings | str) -> RedisSettings:
     """Settings as they are, or those of one server at a URL (tests, tools)."""
-    from .config.gateway import RedisSettings  # here: the config package imports the store, which imports this
+    from .config.redis import RedisSettings  # here: the config package imports the store, which imports this
 
     return RedisSettings(url=target) if isinstance(target, str) else target
 

@@ -25,7 +25,7 @@ import redis
 from .redis_connect import fast_reader, redis_client, redis_settings
 
 if TYPE_CHECKING:
-    from .config.gateway import RedisSettings
+    from .config.redis import RedisSettings
 
 logger = logging.getLogger(__name__)
 

@@ -80,8 +80,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             report.sections.append(("gateway warnings and errors", trouble))
 
 
-# What gunicorn and Flask log when a request raised instead of being answered: never expected.
-_UNHANDLED = ("qs_gateway.api.errors: Unhandled error", '"message":"Unhandled error"', "Error handling request")
+# What gunicorn and Flask log when a request raised instead of being answered, or a worker's
+# loop raised (gunicorn starts another, and the connections it held are cut): never expected.
+_UNHANDLED = (
+    "qs_gateway.api.errors: Unhandled error",
+    '"message":"Unhandled error"',
+    "Error handling request",
+    "Exception in worker process",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,10 @@ import re
 import shutil
 import signal
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import httpx
 import pytest
@@ -65,10 +67,17 @@ def render_site(upstream: str, port: int, redirect_port: int, cert: Path, key: P
     return text
 
 
-def start_nginx(workdir: Path, upstream: str, cert: Path, key: Path) -> tuple[ManagedProcess, int]:
-    """nginx with the shipped site in front of ``upstream``, on a free port (returned)."""
+def start_nginx(
+    workdir: Path, upstream: str, cert: Path, key: Path, edits: Mapping[str, str] = MappingProxyType({})
+) -> tuple[ManagedProcess, int]:
+    """nginx with the shipped site in front of ``upstream``, on a free port (returned); ``edits``
+    replace lines of the site, each of which must be there once."""
     port = free_port()
-    (workdir / "qs-gateway.conf").write_text(render_site(upstream, port, free_port(), cert, key))
+    site = render_site(upstream, port, free_port(), cert, key)
+    for shipped, edited in edits.items():
+        assert site.count(shipped) == 1, f"deploy/nginx.conf lacks {shipped!r}"
+        site = site.replace(shipped, edited)
+    (workdir / "qs-gateway.conf").write_text(site)
     user = "user root;" if os.geteuid() == 0 else ""  # workers must reach the socket in the temp dir
     (workdir / "nginx.conf").write_text(MAIN_CONF.format(user=user, dir=workdir))
     nginx = ManagedProcess(

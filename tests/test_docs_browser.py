@@ -1,11 +1,13 @@
 """The /docs page in a real headless Chromium (Debian's chromium and chromedriver), offline.
 
 The page must render from the gateway alone (no CDN: this machine has no internet), list the
-endpoints, and an authorized "Try it out" of GET /api/status must show RE Manager's status.
+endpoints, and an authorized "Try it out" of GET /api/status must show RE Manager's status, all
+under the page's Content-Security-Policy without a violation.
 """
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
@@ -23,6 +25,9 @@ def browser(tmp_path):
 
 
 def test_docs_page_lists_endpoints_and_tries_get_status(browser, gateway_url, manager_idle, tmp_path):
+    # the page works under its Content-Security-Policy, and may not be framed
+    policy = httpx.get(f"{gateway_url}/docs").headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self' 'nonce-" in policy
     wait = WebDriverWait(browser, 30)
     browser.get(f"{gateway_url}/docs")
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, ".opblock-summary-path")))
@@ -53,3 +58,5 @@ def test_docs_page_lists_endpoints_and_tries_get_status(browser, gateway_url, ma
     browser.save_screenshot(str(tmp_path / "docs.png"))
     assert status_cell.text.strip() == "200", body
     assert '"manager_state": "idle"' in body and '"msg": "RE Manager' in body
+    refused = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert not refused, refused

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from qs_gateway.config import ConfigError, load_settings
-from qs_gateway.config.gateway import RedisSettings
+from qs_gateway.config.redis import RedisSettings
 from qs_gateway.redis_connect import redis_client
 from qs_gateway.redis_store import RedisStore, StoreUnavailable
 from qs_gateway.serving.sentinels import SentinelGroup, start_master, start_replica, start_sentinels

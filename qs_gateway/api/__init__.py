@@ -15,7 +15,7 @@ from .environment import environment
 from .health import health
 from .history import history
 from .lock import lock
-from .manager import manager
+from .manager import manager, testing
 from .metrics import metrics
 from .notifications import notifications
 from .permissions import permissions
@@ -38,6 +38,7 @@ RESOURCES: tuple[Resource, ...] = (
     scripts,
     lock,
     manager,
+    testing,
     console,
     notifications,
     auth,
@@ -49,9 +50,11 @@ SERVICE_RESOURCES: tuple[Resource, ...] = (health, metrics, docs, web)
 
 
 def register_blueprints(app: Flask) -> None:
-    for resource in RESOURCES:
-        app.register_blueprint(resource, url_prefix="/api")
     settings = app.extensions[EXTENSION_KEY].settings
+    for resource in RESOURCES:
+        if resource is testing and not settings.http.test_endpoints:
+            continue
+        app.register_blueprint(resource, url_prefix="/api")
     switched_off = {
         docs: not settings.http.docs,
         metrics: not settings.http.metrics_enabled,

@@ -23,6 +23,7 @@ from ..auth import Principal
 from ..exceptions import InvalidPayload
 from ..extensions import services
 from ..manager import Reply, method
+from ..observability import hand_over_reply
 from .access import ANY_PRINCIPAL, PUBLIC, authorize
 from .payload import load, read_payload
 from .refusing import in_managers_shape
@@ -82,6 +83,7 @@ def to_response(result: Any, etag_field: str | None = None) -> Response:
     if isinstance(result, Response):
         return result
     reply = result if isinstance(result, Reply) else Reply(result)
+    hand_over_reply(reply)  # the audit line reads the verdict from it, not from the (maybe gzipped) body
     environ = request.environ
     headers = {}
     if etag_field is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import secrets
 from pathlib import Path
 
 import flask_swagger_ui
@@ -24,6 +25,16 @@ docs = Resource("docs", __name__)
 SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).parent / "dist"
 DOCUMENT_CACHE_KEY = "qs_gateway.openapi"
 
+# What Swagger UI needs, from the gateway alone: its own script and this page's (by nonce), its
+# stylesheet (it sets styles through the DOM, which CSP allows), its images (some are data:
+# URIs), and calls to the API. No inline code without the nonce, no eval; the page may not be
+# framed (clickjacking "Try it out"). tests/test_docs_browser.py runs it in Chromium.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'nonce-{nonce}'; style-src 'self'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
 PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -35,7 +46,7 @@ PAGE = """<!DOCTYPE html>
 <body>
   <div id="swagger-ui"></div>
   <script src="{root}/docs/swagger-ui-bundle.js"></script>
-  <script>
+  <script nonce="{nonce}">
     window.onload = function () {{
       window.ui = SwaggerUIBundle(Object.assign({config}, {{
         presets: [SwaggerUIBundle.presets.apis],
@@ -75,9 +86,10 @@ def docs_page(call: Call) -> Response:
         "deepLinking": True,
         "persistAuthorization": False,
     }
+    nonce = secrets.token_urlsafe(16)
     # json.dumps output is safe inside <script> once "</" cannot close the element.
-    page = PAGE.format(root=html.escape(root, quote=True), config=json.dumps(config).replace("</", "<\\/"))
-    return Response(page, mimetype="text/html")
+    page = PAGE.format(root=html.escape(root, quote=True), config=json.dumps(config).replace("</", "<\\/"), nonce=nonce)
+    return Response(page, mimetype="text/html", headers={"Content-Security-Policy": DOCS_CSP.format(nonce=nonce)})
 
 
 @docs.endpoint("/docs/<path:asset>", scope=PUBLIC, media_type="*/*")

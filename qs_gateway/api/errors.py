@@ -10,11 +10,13 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.utils import host_is_trusted
 
 from ..exceptions import (
     ApiError,
@@ -25,7 +27,9 @@ from ..exceptions import (
     NotFound,
     ServiceUnavailable,
 )
+from ..extensions import services
 from ..manager import dump_json
+from ..observability import hand_over_error
 from ..redis_store import StoreUnavailable
 from ..transport import CircuitOpen, PoolExhausted, ProtocolError, RequestTimeout
 
@@ -43,8 +47,27 @@ def render(error: ApiError) -> Response:
     headers = error.headers
     if error.status == 401:
         # bluesky-httpserver (after Tiled) names the API root on every 401
-        headers = {**headers, "X-Tiled-Root": f"{request.host_url.rstrip('/')}{request.script_root}/api"}
+        headers = {**headers, "X-Tiled-Root": f"{request.scheme}://{trusted_host()}{request.script_root}/api"}
+    hand_over_error(error.detail)
     return json_error(error.status, error.detail, headers, **error.extra)
+
+
+def trusted_host() -> str:
+    """The host the gateway is reached by, never one a client made up: the request's when it is
+    one of ``trusted_hosts``, or was named by a trusted proxy (``proxy_hops``, through ProxyFix);
+    otherwise the first trusted host, or the address the connection came in on."""
+    http = services().settings.http
+    if http.trusted_hosts:
+        return request.host if host_is_trusted(request.host, http.trusted_hosts) else http.trusted_hosts[0]
+    if http.proxy_hops:
+        return request.host
+    environ = request.environ
+    connection = environ.get("gunicorn.socket")
+    if connection is not None and connection.family == socket.AF_UNIX:
+        return "localhost"  # gunicorn made SERVER_NAME up from the Host header
+    name, port = environ.get("SERVER_NAME", "localhost"), str(environ.get("SERVER_PORT", ""))
+    default_port = {"http": "80", "https": "443"}.get(request.scheme)
+    return name if port in ("", default_port) else f"{name}:{port}"
 
 
 def as_contract_error(exc: Exception) -> ApiError | None:
@@ -84,4 +107,5 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         logger.exception("Unhandled error")
+        hand_over_error("Internal Server Error")
         return json_error(500, "Internal Server Error")

@@ -1,11 +1,13 @@
-"""Stopping RE Manager, and the endpoints that exist for testing clients."""
+"""Stopping RE Manager, and the endpoints that exist for testing clients (``testing``)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from marshmallow import fields, validate
 
+from ..exceptions import ServiceUnavailable
 from .declare import Call, Resource
 from .schemas import CHECKED, Empty, Payload
 
@@ -26,12 +28,40 @@ class ServerSleep(Payload):
 manager = Resource("manager", __name__)
 
 manager.forward("/manager/stop", "manager_stop", scope="write:manager:stop", schema=ManagerStop)
+
+# For clients' test suites; ``test_endpoints`` switches them off (see qs_gateway.api.register_blueprints).
+testing = Resource("testing", __name__)
+
 # RE Manager never answers this one (its loop freezes until the watchdog restarts it): always 408.
-manager.forward("/test/manager/kill", "manager_kill", scope="write:testing", schema=Empty)
+testing.forward("/test/manager/kill", "manager_kill", scope="write:testing", schema=Empty)
 
 
-@manager.endpoint("/test/server/sleep", scope="read:testing", schema=ServerSleep)
+class _OneSleeper:
+    """At most one sleep per worker process at a time: a reader (observers have ``read:testing``)
+    must not be able to hold the worker's threads by asking for many."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        if not self._lock.acquire(blocking=False):
+            raise ServiceUnavailable(
+                "Another test sleep is running in this worker: one at a time", self._until - time.monotonic()
+            )
+        try:
+            self._until = time.monotonic() + seconds
+            time.sleep(seconds)
+        finally:
+            self._lock.release()
+
+
+_sleeper = _OneSleeper()
+
+
+@testing.endpoint("/test/server/sleep", scope="read:testing", schema=ServerSleep, errors=(503,))
 def server_sleep(call: Call) -> dict:
-    """Answer after `time` seconds (for testing client timeouts); RE Manager is not involved."""
-    time.sleep(call.payload["time"])
+    """Answer after `time` seconds (for testing client timeouts); RE Manager is not involved. One
+    sleep at a time per worker: others are answered 503 with `Retry-After`."""
+    _sleeper.sleep(call.payload["time"])
     return {"success": True, "msg": ""}

@@ -1,23 +1,22 @@
-"""The gateway's own settings: the ``gateway`` YAML section and ``QS_GATEWAY_*`` variables."""
+"""The gateway's own settings: the ``gateway`` YAML section and ``QS_GATEWAY_*`` variables
+(those of Redis are in :mod:`.redis`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from urllib.parse import urlsplit
 
 from ..notifications.settings import NOTIFICATIONS_ENV, Target, parse_notifications
-from ..redact import redact_url
 from .options import TOP_LEVEL, setting
 from .parsers import (
     choice,
     number,
-    parse_addresses,
     parse_bool,
     parse_method_timeouts,
     parse_rate_limits,
     parse_str,
+    separated_list,
 )
 
 
@@ -39,91 +38,38 @@ class ServingSettings:
     log_format: str = setting(
         "log_format", "QS_GATEWAY_LOG_FORMAT", "text", choice("text", "json"), "Log lines as `text` or `json`."
     )
-
-
-@dataclass(frozen=True)
-class RedisSettings:
-    """The Redis that all workers and hosts of one gateway share."""
-
-    url: str = setting(
-        "redis_url",
-        "QS_GATEWAY_REDIS_URL",
-        "redis://127.0.0.1:6379/0",
-        parse_str,
-        "Redis shared by all workers and hosts of one gateway; `rediss://` for TLS.",
+    # Slow clients (see qs_gateway.serving.worker): what a client may take of a worker's time.
+    header_timeout: float = setting(
+        "header_timeout",
+        "QS_GATEWAY_HEADER_TIMEOUT",
+        5.0,
+        number(float, minimum=0.1),
+        "Seconds a client has to send a request's line and headers (from the connection, or from the first byte "
+        "of the next request on a kept-alive one); then 408 and the connection is closed.",
     )
-    prefix: str = setting(
-        "redis_prefix",
-        "QS_GATEWAY_REDIS_PREFIX",
-        "qs_gateway",
-        parse_str,
-        "Prefix of every Redis key; give each gateway (each RE Manager) its own.",
+    body_timeout: float = setting(
+        "body_timeout",
+        "QS_GATEWAY_BODY_TIMEOUT",
+        5.0,
+        number(float, minimum=0.1),
+        "Seconds a request body may keep the gateway waiting, plus one second for every `body_min_rate` bytes "
+        "received; then 408 and the connection is closed.",
     )
-    sentinels: tuple[tuple[str, int], ...] = setting(
-        "redis_sentinels",
-        "QS_GATEWAY_REDIS_SENTINELS",
-        (),
-        parse_addresses,
-        "Redis Sentinels (`host:port` each) that name the master to use; then `redis_url` gives only the scheme, "
-        "user, password and database.",
+    body_min_rate: int = setting(
+        "body_min_rate",
+        "QS_GATEWAY_BODY_MIN_RATE",
+        1024,
+        number(int, minimum=1),
+        "Bytes per second a slow request body must keep up to extend its deadline.",
     )
-    service_name: str = setting(
-        "redis_service_name",
-        "QS_GATEWAY_REDIS_SERVICE_NAME",
-        "mymaster",
-        parse_str,
-        "The master's name in the Sentinels' configuration (`sentinel monitor <name> ...`).",
-    )
-    password: str = setting(
-        "redis_password",
-        "QS_GATEWAY_REDIS_PASSWORD",
-        "",
-        parse_str,
-        "Redis's password, if it is not in `redis_url`.",
-    )
-    sentinel_password: str = setting(
-        "redis_sentinel_password",
-        "QS_GATEWAY_REDIS_SENTINEL_PASSWORD",
-        "",
-        parse_str,
-        "The Sentinels' own password (their `requirepass`), if they have one.",
-    )
-    tls_ca_file: str = setting(
-        "redis_tls_ca_file",
-        "QS_GATEWAY_REDIS_TLS_CA_FILE",
-        "",
-        parse_str,
-        "CA certificates that Redis's (and the Sentinels') TLS certificates are checked against, for `rediss://`; "
-        "none: the system's.",
-    )
-    wait_replicas: int = setting(
-        "redis_wait_replicas",
-        "QS_GATEWAY_REDIS_WAIT_REPLICAS",
-        1,
+    reserved_threads: int = setting(
+        "reserved_threads",
+        "QS_GATEWAY_RESERVED_THREADS",
+        4,
         number(int, minimum=0),
-        "With Sentinels: replicas that must have a new session, API key or principal before it is answered "
-        "(Redis `WAIT`); 0: do not wait.",
+        "Threads of each worker kept for requests that have arrived whole: at most `threads - reserved_threads` "
+        "(at least 1) wait for request bodies at a time; more are answered 503.",
     )
-    wait_timeout: float = setting(
-        "redis_wait_timeout",
-        "QS_GATEWAY_REDIS_WAIT_TIMEOUT",
-        0.25,
-        number(float, minimum=0.01),
-        "Seconds to wait for those replicas; without their answer the write is answered anyway (with a warning "
-        "in the log).",
-    )
-
-    @property
-    def display(self) -> str:
-        """Where Redis is, for messages and logs (no password)."""
-        if not self.sentinels:
-            return redact_url(self.url)
-        scheme = urlsplit(self.url).scheme or "redis"
-        hosts = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in self.sentinels)
-        return f"{scheme}+sentinel://{hosts}/{self.service_name}"
-
-    def __str__(self) -> str:
-        return self.display
 
 
 @dataclass(frozen=True)
@@ -289,6 +235,22 @@ class HttpSettings:
         "docs", "QS_GATEWAY_DOCS", True, parse_bool, "Serve `/openapi.json` and the Swagger UI page `/docs`."
     )
     ui: bool = setting("ui", "QS_GATEWAY_UI", True, parse_bool, "Serve the control room web page at `/` and `/ui/`.")
+    test_endpoints: bool = setting(
+        "test_endpoints",
+        "QS_GATEWAY_TEST_ENDPOINTS",
+        True,
+        parse_bool,
+        "Serve `/api/test/server/sleep` and `/api/test/manager/kill` (clients' test suites use them); `0` in "
+        "production.",
+    )
+    trusted_hosts: tuple[str, ...] = setting(
+        "trusted_hosts",
+        "QS_GATEWAY_TRUSTED_HOSTS",
+        (),
+        separated_list(None),
+        "Host names the gateway is reached by (`X-Tiled-Root` names one of them; white-space separated in the "
+        "variable).",
+    )
     metrics: bool = setting(
         "metrics",
         "QS_GATEWAY_METRICS",

@@ -14,10 +14,10 @@ from .gateway import (
     HttpSettings,
     ManagerSettings,
     NotificationSettings,
-    RedisSettings,
     ServingSettings,
     StreamSettings,
 )
+from .redis import RedisSettings
 from .shared import AuthSettings, BrowserSettings, ExtensionSettings, PolicySettings, ZmqSettings
 
 # The groups the option loop fills, by the name of their field in Settings.

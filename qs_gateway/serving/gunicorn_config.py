@@ -28,7 +28,8 @@ if _settings.http.metrics_bind:
     bind.append(_settings.http.metrics_bind)  # served /metrics only (see qs_gateway.api.metrics)
 workers = _settings.serving.workers
 threads = _settings.serving.threads
-worker_class = "gthread"
+# gthread, reading request headers in its event loop and bodies at a pace (see qs_gateway.serving.worker)
+worker_class = "qs_gateway.serving.worker.GatewayWorker"
 preload_app = False
 # For gthread this is a heartbeat, not a request limit: request deadlines are enforced by the app.
 timeout = 60

@@ -1,0 +1,196 @@
+"""One home for per-request behaviour: everything the gateway does around its views, registered by
+:func:`register_request_hooks` in the order a request meets it, each with what it guarantees.
+
+Before any of this, the gunicorn worker (:mod:`qs_gateway.serving.worker`) has read the request
+line and headers without holding a thread, and bounds how long the body may take. What happens
+inside a view (authentication first, then the body) is :mod:`.declare`'s.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from ..config import Settings
+from ..extensions import EXTENSION_KEY
+from ..observability import account_for_request, start_request
+from .browser import check_csrf, register_cors, set_cookies
+
+# Offered by a server (the gateway's gunicorn worker) in the WSGI environ: a callable that reads
+# what is left of the request body as far as it has arrived, and says whether that was all of it.
+DRAIN_BODY = "qs_gateway.drain_body"
+
+# On every answer, also those of the metrics listener.
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+)
+# Answers other than the /docs page (which sets its own) are data, never a page to run or frame.
+DATA_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+Step = Callable[[Response], Response]
+
+
+def register_request_hooks(app: Flask, settings: Settings) -> None:
+    """Every per-request hook, in the order a request meets them."""
+    # 1. WSGI middleware, outermost first (see wrap_wsgi).
+    wrap_wsgi(app, settings)
+
+    # 2. Before the view, in this order.
+    before: tuple[Callable[[], None], ...] = (
+        start_request,  # the request id and start time exist for every line written about it
+        check_csrf,  # a write authenticated by the API-key cookie carries that key's CSRF token, or 403
+    )
+
+    @app.before_request
+    def before_view() -> None:
+        for step in before:
+            step()
+
+    # 3. After the view (or the error handler), in this order. Flask runs after-request hooks
+    # last-registered first, so they are one hook here and flask-cors's (4.) runs before them.
+    after: list[Step] = [
+        finish_request_body,  # the connection is kept alive only if the body was read to its end
+        security_headers,  # nosniff, no referrer, no framing; data is never run as a page
+        cache_policy,  # no-store, except answers with an ETag: private and revalidated
+        set_cookies,  # the API-key cookie of a ?api_key= request and the CSRF cookie bound to it
+    ]
+    if settings.http.worker_header:
+        after.append(worker_header(f"{socket.gethostname()}:{os.getpid()}"))  # which worker answered
+    after += [
+        unbuffered_streams,  # a proxy passes streams on as they are produced
+        account_for_request,  # last: X-Request-ID, metrics, the request line and the audit line
+    ]
+    chain = tuple(after)
+
+    @app.after_request
+    def after_view(response: Response) -> Response:
+        for step in chain:
+            response = step(response)
+        return response
+
+    # 4. CORS (flask-cors): the configured origins may call the API with credentials; preflights
+    # allow only the methods and headers the API uses. Runs before after_view (see 3.).
+    register_cors(app, settings.browser.allow_origins)
+
+
+def finish_request_body(response: Response) -> Response:
+    """Read what is left of the request body (e.g. after an early 401) so that the connection can
+    serve the next request; if the rest has not arrived, close the connection instead of waiting.
+    A body over the size limit is never read."""
+    environ = request.environ
+    if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
+        return response  # no body was sent
+    drain = environ.get(DRAIN_BODY)
+    try:
+        if drain is not None:
+            finished = drain()
+        else:  # another server (tests, a development server): its input is at hand or blocking
+            stream = request.stream
+            while stream.read(65536):
+                pass
+            finished = True
+    except Exception:
+        finished = False
+    if not finished:
+        response.headers["Connection"] = "close"
+    return response
+
+
+def security_headers(response: Response) -> Response:
+    headers = response.headers
+    for name, value in SECURITY_HEADERS:
+        headers[name] = value
+    headers.setdefault("Content-Security-Policy", DATA_CSP)
+    return response
+
+
+def cache_policy(response: Response) -> Response:
+    """Answers carry credentials' data (and tokens): nothing may be stored, by a browser or a proxy.
+    An answer with an ETag (RE Manager's uid of what it shows) may be kept by the browser for
+    revalidation (``If-None-Match`` → 304), never by a shared cache."""
+    headers = response.headers
+    if "Cache-Control" not in headers:
+        headers["Cache-Control"] = "private, no-cache" if "ETag" in headers else "no-store"
+    return response
+
+
+def worker_header(worker: str) -> Step:
+    def name_the_worker(response: Response) -> Response:
+        response.headers["X-Gateway-Worker"] = worker
+        return response
+
+    return name_the_worker
+
+
+def unbuffered_streams(response: Response) -> Response:
+    # A proxy must pass a stream on as it is produced (nginx honours this header); files (direct
+    # passthrough) may be buffered.
+    if response.is_streamed and not response.direct_passthrough:
+        response.headers.setdefault("X-Accel-Buffering", "no")
+    return response
+
+
+# -- WSGI middleware ------------------------------------------------------------------------------
+
+
+def wrap_wsgi(app: Flask, settings: Settings) -> None:
+    """ProxyFix (innermost): the client's address, scheme, host and prefix from exactly
+    ``proxy_hops`` proxies. The metrics listener (outermost): connections accepted on
+    ``metrics_bind`` get ``/metrics`` and nothing else."""
+    http = settings.http
+    hops = http.proxy_hops
+    if hops:
+        # Trust exactly as many X-Forwarded-* values as there are proxies: a client could forge more.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
+    if http.metrics_bind:
+        services = app.extensions[EXTENSION_KEY]
+        app.wsgi_app = MetricsListener(app.wsgi_app, http.metrics_bind, lambda: services.metrics)
+
+
+def listener_address(bind: str) -> str | int:
+    """What a connection accepted on ``bind`` sees as its local address: the socket path of a
+    unix socket, else the port (the host part may be a wildcard or a name)."""
+    if bind.startswith("unix:"):
+        return bind[len("unix:") :]
+    return int(bind.rpartition(":")[2])
+
+
+class MetricsListener:
+    """WSGI middleware: connections accepted on the metrics address get ``/metrics`` and nothing else.
+
+    The listener is recognised from the connection's own socket (gunicorn puts it in the
+    environ), never from headers a client could forge.
+    """
+
+    def __init__(self, app: Callable, bind: str, get_metrics: Callable[[], Any]) -> None:
+        self.app = app
+        self.address = listener_address(bind)
+        self.get_metrics = get_metrics
+
+    def _on_metrics_listener(self, environ: dict) -> bool:
+        sock = environ.get("gunicorn.socket")
+        if sock is None:
+            return False
+        local = sock.getsockname()
+        if isinstance(self.address, str):
+            return local == self.address or local == self.address.encode()
+        return isinstance(local, tuple) and local[1] == self.address
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if not self._on_metrics_listener(environ):
+            return self.app(environ, start_response)
+        collected = self.get_metrics()
+        if environ.get("PATH_INFO", "").rstrip("/") != "/metrics" or collected is None:
+            start_response("404 Not Found", [("Content-Type", "text/plain"), *SECURITY_HEADERS])
+            return [b"Not Found: this address serves /metrics only\n"]
+        body, content_type = collected.exposition()
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), *SECURITY_HEADERS]
+        start_response("200 OK", headers)
+        return [body]

@@ -1,0 +1,281 @@
+"""The gateway's gunicorn worker: gthread, made safe to expose to slow or silent clients.
+
+gunicorn's gthread worker gives a connection to a thread as soon as its first byte arrives (or
+after 5 s of silence), and the thread then waits for the rest of the request line, the headers
+and the body as long as the client likes: sixteen slow connections take every thread. Here:
+
+* **Headers are read by the worker's event loop, not by a thread.** A connection gets a thread
+  only once its request line and headers have arrived whole, within ``header_timeout`` of the
+  connection (or of the first byte of the next request on a kept-alive one); otherwise it is
+  answered 408 and closed (silently, if it never sent a byte). Headers over 64 KiB: 431.
+* **Bodies are read at a pace** (:mod:`.pacing`): the application authenticates before it reads
+  a body, so a request without credentials is answered 401 at once; a thread waits for a body
+  only within ``body_timeout`` / ``body_min_rate`` (then 408), and at most ``threads -
+  reserved_threads`` threads wait at once (then 503): the rest are kept for requests that have
+  arrived whole.
+* **A body the application did not read** is drained only as far as it has arrived; if more is
+  to come, the connection is closed (the answer says so) instead of waiting for it.
+* **Closing never blocks the event loop**: the lingering read that lets a client receive the
+  last answer before the connection goes (RFC 9112 section 9.6) is done by the loop as data
+  arrives, for at most 2 s, instead of a blocking read in the loop's thread.
+
+TLS must be terminated in front of the gateway (nginx, see deploy/nginx.conf).
+"""
+
+from __future__ import annotations
+
+import errno
+import selectors
+import socket
+import threading
+import time
+from functools import partial
+from typing import Any
+
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
+
+from ..api.hooks import DRAIN_BODY, SECURITY_HEADERS
+from ..config.gateway import ServingSettings
+from ..extensions import EXTENSION_KEY
+from .pacing import BodyPace, PacedUnreader, WaitingPlaces, raw_answer
+
+MAX_HEAD = 64 * 1024
+HEAD_CHUNK = 16 * 1024
+LINGER_SECONDS = 2.0
+HEADER_TIMEOUT_DETAIL = "Request timeout: the request line and headers did not arrive in time"
+HEADERS_TOO_LARGE_DETAIL = f"Request headers are larger than {MAX_HEAD} bytes"
+
+
+class GatewayWorker(ThreadWorker):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heads: dict[TConn, float] = {}  # connections whose headers are awaited -> deadline
+        self.lingering: dict[socket.socket, float] = {}  # closing connections -> when to give up
+        self.current = threading.local()  # the PacedUnreader of the request a thread serves
+        self.header_timeout = ServingSettings().header_timeout
+        self.pace = BodyPace(ServingSettings().body_timeout, ServingSettings().body_min_rate)
+        self.places = WaitingPlaces(1)
+
+    def init_process(self) -> None:
+        if self.cfg.is_ssl:
+            raise RuntimeError("qs-gateway does not terminate TLS itself: put nginx in front (deploy/nginx.conf)")
+        super().init_process()
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        app = self.wsgi
+        services = getattr(app, "extensions", {}).get(EXTENSION_KEY)
+        serving = services.settings.serving if services is not None else ServingSettings()
+        self.header_timeout = serving.header_timeout
+        self.pace = BodyPace(serving.body_timeout, serving.body_min_rate)
+        self.places = WaitingPlaces(max(1, self.cfg.threads - serving.reserved_threads))
+        if hasattr(app, "wsgi_app"):
+            app.wsgi_app = partial(self._serve_paced, app.wsgi_app)
+
+    # -- in a thread ----------------------------------------------------------------------------
+
+    def _serve_paced(self, app: Any, environ: dict, start_response: Any) -> Any:
+        """Offer the application a drain that never waits, and honour its ``Connection: close``
+        (gunicorn drops an application's hop-by-hop headers)."""
+        unreader = getattr(self.current, "unreader", None)
+        if unreader is not None:
+            environ[DRAIN_BODY] = partial(unreader.drain, environ["wsgi.input"])
+
+        def start(status: str, headers: list, exc_info: Any = None) -> Any:
+            if any(name.lower() == "connection" and value.strip().lower() == "close" for name, value in headers):
+                gunicorn_response = getattr(start_response, "__self__", None)
+                if gunicorn_response is not None:
+                    gunicorn_response.force_close()
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    def handle(self, conn: TConn) -> Any:
+        unreader = conn.parser.unreader
+        unreader.begin()
+        self.current.unreader = unreader
+        try:
+            return super().handle(conn)
+        finally:
+            self.current.unreader = None
+            unreader.end()
+
+    def _keepalive_after(self, conn: TConn, keepalive: bool) -> bool:
+        return bool(keepalive) and conn.parser.unreader.finish_without_waiting(conn.parser.finish_body)
+
+    # -- in the event loop ------------------------------------------------------------------------
+
+    def accept(self, listener: socket.socket) -> None:
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())  # non-blocking
+        self._await_head(conn, bytearray())
+
+    def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
+        # The next request on a kept-alive connection: its headers are awaited from now.
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self._await_head(conn, bytearray())
+
+    def _await_head(self, conn: TConn, head: bytearray) -> None:
+        """Read the request line and headers as they come (what is there already at once)."""
+        conn.head = head
+        conn.head_registered = False
+        self.heads[conn] = time.monotonic() + self.header_timeout
+        if b"\r\n\r\n" in head:
+            self._dispatch(conn)
+            return
+        self._read_head(conn)
+        if conn in self.heads:
+            self._register(conn.sock, partial(self._on_head_readable, conn))
+            conn.head_registered = True
+
+    def _register(self, sock: socket.socket, callback: Any) -> None:
+        try:
+            self.poller.register(sock, selectors.EVENT_READ, callback)
+        except KeyError:
+            # The descriptor is reused: a socket registered before was closed by another thread
+            # (a websocket's reader closes its socket when it ends). Forget that one.
+            self.poller.unregister(sock)
+            self.poller.register(sock, selectors.EVENT_READ, callback)
+
+    def _on_head_readable(self, conn: TConn, _fileobj: Any) -> None:
+        self._read_head(conn)
+
+    def _read_head(self, conn: TConn) -> None:
+        try:
+            data = conn.sock.recv(HEAD_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away
+            self._forget_head(conn)
+            self.nr_conns -= 1
+            conn.close()
+            return
+        head = conn.head
+        searched_from = max(0, len(head) - 3)
+        head += data
+        if head.find(b"\r\n\r\n", searched_from) >= 0:
+            self._forget_head(conn)
+            self._dispatch(conn)
+        elif len(head) > MAX_HEAD:
+            self._forget_head(conn)
+            self._refuse(conn, "431 Request Header Fields Too Large", HEADERS_TOO_LARGE_DETAIL)
+
+    def _forget_head(self, conn: TConn) -> None:
+        self.heads.pop(conn, None)
+        if conn.head_registered:
+            conn.head_registered = False
+            self.poller.unregister(conn.sock)
+
+    def _dispatch(self, conn: TConn) -> None:
+        """The headers are here: the request gets a thread, which parses them from the buffer."""
+        if not conn.initialized:
+            conn.init()
+            conn.parser.unreader = PacedUnreader(conn.sock, self.pace, self.places)
+        conn.parser.unreader.unread(bytes(conn.head))
+        conn.head = None
+        conn.data_ready = True  # never wait in a thread for a first byte
+        self.enqueue_req(conn)
+
+    def _refuse(self, conn: TConn, status: str, detail: str) -> None:
+        try:
+            conn.sock.send(raw_answer(status, detail, SECURITY_HEADERS))
+        except OSError:
+            pass
+        self.nr_conns -= 1
+        self._linger(conn.sock)
+
+    def murder_pending(self) -> None:
+        """Called by the event loop after every wait: ends what is overdue. Both tables are in
+        deadline order (each entry was added a fixed time after the one before)."""
+        super().murder_pending()
+        now = time.monotonic()
+        while self.heads:
+            conn, deadline = next(iter(self.heads.items()))
+            if deadline > now and (self.alive or conn.head):
+                break
+            self._forget_head(conn)
+            if conn.head:
+                self._refuse(conn, "408 Request Timeout", HEADER_TIMEOUT_DETAIL)
+            else:  # never said a word (or the worker stops): nothing to answer
+                self.nr_conns -= 1
+                conn.close()
+        while self.lingering:
+            sock, deadline = next(iter(self.lingering.items()))
+            if deadline > now:
+                break
+            self._close_lingering(sock)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        deadlines = [next(iter(pending.values())) for pending in (self.heads, self.lingering) if pending]
+        if deadlines:
+            timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
+        super().wait_for_and_dispatch_events(timeout)
+
+    def finish_request(self, conn: TConn, fs: Any) -> None:
+        """A thread is done with a connection: keep it alive (its next request's headers are read
+        by the loop, also when the client sent them already), or close it without blocking."""
+        try:
+            keep = bool(fs.result()) if not fs.cancelled() else False
+            if keep:
+                conn.sock.setblocking(False)
+        except Exception:
+            keep = False
+        if not keep:
+            self.nr_conns -= 1
+            self._linger(conn.sock)
+            return
+        pipelined = conn.parser.unreader.take_buffered()
+        if pipelined:
+            self._await_head(conn, bytearray(pipelined))
+            return
+        conn.set_timeout()
+        if not self.alive:
+            conn.timeout = min(conn.timeout, time.monotonic() + STOP_KEEPALIVE_LINGER)
+        self.keepalived_conns.append(conn)
+        self._register(conn.sock, partial(self.on_client_socket_readable, conn))
+
+    def _linger(self, sock: socket.socket) -> None:
+        """Close after the answer has gone: stop sending, read (and drop) what the client still
+        sends until it closes too, or for LINGER_SECONDS at most. On a descriptor of its own: the
+        thread that served the connection may still close its socket (a websocket's reader)."""
+        try:
+            own = sock.dup()
+        except OSError:  # closed already
+            return
+        finally:
+            sock.close()
+        try:
+            own.setblocking(False)
+            own.shutdown(socket.SHUT_WR)
+            self._register(own, self._read_lingering)
+        except (OSError, ValueError):
+            own.close()
+            return
+        self.lingering[own] = time.monotonic() + LINGER_SECONDS
+
+    def _read_lingering(self, sock: socket.socket) -> None:
+        try:
+            if sock.recv(65536):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._close_lingering(sock)
+
+    def _close_lingering(self, sock: socket.socket) -> None:
+        self.lingering.pop(sock, None)
+        try:
+            self.poller.unregister(sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        sock.close()
