@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...config import ConfigError
+from ..plugins import instantiate
 
 PASSWORD = "password"
 EXTERNAL = "external"
@@ -57,7 +58,6 @@ async def _await(awaitable: Any) -> Any:
 
 def build_providers(entries: Any) -> dict[str, Provider]:
     """The providers of ``authentication.providers``; a bad entry stops start-up naming it."""
-    from ..plugins import instantiate
 
     providers: dict[str, Provider] = {}
     for index, entry in enumerate(entries):

@@ -17,6 +17,9 @@ import hmac
 import secrets
 from collections.abc import Mapping
 
+import bcrypt
+from werkzeug.security import check_password_hash, generate_password_hash
+
 from ...config import ConfigError
 
 _PASSLIB_DIGESTS = {"$pbkdf2$": "sha1", "$pbkdf2-sha256$": "sha256", "$pbkdf2-sha512$": "sha512"}
@@ -46,8 +49,6 @@ def _check_passlib_pbkdf2(stored: str, password: str) -> bool:
 def check_password(stored: str, password: str) -> bool:
     """Does ``password`` match ``stored`` (a hash in one of the formats above, or plain text)?"""
     if stored.startswith(("$2a$", "$2b$", "$2y$")):
-        import bcrypt
-
         try:
             return bcrypt.checkpw(password.encode(), stored.encode())
         except ValueError:
@@ -55,8 +56,6 @@ def check_password(stored: str, password: str) -> bool:
     if stored.startswith(tuple(_PASSLIB_DIGESTS)):
         return _check_passlib_pbkdf2(stored, password)
     if stored.startswith(("pbkdf2:", "scrypt:")):
-        from werkzeug.security import check_password_hash
-
         return check_password_hash(stored, password)
     return hmac.compare_digest(stored.encode(), password.encode())
 
@@ -65,8 +64,6 @@ def dummy_hash_like(stored: str) -> str:
     """A hash of a random password, in the format and at the cost of ``stored``."""
     secret = secrets.token_hex(16)
     if stored.startswith(("$2a$", "$2b$", "$2y$")):
-        import bcrypt
-
         rounds = int(stored.split("$")[2]) if stored.split("$")[2].isdigit() else 12
         return bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=rounds)).decode()
     if stored.startswith(tuple(_PASSLIB_DIGESTS)):
@@ -77,8 +74,6 @@ def dummy_hash_like(stored: str) -> str:
         digest = hashlib.pbkdf2_hmac(_PASSLIB_DIGESTS[prefix], secret.encode(), salt, rounds)
         return f"{prefix}{rounds}${_ab64_encode(salt)}${_ab64_encode(digest)}"
     if stored.startswith(("pbkdf2:", "scrypt:")):
-        from werkzeug.security import generate_password_hash
-
         return generate_password_hash(secret, method=stored.split("$")[0])
     return secret
 

@@ -22,6 +22,10 @@ import ssl
 from collections.abc import Sequence
 from typing import Any
 
+import ldap3
+from ldap3.core.exceptions import LDAPException, LDAPStartTLSError
+from ldap3.utils.conv import escape_filter_chars
+
 from ...config import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -39,7 +43,6 @@ def _as_list(value: Any, name: str) -> list[str]:
 
 def _tls(ca_file: str | None, validate: bool) -> Any:
     """ldap3's TLS settings: the server's certificate is checked unless told otherwise."""
-    import ldap3
 
     if ca_file is not None and not (isinstance(ca_file, str) and os.path.isfile(ca_file)):
         raise ConfigError(f"tls_ca_file: no such file: {ca_file!r}")
@@ -127,8 +130,6 @@ class LDAPAuthenticator:
     def _connection(self, user: str | None, password: str | None) -> Any:
         """An open connection to the first server that answers (tried in the configured order;
         ldap3's ServerPool would sleep 10 s between rounds)."""
-        import ldap3
-        from ldap3.core.exceptions import LDAPException, LDAPStartTLSError
 
         failure: LDAPException | None = None
         for host, port in self.servers:
@@ -163,14 +164,11 @@ class LDAPAuthenticator:
     def _escape_dn(self, dn: str) -> str:
         if not self.escape_userdn:
             return dn
-        from ldap3.utils.conv import escape_filter_chars
 
         return escape_filter_chars(dn)
 
     def _lookup(self, username: str) -> tuple[str, str] | None:
         """(the user name found in the directory, the user's DN) for what the user typed."""
-        import ldap3
-        from ldap3.utils.conv import escape_filter_chars
 
         search_user = self.lookup_dn_search_user
         connection = self._connection(
@@ -202,8 +200,6 @@ class LDAPAuthenticator:
             connection.unbind()
 
     def _in_allowed_group(self, connection: Any, userdn: str, username: str) -> bool:
-        import ldap3
-        from ldap3.utils.conv import escape_filter_chars
 
         member_filter = "(|(member={dn})(uniqueMember={dn})(memberUid={uid}))".format(
             dn=escape_filter_chars(userdn), uid=escape_filter_chars(username)
@@ -219,7 +215,6 @@ class LDAPAuthenticator:
         return False
 
     def _matches_search_filter(self, connection: Any, username: str) -> bool:
-        import ldap3
 
         connection.search(
             search_base=self.user_search_base,
@@ -232,7 +227,6 @@ class LDAPAuthenticator:
     # -- the login ---------------------------------------------------------------------------
 
     def authenticate(self, username: str, password: str) -> str | None:
-        from ldap3.core.exceptions import LDAPException
 
         # Also the guard against LDAP injection: the name goes into DNs and filters.
         if not username or not self.valid_username.match(username):

@@ -20,6 +20,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jwt
+
 from ...config import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,6 @@ class OIDCAuthenticator:
         http_timeout: float = 10,
         issuer: str | None = None,
     ) -> None:
-        import jwt
 
         for name, value in (
             ("client_id", client_id),
@@ -111,7 +112,6 @@ class OIDCAuthenticator:
             return json.loads(response.read())
 
     def verify_id_token(self, id_token: str) -> dict[str, Any] | None:
-        import jwt
 
         try:
             kid = jwt.get_unverified_header(id_token).get("kid")
@@ -156,7 +156,6 @@ _HASHES = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
 def _at_hash_matches(id_token: str, at_hash: Any, tokens: Mapping[str, Any]) -> bool:
     """OpenID Connect Core 3.1.3.6: the left half of the access token's hash, base64url-encoded,
     with the hash of the id_token's signing algorithm."""
-    import jwt
 
     access_token = tokens.get("access_token")
     algorithm = str(jwt.get_unverified_header(id_token).get("alg", ""))
