@@ -21,15 +21,8 @@ from redis.sentinel import Sentinel
 
 from .redis_fast import FastReader
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the type only: the config package itself depends on the store
     from .config.redis import RedisSettings
-
-
-def redis_settings(target: RedisSettings | str) -> RedisSettings:
-    """Settings as they are, or those of one server at a URL (tests, tools)."""
-    from .config.redis import RedisSettings  # here: the config package imports the store, which imports this
-
-    return RedisSettings(url=target) if isinstance(target, str) else target
 
 
 def _tls(settings: RedisSettings) -> dict[str, Any]:
@@ -61,13 +54,12 @@ def sentinel_of(settings: RedisSettings, timeout: float) -> Sentinel:
     return Sentinel(list(settings.sentinels), sentinel_kwargs=options)
 
 
-def redis_client(target: RedisSettings | str, *, timeout: float, connect_timeout: float | None = None) -> redis.Redis:
+def redis_client(settings: RedisSettings, *, timeout: float, connect_timeout: float | None = None) -> redis.Redis:
     """A client of the gateway's Redis (of the current master, with Sentinels).
 
     ``timeout`` bounds each command's wait for its answer, ``connect_timeout`` (default: the
     same) each connection attempt.
     """
-    settings = redis_settings(target)
     options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": connect_timeout if connect_timeout is not None else timeout,
@@ -87,9 +79,8 @@ def redis_client(target: RedisSettings | str, *, timeout: float, connect_timeout
     )
 
 
-def fast_reader(target: RedisSettings | str, timeout: float) -> FastReader:
+def fast_reader(settings: RedisSettings, timeout: float) -> FastReader:
     """The lean reader of the hottest path (see :mod:`.redis_fast`), on the same Redis."""
-    settings = redis_settings(target)
     if not settings.sentinels:
         return FastReader(settings.url, timeout, password=settings.password)
     sentinel = sentinel_of(settings, timeout)

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 import redis
 
-from .redis_connect import fast_reader, redis_client, redis_settings
+from .redis_connect import fast_reader, redis_client
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the type only: the config package itself depends on the store
     from .config.redis import RedisSettings
 
 logger = logging.getLogger(__name__)
@@ -51,13 +51,13 @@ def _unavailable(exc: Exception) -> bool:
 class RedisStore:
     def __init__(
         self,
-        target: RedisSettings | str,
+        settings: RedisSettings,
         prefix: str | None = None,
         *,
         timeout: float = 0.5,
         cooldown: float = 1.0,
     ) -> None:
-        self.settings = redis_settings(target)
+        self.settings = settings
         self.display_url = self.settings.display  # for messages and logs: no password
         self.prefix = self.settings.prefix if prefix is None else prefix
         self.timeout = timeout

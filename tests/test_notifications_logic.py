@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from qs_gateway.config import ConfigError, load_settings
+from qs_gateway.config.redis import RedisSettings
 from qs_gateway.notifications import derive
 from qs_gateway.notifications.delivery import TargetDelivery
 from qs_gateway.notifications.derive import State
@@ -310,7 +311,7 @@ def store(redis_port: int, request: pytest.FixtureRequest) -> Iterator[Notificat
     prefix = f"qs_gateway_notify_unit_{request.node.name}"[:100]
     client = redis.Redis(port=redis_port)
     client.delete(*(client.keys(f"{prefix}:*") or [b"none"]))
-    redis_store = RedisStore(f"redis://127.0.0.1:{redis_port}/0", prefix)
+    redis_store = RedisStore(RedisSettings(url=f"redis://127.0.0.1:{redis_port}/0"), prefix)
     client.set(f"{prefix}:ingest:leader", "leader-1")
     yield NotificationStore(redis_store, f"{prefix}:ingest:leader")
     redis_store.close()

@@ -158,7 +158,9 @@ def test_durable_writes_wait_for_the_replica_and_go_on_without_it(replicated_red
 
 def test_a_replica_answering_writes_is_unavailable_not_an_error(replicated_redis):
     # as a demoted master answers until redis-py notices: READONLY is a 503, not a 500
-    store = RedisStore(f"redis://:{PASSWORD}@127.0.0.1:{replicated_redis.replica_port}/0", "readonly")
+    store = RedisStore(
+        RedisSettings(url=f"redis://:{PASSWORD}@127.0.0.1:{replicated_redis.replica_port}/0"), "readonly"
+    )
     with pytest.raises(StoreUnavailable, match="read only replica"):
         store.run(lambda r: r.set("readonly:k", b"v"))
 

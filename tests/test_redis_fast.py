@@ -7,6 +7,7 @@ import threading
 import pytest
 import redis
 
+from qs_gateway.config.redis import RedisSettings
 from qs_gateway.redis_fast import FastReader, pack
 from qs_gateway.redis_store import RedisStore, StoreUnavailable
 from qs_gateway.serving.stack import start_redis
@@ -38,7 +39,7 @@ def test_mget_with_password_and_database(private_redis):
 def test_a_dropped_connection_is_replaced(private_redis):
     process, port = private_redis
     url = f"redis://:s3cret@127.0.0.1:{port}/0"
-    store = RedisStore(url, cooldown=0.0)
+    store = RedisStore(RedisSettings(url=url), cooldown=0.0)
     redis.Redis(port=port, password="s3cret").set("k", b"v")
     assert store.mget(["k"]) == [b"v"]
     redis.Redis(port=port, password="s3cret").client_kill_filter(_type="normal", skipme=True)

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from qs_gateway.auth.server_based import ServerBasedAPIAccessControl, users_from_access_list
+from qs_gateway.config.redis import RedisSettings
 from qs_gateway.extensions import EXTENSION_KEY
 from qs_gateway.redis_store import RedisStore
 from qs_gateway.serving.stack import free_port
@@ -141,7 +142,7 @@ def test_without_redis_each_worker_downloads_for_itself_once_per_period(access_s
     policy = ServerBasedAPIAccessControl(
         instrument="BL99", base_url=f"{access_server.server.url}/api", update_period=60, http_timeout=2
     )
-    policy.share_through(RedisStore(f"redis://127.0.0.1:{free_port()}/0"))  # nothing listens there
+    policy.share_through(RedisStore(RedisSettings(url=f"redis://127.0.0.1:{free_port()}/0")))  # nothing listens there
     try:
         assert policy.get_user_roles("dana") == {"user"}
         time.sleep(2.5)  # two checks of the shared list, both failing: no download before 60 s

@@ -9,6 +9,7 @@ import time
 import pytest
 from bluesky_queueserver_api.console_monitor import _ConsoleMonitor
 
+from qs_gateway.config.redis import RedisSettings
 from qs_gateway.redis_store import RedisStore
 from qs_gateway.streaming.hub import StreamClosed, Subscription
 from qs_gateway.streaming.ingest import Ingester
@@ -68,7 +69,7 @@ class SilentSubscriber:
 
 
 def test_exactly_one_ingester_leads_and_a_successor_takes_over(redis_port):
-    store = RedisStore(f"redis://127.0.0.1:{redis_port}/0", prefix=f"lease_test_{time.time_ns()}")
+    store = RedisStore(RedisSettings(url=f"redis://127.0.0.1:{redis_port}/0"), prefix=f"lease_test_{time.time_ns()}")
     ingesters = [Ingester(store, SilentSubscriber, lease_seconds=0.5) for _ in range(3)]
     for ingester in ingesters:
         ingester.start()
@@ -100,7 +101,9 @@ class OneStatusSubscriber(SilentSubscriber):
 
 @pytest.mark.parametrize("max_age, kept", [(1.5, True), (0.0, False)])
 def test_published_status_is_kept_unless_turned_off(redis_port, max_age, kept):
-    store = RedisStore(f"redis://127.0.0.1:{redis_port}/0", prefix=f"published_test_{time.time_ns()}")
+    store = RedisStore(
+        RedisSettings(url=f"redis://127.0.0.1:{redis_port}/0"), prefix=f"published_test_{time.time_ns()}"
+    )
     ingester = Ingester(store, OneStatusSubscriber, lease_seconds=0.5, status_max_age=max_age)
     ingester.start()
     try:
