@@ -15,6 +15,7 @@ from .extending import load_custom_modules
 from .manager import ManagerClient, StatusCache, TimeoutPolicy
 from .manager.item_state import ItemStates
 from .manager.validation import ItemValidator
+from .metrics import GatewayMetrics
 from .notifications import NotificationStore, Notifier
 from .redis_store import RedisStore
 from .streaming.console import ConsoleLog
@@ -82,8 +83,6 @@ class Services:
         self.custom_modules = load_custom_modules(settings.extensions.custom_modules)
         self.metrics = None
         if settings.http.metrics_enabled:
-            from .metrics import GatewayMetrics
-
             self.metrics = GatewayMetrics()
 
     def open(self) -> None:
