@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import ssl
 from dataclasses import dataclass
@@ -23,45 +22,10 @@ import pytest
 from bluesky_queueserver_api import BPlan
 from bluesky_queueserver_api.http import REManagerAPI
 
-from qs_gateway.serving.stack import ManagedProcess, free_port, start_gateway
+from qs_gateway.serving.proxy import PREFIX, SHIPPED_SITE, start_nginx
+from qs_gateway.serving.stack import free_port, start_gateway
 
-from .support import API_KEY, answers_of_every_worker, self_signed_certificate, wait_for
-
-NGINX_CONF = Path(__file__).parents[1] / "deploy" / "nginx.conf"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-PREFIX = "/qserver"
-
-MAIN_CONF = """\
-{user}
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log {dir}/access.log;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    include {dir}/qs-gateway.conf;
-}}
-"""
-
-
-def render_site(socket_path: Path, port: int, redirect_port: int, cert: Path, key: Path) -> str:
-    text = NGINX_CONF.read_text()
-    replacements = {
-        "server unix:/run/qs-gateway/gateway.sock;": f"server unix:{socket_path};",
-        "listen 443 ssl;": f"listen 127.0.0.1:{port} ssl;",
-        "listen 80;": f"listen 127.0.0.1:{redirect_port};",
-        "/etc/ssl/certs/qs-gateway.pem": str(cert),
-        "/etc/ssl/private/qs-gateway.key": str(key),
-    }
-    for old, new in replacements.items():
-        assert text.count(old) == 1, f"deploy/nginx.conf changed shape: {old!r}"
-        text = text.replace(old, new)
-    return text
+from .support import API_KEY, answers_of_every_worker, wait_for
 
 
 @dataclass
@@ -86,7 +50,6 @@ class Deployment:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory, re_manager):
     workdir = tmp_path_factory.mktemp("deploy")
-    cert, key = self_signed_certificate(workdir)
     socket_path = workdir / "gateway.sock"
     metrics_port = free_port()
     gateway, _ = start_gateway(
@@ -104,21 +67,9 @@ def deployment(tmp_path_factory, re_manager):
         ),
         unix_socket=socket_path,
     )
-    port = free_port()
-    (workdir / "qs-gateway.conf").write_text(render_site(socket_path, port, free_port(), cert, key))
-    user = "user root;" if os.geteuid() == 0 else ""  # workers must reach the socket in the temp dir
-    (workdir / "nginx.conf").write_text(MAIN_CONF.format(user=user, dir=workdir))
-    nginx = ManagedProcess(
-        "nginx",
-        [NGINX, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(workdir / "nginx.conf"),
-         "-g", "daemon off;"],
-        workdir / "nginx.out",
-    ).start()  # fmt: skip
-    url = f"https://localhost:{port}{PREFIX}"
-    trust = ssl.create_default_context(cafile=cert)
-    nginx.wait_until(lambda: httpx.get(f"{url}/healthz", verify=trust).status_code == 200, 15, "proxying")
-    yield Deployment(url, socket_path, f"http://127.0.0.1:{metrics_port}", gateway.log_path, cert, workdir)
-    nginx.stop()
+    proxy = start_nginx(workdir / "nginx", socket_path)
+    yield Deployment(proxy.url, socket_path, f"http://127.0.0.1:{metrics_port}", gateway.log_path, proxy.cert, workdir)
+    proxy.stop()
     gateway.stop()
 
 
@@ -213,7 +164,7 @@ def test_upstream_connections_are_kept_alive(deployment, https):
 
 
 def test_timeouts_allow_ldap_logins():
-    timeouts = re.findall(r"proxy_read_timeout (\d+)(s|h);", NGINX_CONF.read_text())
+    timeouts = re.findall(r"proxy_read_timeout (\d+)(s|h);", SHIPPED_SITE.read_text())
     seconds = [int(n) * (3600 if unit == "h" else 1) for n, unit in timeouts]
     assert min(seconds) > 60  # an LDAP login with a second factor may take 60 s
 
