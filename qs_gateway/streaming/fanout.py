@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import resource
 import selectors
 import socket
 import threading
@@ -36,6 +37,17 @@ Entry = tuple[str, bytes]  # (Redis stream id, JSON data)
 Encoder = Callable[[list[Entry]], bytes]  # entries -> bytes on the wire ("" when none is for this kind)
 
 TICK_SECONDS = 1.0  # heartbeats and deadlines are looked at this often
+
+
+def _allow_many_connections() -> None:
+    """Every stream holds a file descriptor: lift the soft limit (often 1024) to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 16
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            logger.warning("Could not raise the open-files limit from %d: %s", soft, exc)
 
 
 class StreamClosed(Exception):
@@ -183,6 +195,7 @@ class Fanout:
         with self._start_lock:
             if self._thread is not None:
                 return
+            _allow_many_connections()
             self._selector = selectors.DefaultSelector()
             self._wake_in, self._wake_out = socket.socketpair()
             self._wake_in.setblocking(False)
