@@ -32,6 +32,7 @@ from qs_gateway.transport.subscriber import CONSOLE_TOPIC, INFO_TOPIC, Subscribe
 from . import direct
 from .usage import StatusPoller, Watch
 
+REPO = Path(__file__).resolve().parents[1]
 SIZES = (0, 100, 500, 1000)  # 0: the status latency without streams, beside the others
 SUBSCRIBERS_PER_PROCESS = 250
 SETTLE_SECONDS = 2.0  # after the last line, for the last messages to arrive
@@ -103,7 +104,7 @@ def open_subscribers(url: str, api_key: str, cafile: str | None, kinds: tuple[st
         command = [sys.executable, "-m", "bench.subscribers", "--url", url, "--api-key", api_key, "--kinds", spec]
         if cafile:
             command += ["--cafile", cafile]
-        processes.append(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        processes.append(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO))
     return processes
 
 

@@ -158,7 +158,7 @@ class _Handover(Response):
             end_request()
         sink = Sink(hub.queue_length)
         hub.attach(stream, sink, self._protocol, self._first, self._grant)
-        self.response = _thread_held(sink, lambda: hub.release(stream))
+        self.response = _ThreadHeld(sink, lambda: hub.release(stream))
         return super().__call__(environ, start_response)
 
 
@@ -172,17 +172,30 @@ def response_head(response: Response, environ: dict, connection: str) -> bytes:
     return ("\r\n".join((*lines, connection)) + "\r\n\r\n").encode("latin-1")
 
 
-def _thread_held(sink: Sink, release: Callable[[], None]) -> Iterator[bytes]:
-    try:
-        yield b""  # the server sends the head now
+class _ThreadHeld:
+    """The body of a stream served in its request thread: the sink's bytes as they come. The
+    server closes it when the client leaves (or never reads it); that frees the stream."""
+
+    def __init__(self, sink: Sink, release: Callable[[], None]) -> None:
+        self._sink, self._release, self._started = sink, release, False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if not self._started:
+            self._started = True
+            return b""  # the server sends the head now
         while True:
-            data = sink.take(POLL_SECONDS)
+            try:
+                data = self._sink.take(POLL_SECONDS)
+            except StreamClosed:
+                raise StopIteration from None
             if data:
-                yield data
-    except StreamClosed:
-        return
-    finally:
-        release()
+                return data
+
+    def close(self) -> None:
+        self._release()
 
 
 def _serve(
