@@ -58,8 +58,8 @@ def render_site(site: str, socket_path: Path, port: int, redirect_port: int, cer
         "/etc/ssl/private/qs-gateway.key": str(key),
     }
     for old, new in replacements.items():
-        if site.count(old) != 1:
-            raise ValueError(f"deploy/nginx.conf changed shape: {old!r} is not there once")
+        if old not in site:
+            raise ValueError(f"deploy/nginx.conf changed shape: {old!r} is not there")
         site = site.replace(old, new)
     return site
 
