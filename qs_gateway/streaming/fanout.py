@@ -178,8 +178,11 @@ class Fanout:
         """Forget the stream now (its request failed, or its thread-held client left)."""
         self._post(self._finish, stream)
 
-    def shutdown(self, code: int, reason: str) -> None:
-        self._post(self._on_shutdown, code, reason)
+    def shutdown(self, code: int, reason: str) -> threading.Event:
+        """End every stream with its goodbye; the event is set once they are written."""
+        done = threading.Event()
+        self._post(self._on_shutdown, code, reason, done)
+        return done
 
     def _post(self, action: Callable, *args: object) -> None:
         self._start()
@@ -217,6 +220,8 @@ class Fanout:
                     stream = key.data
                     if stream is None:
                         self._drain_wake_ups()
+                        continue
+                    if stream.finished:  # by an earlier event of this round
                         continue
                     if mask & selectors.EVENT_WRITE:
                         self._flush(stream)
@@ -300,14 +305,16 @@ class Fanout:
         self._send(stream, stream.protocol.goodbye(code, reason))
         self._close_after_output(stream)
 
-    def _on_shutdown(self, code: int, reason: str) -> None:
+    def _on_shutdown(self, code: int, reason: str, done: threading.Event) -> None:
         """The worker stops: every stream gets its goodbye now, and the thread ends."""
         for stream in tuple(self._streams):
             if stream.connection is not None and stream.closing_until is None:
                 self._send(stream, stream.protocol.goodbye(code, reason))
-                self._flush(stream)
+                if not stream.finished:
+                    self._flush(stream)
             self._finish(stream)
         self._stopped = True
+        done.set()
 
     def _send(self, stream: Stream, data: bytes) -> None:
         if not data or stream.finished:

@@ -131,7 +131,8 @@ class StreamHub:
             return
         self._shutting_down.set()
         if self._streams:
-            self.fanout.shutdown(CLOSE_GOING_AWAY, "The server is shutting down")
+            # briefly: the clients are told before the process goes (they reconnect elsewhere)
+            self.fanout.shutdown(CLOSE_GOING_AWAY, "The server is shutting down").wait(1.0)
 
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
         return StoreUnavailable(f"Redis at {self.redis_url} did not answer: {exc}")
