@@ -264,7 +264,7 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], list[streams.StreamRow
             streams.open_environment(ports.control_address)
             stream_rows += streams.gateway_rows(workdir, env, ports, redis_port, API_KEY, args)
         if args.reference:
-            reference, reference_url = start_reference(workdir, Path(args.reference), ports)
+            reference, reference_url = start_reference(workdir, Path(args.reference).resolve(), ports)
             processes.append(reference)
             if args.only != "streams":
                 print("bluesky-httpserver ...", file=sys.stderr)

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 Entry = tuple[str, bytes]  # (Redis stream id, JSON data)
 Encoder = Callable[[list[Entry]], bytes]  # entries -> bytes on the wire ("" when none is for this kind)
 
-TICK_SECONDS = 1.0  # heartbeats and deadlines are looked at this often
+TICK_SECONDS = 1.0  # heartbeats and deadlines are looked at this often (more often for short heartbeats)
 
 
 def _allow_many_connections() -> None:
@@ -140,6 +140,7 @@ class Fanout:
     ) -> None:
         self.queue_length = max(queue_length, 2)  # room for a partly written piece and the next
         self.heartbeat_seconds = heartbeat_seconds
+        self.tick_seconds = min(TICK_SECONDS, max(0.05, heartbeat_seconds / 10))
         self.attach_seconds = attach_seconds
         self.linger_seconds = linger_seconds
         self._on_finished = on_finished
@@ -211,7 +212,7 @@ class Fanout:
     # -- the fan-out thread --------------------------------------------------------------------
 
     def _run(self) -> None:
-        next_tick = time.monotonic() + TICK_SECONDS
+        next_tick = time.monotonic() + self.tick_seconds
         while not self._stopped:
             try:
                 ready = self._selector.select(max(0.0, next_tick - time.monotonic()))
@@ -232,7 +233,7 @@ class Fanout:
                     action(*args)
                 if self._now >= next_tick:
                     self._tick()
-                    next_tick = self._now + TICK_SECONDS
+                    next_tick = self._now + self.tick_seconds
             except Exception:
                 logger.exception("The stream fan-out failed; it goes on")
 
