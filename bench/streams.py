@@ -85,12 +85,12 @@ class Published(threading.Thread):
     def between(self, start: float, end: float) -> dict[str, list[float]]:
         """The times of console messages and of statuses published in [start, end]."""
         console = [t for topic, t, _ in self.messages if topic == CONSOLE_TOPIC and start <= t <= end]
-        status = [
-            t for topic, t, m in self.messages
-            if topic == INFO_TOPIC and isinstance(m.get("msg"), dict) and isinstance(m["msg"].get("status"), dict)
-            and start <= t <= end
-        ]  # fmt: skip
+        status = [t for topic, t, m in self.messages if topic == INFO_TOPIC and _is_status(m) and start <= t <= end]
         return {"console": console, "status": status}
+
+
+def _is_status(message: dict) -> bool:
+    return isinstance(message.get("msg"), dict) and isinstance(message["msg"].get("status"), dict)
 
 
 def open_subscribers(url: str, api_key: str, cafile: str | None, kinds: tuple[str, ...], total: int) -> list:
@@ -145,12 +145,13 @@ class Delivery:
     expected: int = 0
     in_order: int = 0  # subscribers that got every message, in order, once
     latencies: dict[str, list[float]] = field(default_factory=dict)  # ms, by kind
+    from_redis: list[float] = field(default_factory=list)  # ms after the message was in Redis (gateway only)
     console_rate: float = 0.0  # lines a second RE Manager printed
 
 
 def deliver(
     url: str, api_key: str, cafile: str | None, ports: ManagerPorts, kinds: tuple[str, ...], total: int,
-    seconds: float, rate: float, *, redis_client: redis.Redis | None = None, info_key: str | None = None,
+    seconds: float, rate: float, *, redis_client: redis.Redis | None = None, redis_prefix: str | None = None,
     window: contextlib.AbstractContextManager | None = None,
 ) -> Delivery:  # fmt: skip
     """Open ``total`` subscribers of ``kinds`` at ``url``, let RE Manager print ``rate`` lines a second
@@ -186,7 +187,7 @@ def deliver(
         published.stop()
     expected = published.between(start, end)
     delivery.console_rate = len(expected["console"]) / (end - start)
-    ids = _id_times(redis_client, info_key) if redis_client is not None else {}
+    ids, stored = _stream_times(redis_client, redis_prefix) if redis_client is not None else ({}, {})
     for subscriber in results:
         if subscriber["status"] not in (101, 200):
             continue
@@ -199,6 +200,8 @@ def deliver(
             if sent in wanted_set:
                 got.append(sent)
                 latencies.append((arrived - sent) * 1000)
+                if sent in stored:
+                    delivery.from_redis.append((arrived - stored[sent]) * 1000)
         delivery.expected += len(wanted)
         delivery.received += len(set(got))
         delivery.in_order += got == wanted
@@ -208,12 +211,12 @@ def deliver(
 def measure_once(
     name: str, url: str, api_key: str, cafile: str | None, server_pid: int, ports: ManagerPorts,
     kinds: tuple[str, ...], total: int, args: argparse.Namespace, proxy_pid: int | None = None,
-    redis_client: redis.Redis | None = None, info_key: str | None = None,
+    redis_client: redis.Redis | None = None, redis_prefix: str | None = None,
 ) -> StreamRow:  # fmt: skip
     poller = StatusPoller(f"{url}/api/status", api_key, cafile, args.stream_seconds + SETTLE_SECONDS)
     watch = Watch(server_pid, {"nginx": proxy_pid} if proxy_pid else {}, poller)
     delivery = deliver(url, api_key, cafile, ports, kinds, total, args.stream_seconds, args.console_rate,
-                       redis_client=redis_client, info_key=info_key, window=watch)  # fmt: skip
+                       redis_client=redis_client, redis_prefix=redis_prefix, window=watch)  # fmt: skip
     row = StreamRow(name, total, "+".join(kinds), delivery.connected, delivery.refused, delivery.received,
                     delivery.expected, delivery.in_order, console_rate=delivery.console_rate)  # fmt: skip
     row.cpu_percent, row.rss_mb, row.status_p99 = watch.server.cpu_percent, watch.server.worker_peaks(), poller.p99()
@@ -221,6 +224,8 @@ def measure_once(
     if everything:
         row.p50, row.p99 = _percentile(everything, 0.5), _percentile(everything, 0.99)
     notes = [f"{kind} p99 {_ms(_percentile(lat, 0.99))}" for kind, lat in delivery.latencies.items() if lat]
+    if delivery.from_redis:
+        notes.append(f"from Redis to the client p99 {_ms(_percentile(delivery.from_redis, 0.99))}")
     notes += [f"CPU of {name} {percent:.0f}%" for name, percent in watch.other_cpu.items()]
     row.note = "; ".join(notes)
     return row
@@ -231,14 +236,17 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[max(0, int(len(ordered) * fraction + 0.5) - 1)]
 
 
-def _id_times(client: redis.Redis, key: str) -> dict[str, float]:
-    """Redis stream id -> the time RE Manager stamped on the status (Server-Sent Events carry the id)."""
-    times = {}
-    for entry_id, fields in client.xrange(key):
-        message = json.loads(fields[b"data"])
-        if isinstance(message.get("msg"), dict) and isinstance(message["msg"].get("status"), dict):
-            times[entry_id.decode()] = message["time"]
-    return times
+def _stream_times(client: redis.Redis, prefix: str) -> tuple[dict[str, float], dict[float, float]]:
+    """From the gateway's Redis streams: status id -> the time RE Manager stamped (Server-Sent
+    Events carry the id), and stamped time -> when the message was stored (the id's milliseconds)."""
+    ids, stored = {}, {}
+    for name in ("console", "info"):
+        for entry_id, fields in client.xrange(f"{prefix}:{name}:stream"):
+            message = json.loads(fields[b"data"])
+            stored[message["time"]] = int(entry_id.split(b"-")[0]) / 1000
+            if name == "info" and _is_status(message):
+                ids[entry_id.decode()] = message["time"]
+    return ids, stored
 
 
 def gateway_rows(
@@ -252,13 +260,13 @@ def gateway_rows(
         proxy = start_nginx(workdir / "nginx", socket_path, worker_processes="auto", worker_connections=4096,
                             access_log=False)  # fmt: skip
         client = redis.Redis(port=redis_port)
-        info_key = f"{env.get('QS_GATEWAY_REDIS_PREFIX', 'qs_gateway')}:info:stream"
+        prefix = env.get("QS_GATEWAY_REDIS_PREFIX", "qs_gateway")
         rows = []
         for total in args.stream_sizes:
             print(f"gateway, {total} subscribers ...", file=sys.stderr)
             rows.append(measure_once(
                 "gateway (nginx + gunicorn)", proxy.url, api_key, str(proxy.cert), gateway.pid, ports, GATEWAY_MIX,
-                total, args, proxy_pid=proxy.process.pid, redis_client=client, info_key=info_key,
+                total, args, proxy_pid=proxy.process.pid, redis_client=client, redis_prefix=prefix,
             ))  # fmt: skip
         return rows
     finally:

@@ -162,7 +162,7 @@ def test_many_subscribers_through_nginx_each_get_every_message_in_order(behind_n
     proxy, prefix = behind_nginx
     delivery = deliver(
         proxy.url, API_KEY, str(proxy.cert), re_manager.ports, GATEWAY_MIX, 80, seconds=3, rate=10,
-        redis_client=redis.Redis(port=re_manager.redis_port), info_key=f"{prefix}:info:stream",
+        redis_client=redis.Redis(port=re_manager.redis_port), redis_prefix=prefix,
     )  # fmt: skip
     assert delivery.connected == 80 and not delivery.refused
     assert delivery.expected >= 80 * 2  # console lines and statuses, for each subscriber
