@@ -133,7 +133,7 @@ def serve_websocket(scope: str, key: str, kind: str, accept: Callable[[bytes], b
     if request.headers.get("Sec-WebSocket-Version") != "13" or not valid_websocket_key(client_key):
         raise BadRequest("A websocket handshake needs Sec-WebSocket-Version: 13 and a valid Sec-WebSocket-Key")
     if not can_take(request.environ):
-        raise BadRequest("Websockets are served under gunicorn only")
+        raise BadRequest("Websockets need a server that hands its connections over: gunicorn, without TLS of its own")
     stream = open_stream(key, kind, websocket_encoder(accept))  # 503 before the handshake when full
     return _Handshake(stream, websocket_accept(client_key), credentials, where, scope)
 
