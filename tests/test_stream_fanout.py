@@ -7,7 +7,8 @@ import socket
 import pytest
 from websockets.frames import Close, Frame, Opcode
 
-from qs_gateway.streaming.fanout import Fanout, Sink, Stream, StreamClosed
+from qs_gateway.streaming.fanout import Fanout
+from qs_gateway.streaming.stream import Sink, Stream, StreamClosed
 from qs_gateway.streaming.wire import END_OF_CHUNKS, HttpStream, WebSocketStream, chunk
 
 from .support import wait_for

@@ -30,8 +30,8 @@ from ..auth.authenticator import Authenticator
 from ..exceptions import BadRequest, ServiceUnavailable, Unauthorized
 from ..extensions import services
 from ..redis_store import StoreUnavailable
-from ..streaming.fanout import Encoder, Entry, Sink, Stream, StreamClosed
 from ..streaming.hub import TooManyStreams
+from ..streaming.stream import Encoder, Entry, Sink, Stream, StreamClosed
 from ..streaming.takeover import can_take, end_request, take
 from ..streaming.wire import HttpStream, chunk
 

@@ -34,8 +34,8 @@ from wsproto.events import CloseConnection, Ping, TextMessage
 from ..auth import Credentials, Principal
 from ..exceptions import BadRequest, Unauthorized
 from ..extensions import services
-from ..streaming.fanout import Encoder, Entry, Stream
 from ..streaming.hub import RECHECK_SECONDS
+from ..streaming.stream import Encoder, Entry, Stream
 from ..streaming.takeover import can_take, end_request, take
 from ..streaming.wire import (
     CLOSE_INVALID_CREDENTIALS,

@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable
 import redis
 
 from ..redis_store import StoreUnavailable
-from .fanout import Encoder, Entry, Fanout, Grant, Sink, Stream, StreamClosed, WireProtocol
+from .fanout import Fanout
 from .keys import format_id, parse_id
+from .stream import Encoder, Entry, Grant, Sink, Stream, StreamClosed, WireProtocol
 from .wire import CLOSE_GOING_AWAY, CLOSE_INVALID_CREDENTIALS
 
 logger = logging.getLogger(__name__)
