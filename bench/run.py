@@ -32,7 +32,7 @@ from qs_gateway.serving.stack import (
 from . import direct, streams, wrk
 from .usage import ProcessUsage
 
-API_KEY = "BENCHKEY"
+API_KEY = "BenchmarkKeyOfTheGateway20261202xyz"  # 32+ letters and digits: shorter keys are refused
 HEADERS = {"Authorization": f"ApiKey {API_KEY}"}
 ITEM = {"item_type": "plan", "name": "count", "args": [["det1", "det2"]]}
 REPO = Path(__file__).resolve().parents[1]

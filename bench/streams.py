@@ -24,7 +24,7 @@ from pathlib import Path
 
 import redis
 
-from qs_gateway.serving.proxy import start_nginx
+from qs_gateway.serving.proxy import behind_nginx
 from qs_gateway.serving.stack import ManagedProcess, ManagerPorts, start_gateway
 from qs_gateway.transport import Codec
 from qs_gateway.transport.subscriber import CONSOLE_TOPIC, INFO_TOPIC, Subscriber
@@ -257,8 +257,7 @@ def gateway_rows(
                                log_name="gateway-streams.log")  # fmt: skip
     proxy = None
     try:
-        proxy = start_nginx(workdir / "nginx", socket_path, worker_processes="auto", worker_connections=4096,
-                            access_log=False)  # fmt: skip
+        proxy = behind_nginx(workdir / "nginx", socket_path, worker_processes="auto")
         client = redis.Redis(port=redis_port)
         prefix = env.get("QS_GATEWAY_REDIS_PREFIX", "qs_gateway")
         rows = []

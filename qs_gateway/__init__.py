@@ -1,11 +1,7 @@
-"""qs-gateway: an HTTP gateway to the Bluesky Queue Server's RE Manager."""
+"""qs-gateway: an HTTP gateway to the Bluesky Queue Server's RE Manager.
 
-from __future__ import annotations
+The application factory is :func:`qs_gateway.app.create_app`; gunicorn is configured by
+:mod:`qs_gateway.serving.gunicorn_config`.
+"""
 
 __version__ = "0.1.0"
-
-
-def create_app(*args, **kwargs):  # noqa: ANN001, ANN201 - thin re-export that keeps imports lazy
-    from .app import create_app as _create_app
-
-    return _create_app(*args, **kwargs)

@@ -100,6 +100,17 @@ class UnreadableBody(ApiError):
     description = "The body is not a JSON object (or not the form the endpoint reads)."
 
 
+class TooManyRequests(ApiError):
+    status = 429
+    description = (
+        "Too many failed logins for this user name or from this client address, or too many failed "
+        "credential checks from this address; `Retry-After` says when to try again."
+    )
+
+    def __init__(self, detail: str, retry_seconds: float) -> None:
+        super().__init__(detail, headers=retry_after(retry_seconds))
+
+
 class BadGateway(ApiError):
     status = 502
     description = "RE Manager's reply could not be read (not JSON or msgpack of the configured encoding)."

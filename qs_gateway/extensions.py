@@ -32,7 +32,7 @@ class Services:
         self.settings = settings
         manager, streams = settings.manager, settings.streams
         self.gzip_min_bytes = settings.http.gzip_min_bytes
-        self.store = RedisStore(settings.redis.url, settings.redis.prefix)
+        self.store = RedisStore(settings.redis)
         self.pool = SocketPool(
             settings.zmq.control_address,
             size=manager.pool_size,
@@ -52,11 +52,11 @@ class Services:
         )
         self.item_validator = ItemValidator(self.manager)
         self.item_states = ItemStates(self.manager)
-        self.auth, self.accounts = build_authenticator(settings.auth, self.store)
+        self.auth, self.accounts = build_authenticator(settings.auth, self.store, settings.auth_limits)
         self.console = ConsoleLog(self.store)
         self.stream_keys = StreamKeys.of(self.store)
         self.hub = StreamHub(
-            settings.redis.url,
+            settings.redis,
             max_streams=streams.stream_limit,
             queue_length=streams.stream_queue_length,
             heartbeat_seconds=streams.sse_heartbeat_seconds,

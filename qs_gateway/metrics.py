@@ -27,7 +27,10 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 class GatewayMetrics:
     def __init__(self) -> None:
-        # Imported here: only workers that collect metrics load prometheus_client.
+        # Imported here, not with this module: prometheus_client chooses between per-process and
+        # shared (file-backed) values when it is first imported, from PROMETHEUS_MULTIPROC_DIR,
+        # which gunicorn's master sets only at start-up (and only workers that collect metrics
+        # need the library at all).
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.multiprocess_dir = os.environ.get(MULTIPROCESS_DIR_ENV) or None

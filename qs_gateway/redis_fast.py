@@ -3,7 +3,9 @@
 ``GET /api/status`` asks Redis one MGET per request. redis-py spends more CPU on that than the
 rest of the request's own work (connection pool, command packing, response handling), so this
 path sends a pre-packed command on a socket owned by the calling thread and parses the answer
-with hiredis. Everything else uses redis-py. TLS URLs (``rediss://``) are left to redis-py.
+with hiredis. Everything else uses redis-py. TLS URLs (``rediss://``) are left to redis-py. With
+Sentinels, each new connection goes to the master they name (a dead one's connections fail, and
+their replacements find the new master).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import hiredis
@@ -28,16 +30,29 @@ def pack(*args: str | bytes) -> bytes:
 
 
 class FastReader:
-    def __init__(self, url: str, timeout: float) -> None:
+    """Reads on the Redis at ``url``, or, if ``locate`` is given, at the address it returns for
+    each new connection (the current master, with Sentinels). ``password`` is used if the URL
+    has none."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float,
+        *,
+        password: str = "",
+        locate: Callable[[], tuple[str, int]] | None = None,
+    ) -> None:
         kwargs = redis.ConnectionPool.from_url(url).connection_kwargs
         self.usable = not url.startswith("rediss://")
-        self.path = kwargs.get("path")
-        self.address = (kwargs.get("host", "localhost"), int(kwargs.get("port", 6379)))
+        self.path = None if locate is not None else kwargs.get("path")
+        address = (kwargs.get("host", "localhost"), int(kwargs.get("port", 6379)))
+        self.locate = locate or (lambda: address)
         self.timeout = timeout
         self.handshake: list[bytes] = []
-        if kwargs.get("password"):
+        password = kwargs.get("password") or password
+        if password:
             username = kwargs.get("username")
-            auth = ("AUTH", username, kwargs["password"]) if username else ("AUTH", kwargs["password"])
+            auth = ("AUTH", username, password) if username else ("AUTH", password)
             self.handshake.append(pack(*auth))
         if int(kwargs.get("db") or 0):
             self.handshake.append(pack("SELECT", str(kwargs["db"])))
@@ -49,7 +64,7 @@ class FastReader:
             sock.settimeout(self.timeout)
             sock.connect(self.path)
         else:
-            sock = socket.create_connection(self.address, timeout=self.timeout)
+            sock = socket.create_connection(self.locate(), timeout=self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         reader = hiredis.Reader()
         connection = (sock, reader)

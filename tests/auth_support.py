@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from qs_gateway.extensions import EXTENSION_KEY
+
 from .support import make_app
 
 # bluesky-httpserver's test users (provider "toy"), with one user per default role
@@ -38,6 +40,7 @@ TOY_PROVIDER = {
     "args": {"users_to_passwords": PASSWORDS},
 }  # spelled out: it is also an example of a configuration entry
 
+
 def provider(name: str, authenticator: str, **args: Any) -> dict:
     """One entry of ``authentication.providers``, with bluesky-httpserver's import path."""
     return {"provider": name, "authenticator": f"bluesky_httpserver.authenticators:{authenticator}", "args": args}
@@ -60,7 +63,8 @@ def auth_config(
             args["roles"] = roles
         api_access = {"policy": "bluesky_httpserver.authorization:DictionaryAPIAccessControl", "args": args}
     return {
-        "authentication": {"allow_anonymous_access": anonymous, "providers": providers, **auth},
+        # a copy: a test that edits its configuration must not edit TOY_PROVIDER for the tests after it
+        "authentication": {"allow_anonymous_access": anonymous, "providers": copy.deepcopy(providers), **auth},
         "api_access": api_access,
     }
 
@@ -96,6 +100,27 @@ def configured_app(manager: Any, directory: Path, config: dict, **env: str) -> I
         app.extensions[EXTENSION_KEY].close()
 
 
+@contextmanager
+def app_builder(directory: Path, manager: Any) -> Iterator[Any]:
+    """``build(config=None, **env)``: gateways in-process, each with a Redis prefix of its own
+    unless given one; all closed at the end."""
+    apps = []
+
+    def build(config: dict | None = None, **env: str) -> Any:
+        if config is not None:
+            env["QSERVER_HTTP_SERVER_CONFIG"] = write_config(directory, config)
+        env.setdefault("QS_GATEWAY_REDIS_PREFIX", private_prefix())
+        app = make_app(manager, **env)
+        apps.append(app)
+        return app
+
+    try:
+        yield build
+    finally:
+        for app in apps:
+            app.extensions[EXTENSION_KEY].close()
+
+
 def login(client: Any, username: str, password: str | None = None, provider: str = "toy") -> dict:
     response = client.post(
         f"/api/auth/provider/{provider}/token",
@@ -124,7 +149,7 @@ def sample_path(app: Any, rule: Any) -> str:
 
 class JsonServer:
     """A small HTTP server in a thread of the test: ``handle(method, path, body)`` returns
-    (status, JSON-able answer). Stands in for an access server or an identity provider."""
+    (status, JSON-able answer[, headers]). Stands in for an access server or an identity provider."""
 
     def __init__(self, handle: Any) -> None:
         import http.server
@@ -138,9 +163,11 @@ class JsonServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode() if length else ""
                 outer.requests.append((self.command, self.path, body))
-                status, answer = outer.handle(self.command, self.path, body)
+                status, answer, *headers = outer.handle(self.command, self.path, body)
                 data = json.dumps(answer).encode()
                 self.send_response(status)
+                for name, value in (headers[0] if headers else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

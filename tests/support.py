@@ -18,7 +18,8 @@ from qs_gateway.config import load_settings
 from qs_gateway.serving.proxy import self_signed_certificate  # noqa: F401 - the tests take it from here
 from qs_gateway.serving.stack import ManagedProcess, ManagerPorts
 
-API_KEY = "TESTAPIKEY"
+# At least 32 letters and digits: a shorter single-user key is warned about, under 16 refused.
+API_KEY = "TestApiKeyOfTheGatewaySuite20261125"
 
 PLAN_COUNT = {"item_type": "plan", "name": "count", "args": [["det1", "det2"]]}
 # About five seconds: long enough to pause, resume and stop while it runs.

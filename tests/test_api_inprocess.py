@@ -92,6 +92,18 @@ def test_queue_items_add_get_move_update_remove(client, manager_idle):
     assert client.post("/api/queue/clear").get_json()["success"] is True
 
 
+def test_an_item_by_uid_in_the_path_as_newer_web_clients_read_it(client, manager_idle):
+    added = client.post("/api/queue/item/add", json={"item": plan(num=1)}).get_json()["item"]
+    by_path = client.get(f"/api/queue/item/{added['item_uid']}")
+    assert by_path.status_code == 200
+    assert by_path.get_json() == client.get("/api/queue/item/get", json={"uid": added["item_uid"]}).get_json()
+    missing = client.get("/api/queue/item/not-a-uid").get_json()
+    assert missing["success"] is False and missing["msg"].startswith("Failed to get an item: ")
+    # the names of the endpoints beside it are not uids
+    for name in ("add", "remove", "move", "update", "execute", "validate"):
+        assert client.get(f"/api/queue/item/{name}").status_code == 405, name
+
+
 def test_refusals_of_re_manager_are_200_with_success_false(client, manager_idle):
     # Pass-through: without an item the payload goes to RE Manager, which explains.
     body = client.post("/api/queue/item/add", json={}).get_json()

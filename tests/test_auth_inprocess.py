@@ -16,33 +16,22 @@ from .auth_support import (
     PASSWORDS,
     ROLES,
     api_key_header,
+    app_builder,
     bearer,
     login,
     private_prefix,
     sample_path,
     toy_config,
-    write_config,
 )
-from .support import API_KEY, make_app, plan, wait_for
+from .support import API_KEY, plan, wait_for
 
 NOT_ENOUGH = "Not enough permissions"
 
 
 @pytest.fixture
 def build_app(tmp_path, re_manager):
-    apps = []
-
-    def build(config: dict | None = None, **env: str):
-        if config is not None:
-            env["QSERVER_HTTP_SERVER_CONFIG"] = write_config(tmp_path, config)
-        env.setdefault("QS_GATEWAY_REDIS_PREFIX", private_prefix())
-        app = make_app(re_manager, **env)
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        app.extensions[EXTENSION_KEY].close()
+    with app_builder(tmp_path, re_manager) as build:
+        yield build
 
 
 @pytest.fixture
@@ -124,7 +113,11 @@ def test_refresh_gives_new_tokens_for_the_same_session_and_revoke_ends_it(toy):
     assert toy.delete("/api/auth/session/revoke/not-a-uuid", headers=bearer(other)).status_code == 404
     revoked = toy.delete(f"/api/auth/session/revoke/{session_id.replace('-', '')}", headers=bearer(body))
     assert revoked.get_json() == {"success": True, "msg": ""}
-    assert toy.get("/api/auth/whoami", headers=bearer(body)).get_json()["sessions"][0]["revoked"] is True
+    # the session's access tokens stop working too (at once on the worker that revoked it)
+    refused = toy.get("/api/auth/whoami", headers=bearer(body))
+    assert refused.status_code == 401 and refused.get_json()["detail"] == "Session has expired. Please re-authenticate."
+    sessions = toy.get("/api/auth/whoami", headers=bearer(login(toy, "alice"))).get_json()["sessions"]
+    assert [s["revoked"] for s in sessions if s["uuid"] == session_id] == [True]
 
     again = toy.post("/api/auth/session/refresh", json={"refresh_token": body["refresh_token"]})
     assert again.status_code == 401
@@ -196,11 +189,12 @@ K0, K1 = "k0" * 16, "k1" * 16
 
 def test_secret_keys_from_the_environment(build_app):
     config = toy_config()
-    first = build_app(config, QSERVER_HTTP_SERVER_SERVER_SECRET_KEYS=f"{K1};{K0}").test_client()
-    tokens = login(first, "tom")
-    second = build_app(config, QSERVER_HTTP_SERVER_SERVER_SECRET_KEYS=K0).test_client()
+    prefix = private_prefix()  # the token's session must be where the other gateways look
+    first = build_app(config, QSERVER_HTTP_SERVER_SERVER_SECRET_KEYS=f"{K1};{K0}", QS_GATEWAY_REDIS_PREFIX=prefix)
+    tokens = login(first.test_client(), "tom")
+    second = build_app(config, QSERVER_HTTP_SERVER_SERVER_SECRET_KEYS=K0, QS_GATEWAY_REDIS_PREFIX=prefix).test_client()
     assert second.get("/api/status", headers=bearer(tokens)).status_code == 401
-    third = build_app(config, QSERVER_HTTP_SERVER_SERVER_SECRET_KEYS=K1).test_client()
+    third = build_app(config, QSERVER_HTTP_SERVER_SERVER_SECRET_KEYS=K1, QS_GATEWAY_REDIS_PREFIX=prefix).test_client()
     assert third.get("/api/status", headers=bearer(tokens)).status_code == 200
 
 
@@ -435,6 +429,7 @@ PUBLIC_ROUTES = {
     ("POST", "/api/auth/session/refresh"),
     ("GET", "/api/auth/scopes"),
     ("POST", "/api/auth/logout"),
+    ("GET", "/api/auth/providers"),
 }
 
 

@@ -18,7 +18,6 @@ from qs_gateway.auth.policies import (
     DictionaryAPIAccessControl,
     build_roles,
 )
-from qs_gateway.auth.principal import Principal
 from qs_gateway.auth.providers import Provider, build_providers
 from qs_gateway.auth.providers.dictionary import DictionaryAuthenticator, check_password
 from qs_gateway.auth.providers.ldap import LDAPAuthenticator
@@ -172,7 +171,7 @@ def _tokens(*keys: str, access: float = 900) -> Tokens:
 
 def test_tokens_claims_rotation_and_refusals():
     new, old = "n" * 32, "o" * 32
-    token = _tokens(old).access_token("abc", {"read:status"}, [("toy", "bob")])
+    token = _tokens(old).access_token("abc", {"read:status"}, [("toy", "bob")], SESSION)
     claims = _tokens(new, old).decode(token, "access")
     assert (
         claims["sub"] == "abc" and claims["ids"] == [{"id": "bob", "idp": "toy"}] and claims["scp"] == ["read:status"]
@@ -183,9 +182,34 @@ def test_tokens_claims_rotation_and_refusals():
         _tokens(old).decode(token, "refresh")
     with pytest.raises(TokenInvalid):
         _tokens(old).decode("garbage", "access")
-    expired = jwt.encode({"type": "access", "exp": int(time.time()) - 5}, old, algorithm="HS256")
+    expired = jwt.encode({**claims, "exp": int(time.time()) - 5}, old, algorithm="HS256")
     with pytest.raises(TokenExpired):
         _tokens(new, old).decode(expired, "access")
+
+
+SESSION = "0123456789abcdef0123456789abcdef"
+
+
+def test_tokens_name_their_session_and_are_unique_and_checked_for_issuer_and_audience():
+    tokens = _tokens("k" * 32)
+    access = tokens.decode(tokens.access_token("abc", {"read:status"}, [("toy", "bob")], SESSION), "access")
+    refresh = tokens.decode(tokens.refresh_token(SESSION, "the-token-id"), "refresh")
+    for claims in (access, refresh):
+        assert claims["sid"] == SESSION and claims["iss"] == "qs-gateway" and claims["aud"] == "qs-gateway"
+        assert abs(claims["iat"] - time.time()) < 60 and claims["exp"] > claims["iat"]
+    assert refresh["jti"] == "the-token-id"
+    # issued in the same second, for the same session: still different tokens
+    twins = {tokens.access_token("abc", set(), [], SESSION) for _ in range(3)}
+    assert len(twins) == 3
+    assert len({tokens.decode(t, "access")["jti"] for t in twins}) == 3
+
+    good = {**access}
+    for changed in ({"iss": "tiled"}, {"aud": "somewhere-else"}, {"sid": None}, {"jti": None}, {"iat": None}):
+        claims = {name: value for name, value in {**good, **changed}.items() if value is not None}
+        forged = jwt.encode(claims, "k" * 32, algorithm="HS256")  # the right key: only the claims are wrong
+        with pytest.raises(TokenInvalid):
+            tokens.decode(forged, "access")
+    assert tokens.decode(jwt.encode(good, "k" * 32, algorithm="HS256"), "access") == good
 
 
 def test_without_configured_keys_the_shared_key_is_fetched_once():
@@ -205,23 +229,27 @@ def test_key_scopes_are_the_stored_ones_within_the_principals():
     assert key_scopes([], principal) == frozenset()
 
 
-def _issuer(scopes: set[str], key_scopes: tuple[str, ...] | None = None) -> Principal:
-    return Principal(
-        "u", "u", "primary", scopes=frozenset(scopes), method="api_key", uuid="x", api_key_scopes=key_scopes
-    )
-
-
 def test_new_key_scopes_follow_the_reference_rules():
-    token_user = _issuer({"read:status", "read:queue", "user:apikeys"})
-    assert Accounts.scopes_for_new_key(token_user, None) == ["inherit"]
-    assert Accounts.scopes_for_new_key(token_user, ["inherit", "read:status"]) == ["inherit"]
-    assert Accounts.scopes_for_new_key(token_user, ["read:queue"]) == ["read:queue"]
+    user = frozenset({"read:status", "read:queue", "user:apikeys"})
+    assert Accounts.scopes_for_new_key(user, None, None) == ["inherit"]  # made with a token
+    assert Accounts.scopes_for_new_key(user, ("inherit",), ["inherit", "read:status"]) == ["inherit"]
+    assert Accounts.scopes_for_new_key(user, None, ["read:queue"]) == ["read:queue"]
     with pytest.raises(BadRequest, match=r"Requested scopes \['write:config'\] must be a subset"):
-        Accounts.scopes_for_new_key(token_user, ["write:config"])
-    fixed_key = _issuer({"read:status", "user:apikeys"}, ("read:status", "user:apikeys"))
-    assert Accounts.scopes_for_new_key(fixed_key, None) == ["read:status", "user:apikeys"]
+        Accounts.scopes_for_new_key(user, None, ["write:config"])
+    fixed = ("read:status", "user:apikeys")
+    assert Accounts.scopes_for_new_key(user, fixed, None) == ["read:status", "user:apikeys"]
+    assert Accounts.scopes_for_new_key(user, fixed, ["inherit"]) == ["read:status", "user:apikeys"]
     with pytest.raises(BadRequest):
-        Accounts.scopes_for_new_key(fixed_key, ["read:queue"])
+        Accounts.scopes_for_new_key(user, fixed, ["read:queue"])
+
+
+def test_a_key_made_with_a_fixed_scope_key_is_bounded_by_it_whoever_it_is_for():
+    admins_key = ("admin:apikeys", "user:apikeys")  # what an administrator's narrow key may do
+    others = frozenset({"read:status", "read:queue", "write:queue:edit", "user:apikeys"})
+    # "inherit" means the key's scopes, within the owner's
+    assert Accounts.scopes_for_new_key(others, admins_key, None) == ["user:apikeys"]
+    with pytest.raises(BadRequest, match=r"allowed principal's scopes \['user:apikeys'\]"):
+        Accounts.scopes_for_new_key(others, admins_key, ["read:queue"])
 
 
 # -- PAM (unit tests only: a real login would need an account and its password on this host) ------

@@ -29,7 +29,7 @@ def test_environment_and_deprecated_fallbacks(caplog):
             "QSERVER_ZMQ_ADDRESS": "tcp://old:1",
             "QSERVER_ZMQ_ADDRESS_CONSOLE": "tcp://old:2",
             "QSERVER_HTTP_SERVER_ALLOW_ANONYMOUS_ACCESS": "1",
-            "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": "abc123",
+            "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": "abc123abc123abc123abc123abc123ab",
             "QSERVER_HTTP_SERVER_ALLOW_ORIGINS": "http://a http://b",
             "QS_GATEWAY_POOL_SIZE": "7",
             "QS_GATEWAY_METHOD_TIMEOUTS": "plans_existing=5, devices_existing=6.5",
@@ -39,7 +39,7 @@ def test_environment_and_deprecated_fallbacks(caplog):
     assert settings.zmq.info_address == "tcp://old:2"
     assert "deprecated" in caplog.text
     assert settings.auth.allow_anonymous_access is True
-    assert settings.auth.single_user_api_key == "abc123"
+    assert settings.auth.single_user_api_key == "abc123abc123abc123abc123abc123ab"
     assert settings.browser.allow_origins == ("http://a", "http://b")
     assert settings.manager.pool_size == 7
     assert settings.manager.method_timeouts == {"plans_existing": 5.0, "devices_existing": 6.5}
@@ -68,12 +68,12 @@ gateway:
             "QSERVER_ZMQ_CONTROL_ADDRESS": "tcp://from-env:1",
             "QSERVER_HTTP_SERVER_ALLOW_ANONYMOUS_ACCESS": "1",
             "QS_GATEWAY_WORKERS": "9",
-            "MY_KEY": "SecretFromEnv1",
+            "MY_KEY": "SecretFromEnv1SecretFromEnv1Long",
         }
     )
     assert settings.zmq.control_address == "tcp://from-file:60615"
     assert settings.zmq.encoding == "msgpack"
-    assert settings.auth.single_user_api_key == "SecretFromEnv1"
+    assert settings.auth.single_user_api_key == "SecretFromEnv1SecretFromEnv1Long"
     assert settings.auth.allow_anonymous_access is False
     assert settings.serving.workers == 5 and settings.manager.status_ttl == 0.25
 
@@ -127,3 +127,17 @@ def test_every_gateway_option_is_documented_in_the_readme():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     for option in GATEWAY_OPTIONS:
         assert option.env in readme and f"`{option.key}`" in readme, option.key
+
+
+@pytest.mark.parametrize("key, refused", [("Short123", True), ("a1" * 7 + "x", True), ("a1" * 8, False)])
+def test_a_short_single_user_key_stops_start_up(key, refused, caplog):
+    environ = {"QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": key}
+    if refused:
+        with pytest.raises(ConfigError, match=r"QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY: .* at least 16 are required"):
+            load_settings(environ=environ)
+        return
+    assert load_settings(environ=environ).auth.single_user_api_key == key
+    assert "32 or more are recommended" in caplog.text  # 16 to 31: a warning
+    caplog.clear()
+    load_settings(environ={"QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": "a1" * 16})
+    assert "recommended" not in caplog.text

@@ -22,10 +22,12 @@ import pytest
 from bluesky_queueserver_api import BPlan
 from bluesky_queueserver_api.http import REManagerAPI
 
-from qs_gateway.serving.proxy import PREFIX, SHIPPED_SITE, start_nginx
+from qs_gateway.serving.proxy import MAIN_CONF, NGINX, PREFIX, SHIPPED_SITE, render_site, start_nginx
 from qs_gateway.serving.stack import free_port, start_gateway
 
-from .support import API_KEY, answers_of_every_worker, wait_for
+from .support import API_KEY, answers_of_every_worker, self_signed_certificate, wait_for
+
+__all__ = ["MAIN_CONF", "NGINX", "render_site", "start_nginx"]  # the other nginx tests take them from here
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Deployment:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory, re_manager):
     workdir = tmp_path_factory.mktemp("deploy")
+    cert, key = self_signed_certificate(workdir)
     socket_path = workdir / "gateway.sock"
     metrics_port = free_port()
     gateway, _ = start_gateway(
@@ -67,9 +70,12 @@ def deployment(tmp_path_factory, re_manager):
         ),
         unix_socket=socket_path,
     )
-    proxy = start_nginx(workdir / "nginx", socket_path)
-    yield Deployment(proxy.url, socket_path, f"http://127.0.0.1:{metrics_port}", gateway.log_path, proxy.cert, workdir)
-    proxy.stop()
+    nginx, port = start_nginx(workdir, f"unix:{socket_path}", cert, key)
+    url = f"https://localhost:{port}{PREFIX}"
+    trust = ssl.create_default_context(cafile=cert)
+    nginx.wait_until(lambda: httpx.get(f"{url}/healthz", verify=trust).status_code == 200, 15, "proxying")
+    yield Deployment(url, socket_path, f"http://127.0.0.1:{metrics_port}", gateway.log_path, cert, workdir)
+    nginx.stop()
     gateway.stop()
 
 

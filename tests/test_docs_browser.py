@@ -6,42 +6,18 @@ endpoints, and an authorized "Try it out" of GET /api/status must show RE Manage
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from .support import API_KEY
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+from .web_support import start_chromium
 
 
 @pytest.fixture
-def browser(tmp_path, monkeypatch):
-    monkeypatch.setenv("SE_OFFLINE", "true")  # selenium must not try to download anything
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,1600",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(argument)
-    service = Service(executable_path=CHROMEDRIVER, log_output=os.devnull)
-    driver = webdriver.Chrome(options=options, service=service)
+def browser(tmp_path):
+    driver = start_chromium(tmp_path / "profile", "--window-size=1280,1600")
     yield driver
     driver.quit()
 

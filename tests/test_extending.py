@@ -118,7 +118,7 @@ def test_the_default_converter_is_imported_only_on_upload(re_manager):
 
     code = (
         "import sys; from qs_gateway.config import load_settings; from qs_gateway.app import create_app; "
-        "create_app(load_settings(environ={'QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY': 'k'})); "
+        "create_app(load_settings(environ={'QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY': 'k' * 32})); "
         "print('pandas' in sys.modules, 'bluesky_queueserver.manager.conversions' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -20,7 +20,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from bench.streams import GATEWAY_MIX, deliver
-from qs_gateway.serving.proxy import start_nginx
+from qs_gateway.serving.proxy import behind_nginx
 from qs_gateway.serving.stack import start_gateway
 
 from .support import API_KEY, wait_for
@@ -138,7 +138,7 @@ def test_a_valid_last_event_id_in_process_resumes(client):
 
 
 @pytest.fixture(scope="module")
-def behind_nginx(tmp_path_factory, re_manager):
+def deployed(tmp_path_factory, re_manager):
     """The shipped deployment: nginx with deploy/nginx.conf, the gateway with its defaults
     (two workers) on a unix socket."""
     workdir = tmp_path_factory.mktemp("streams-nginx")
@@ -150,16 +150,16 @@ def behind_nginx(tmp_path_factory, re_manager):
         unix_socket=socket_path,
         log_name="gateway-streams-nginx.log",
     )
-    proxy = start_nginx(workdir / "nginx", socket_path, worker_connections=1024)
+    proxy = behind_nginx(workdir / "nginx", socket_path)
     yield proxy, prefix
     proxy.stop()
     gateway.stop()
 
 
-def test_many_subscribers_through_nginx_each_get_every_message_in_order(behind_nginx, re_manager, manager_open):
+def test_many_subscribers_through_nginx_each_get_every_message_in_order(deployed, re_manager, manager_open):
     import redis
 
-    proxy, prefix = behind_nginx
+    proxy, prefix = deployed
     delivery = deliver(
         proxy.url, API_KEY, str(proxy.cert), re_manager.ports, GATEWAY_MIX, 80, seconds=3, rate=10,
         redis_client=redis.Redis(port=re_manager.redis_port), redis_prefix=prefix,

@@ -120,7 +120,8 @@ def test_both_units_start_and_the_gateway_is_ready(tmp_path, redis_port, notify_
         gateway.wait_until(lambda: http_status(f"unix:{socket_path}", "/readyz") == 200, 30, "ready")
         transport = httpx.HTTPTransport(uds=str(socket_path))
         with httpx.Client(transport=transport, base_url="http://localhost") as client:
-            status = client.get("/api/status", headers={"Authorization": "ApiKey ChangeMeToALongRandomKey"})
+            key = gateway_env["QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY"]
+            status = client.get("/api/status", headers={"Authorization": f"ApiKey {key}"})
         assert status.json()["manager_state"] == "idle"
         assert "qs_gateway_pool_size" in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
     finally:

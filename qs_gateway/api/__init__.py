@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ..extensions import EXTENSION_KEY
+from ..web import web
 from .auth import auth
 from .console import console
 from .declare import EndpointSpec, Resource
@@ -44,14 +45,18 @@ RESOURCES: tuple[Resource, ...] = (
 
 
 # Served at the root, outside /api: what proxies, probes, scrapers and browsers ask for.
-SERVICE_RESOURCES: tuple[Resource, ...] = (health, metrics, docs)
+SERVICE_RESOURCES: tuple[Resource, ...] = (health, metrics, docs, web)
 
 
 def register_blueprints(app: Flask) -> None:
     for resource in RESOURCES:
         app.register_blueprint(resource, url_prefix="/api")
     settings = app.extensions[EXTENSION_KEY].settings
-    switched_off = {docs: not settings.http.docs, metrics: not settings.http.metrics_enabled}
+    switched_off = {
+        docs: not settings.http.docs,
+        metrics: not settings.http.metrics_enabled,
+        web: not settings.http.ui,
+    }
     for resource in SERVICE_RESOURCES:
         if not switched_off.get(resource):
             app.register_blueprint(resource)

@@ -27,7 +27,7 @@ def authorize(scope: str | None, credentials: Credentials | None = None) -> Prin
                 request.cookies.get(API_KEY_COOKIE) if "HTTP_COOKIE" in environ else None,
             )
         g.credentials = credentials
-        principal = auth.authenticate(credentials)
+        principal = auth.authenticate(credentials, request.remote_addr)
         auth.require(principal, frozenset({scope}) if scope else frozenset())
     g.principal = principal
     return principal

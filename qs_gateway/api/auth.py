@@ -7,12 +7,14 @@ bluesky-httpserver; the other endpoints of a principal need credentials.
 
 from __future__ import annotations
 
-from flask import Response
+from flask import Response, request
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from ..auth.credentials import API_KEY_COOKIE
+from ..auth.providers import EXTERNAL, PASSWORD, Provider
 from ..extensions import services
 from ..manager import dump_json
+from ..web import oidc_return
 from .access import ANY_PRINCIPAL, PUBLIC
 from .browser import CSRF_COOKIE
 from .declare import Call, Resource
@@ -57,18 +59,44 @@ class ApiKeyDelete(Payload):
 auth = Resource("auth", __name__)
 
 
+def _describe(provider: Provider) -> dict:
+    root = f"{request.script_root}/api/auth/provider/{provider.name}"
+    described: dict = {"name": provider.name, "mode": provider.mode}
+    if provider.mode == PASSWORD:
+        described["token_url"] = f"{root}/token"
+    elif provider.mode == EXTERNAL:
+        described["code_url"] = f"{root}/code"
+        authorization_url = getattr(provider.authenticator, "authorization_url", None)
+        described["authorization_url"] = authorization_url() if callable(authorization_url) else None
+        described["confirmation_message"] = getattr(provider.authenticator, "confirmation_message", None)
+    return described
+
+
+@auth.endpoint("/auth/providers", scope=PUBLIC)
+def login_providers(call: Call) -> dict:
+    """How to sign in: the login providers, whether one API key is the only credential, anonymous access."""
+    authenticator = services().auth
+    return {
+        "providers": [_describe(provider) for provider in authenticator.providers.values()],
+        "single_user": not authenticator.providers,
+        "anonymous": authenticator.allow_anonymous_access,
+    }
+
+
 @auth.endpoint(
     "/auth/provider/<provider>/token",
     methods=("POST",),
     scope=PUBLIC,
     schema=PasswordLogin,
     location="form",
-    errors=(401, 503),
+    errors=(401, 429, 503),
 )
 def password_login(call: Call) -> dict:
     """Log in with user name and password (form-encoded); answers an access and a refresh token."""
     payload = call.payload
-    return services().accounts.password_login(call.path["provider"], payload["username"], payload["password"])
+    return services().accounts.password_login(
+        call.path["provider"], payload["username"], payload["password"], request.remote_addr
+    )
 
 
 @auth.endpoint(
@@ -77,25 +105,27 @@ def password_login(call: Call) -> dict:
     scope=PUBLIC,
     schema=AuthorizationCode,
     location="query",
-    errors=(401, 503),
+    errors=(401, 429, 503),
 )
 def code_login(call: Call) -> Response:
     """The identity provider's redirect (OIDC): exchanges `?code=`, answers the refresh token."""
-    refresh_token = services().accounts.code_login(call.path["provider"], call.payload["code"])
+    if services().settings.http.ui:
+        to_the_page = oidc_return(call.payload["code"], request.args.get("state", ""))
+        if to_the_page is not None:  # the web page started this sign-in: it exchanges the code
+            return to_the_page
+    refresh_token = services().accounts.code_login(call.path["provider"], call.payload["code"], request.remote_addr)
     return Response(dump_json(refresh_token), mimetype="application/json")
 
 
-@auth.endpoint(
-    "/auth/session/refresh", methods=("POST",), scope=PUBLIC, schema=SessionRefresh, errors=(401, 503)
-)
+@auth.endpoint("/auth/session/refresh", methods=("POST",), scope=PUBLIC, schema=SessionRefresh, errors=(401, 429, 503))
 def session_refresh(call: Call) -> dict:
-    """New access and refresh tokens for the session of a refresh token."""
-    return services().accounts.refresh(call.payload["refresh_token"])
+    """New access and refresh tokens for the session of a refresh token (which is spent)."""
+    return services().accounts.refresh(call.payload["refresh_token"], request.remote_addr)
 
 
 @auth.endpoint("/auth/session/revoke/<session_id>", methods=("DELETE",), scope=ANY_PRINCIPAL)
 def session_revoke(call: Call) -> dict:
-    """End one of the caller's sessions (its refresh token stops working)."""
+    """End one of the caller's sessions (its refresh and access tokens stop working)."""
     return services().accounts.revoke_session(call.principal, call.path["session_id"])
 
 
@@ -148,7 +178,8 @@ def api_scopes(call: Call) -> dict:
 
 @auth.endpoint("/auth/logout", methods=("POST",), scope=ANY_PRINCIPAL)
 def logout(call: Call) -> Response:
-    """Forget the browser's API-key and CSRF cookies (tokens are forgotten by the client)."""
+    """Forget the browser's API-key and CSRF cookies; a logout with an access token ends its session."""
+    services().accounts.logout(call.principal)
     response = Response(dump_json({}), mimetype="application/json")
     response.delete_cookie(API_KEY_COOKIE)
     response.delete_cookie(CSRF_COOKIE)
@@ -168,9 +199,7 @@ def principal(call: Call) -> dict:
     return accounts.principal_info(accounts.known_principal(call.path["principal_id"]))
 
 
-@auth.endpoint(
-    "/auth/principal/<principal_id>/apikey", methods=("POST",), scope="admin:apikeys", schema=ApiKeyNew
-)
+@auth.endpoint("/auth/principal/<principal_id>/apikey", methods=("POST",), scope="admin:apikeys", schema=ApiKeyNew)
 def principal_apikey_new(call: Call) -> dict:
     """A new API key for another principal, limited by that principal's scopes."""
     return _new_api_key(call, for_principal=call.path["principal_id"])

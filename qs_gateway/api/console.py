@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Response
 
 from ..extensions import services
+from ..manager import Reply
 from .declare import Call, Resource
 from .schemas import Empty, Int64, Payload, identifier
 from .streams import console_byte_stream, server_sent_events
@@ -39,10 +40,10 @@ def console_output_uid(call: Call) -> dict:
 
 
 @console.endpoint("/console_output_update", scope="read:console", schema=ConsoleOutputUpdate)
-def console_output_update(call: Call) -> Response:
+def console_output_update(call: Call) -> Reply:
     """Messages after `last_msg_uid` ("ALL": every kept message), and the new `last_msg_uid`."""
-    body = services().console.update(call.payload["last_msg_uid"])
-    return Response(body, mimetype="application/json")
+    # a Reply, so that a large answer ("ALL" can be thousands of messages) is gzip-compressed
+    return Reply(body=services().console.update(call.payload["last_msg_uid"]))
 
 
 @console.endpoint("/stream_console_output", scope="read:console", kind="stream", media_type="text/plain")

@@ -193,7 +193,9 @@ def _operation(path: str, http_method: str, spec: EndpointSpec, path_parameters:
     if spec.schema is not None:
         statuses |= {400, 413, 422}
     if spec.scope is not PUBLIC:
-        statuses |= {400, 401, 503}  # 400: a malformed Authorization header; 503: auth state in Redis
+        # 400: a malformed Authorization header; 429: the caller's address failed too many credential
+        # checks (auth.throttle); 503: auth state in Redis
+        statuses |= {400, 401, 429, 503}
     if http_method.upper() not in SAFE_METHODS:
         statuses.add(403)  # the CSRF check of browsers that authenticate by cookie
     if path_parameters:

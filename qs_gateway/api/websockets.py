@@ -32,7 +32,7 @@ from flask import Response, request
 from wsproto.events import CloseConnection, Ping, TextMessage
 
 from ..auth import Credentials, Principal
-from ..exceptions import BadRequest, Unauthorized
+from ..exceptions import BadRequest, TooManyRequests, Unauthorized
 from ..extensions import services
 from ..streaming.hub import RECHECK_SECONDS
 from ..streaming.stream import Encoder, Entry, Stream
@@ -106,9 +106,9 @@ class ClientLeft(Exception):
 def _check(credentials: Credentials, scope: str) -> Principal:
     auth = services().auth
     try:
-        principal = auth.authenticate(credentials)
+        principal = auth.authenticate(credentials, request.remote_addr)
         auth.require(principal, frozenset({scope}))
-    except Unauthorized as exc:
+    except (Unauthorized, TooManyRequests) as exc:  # 429: the address guessed too often
         raise Refused(CLOSE_INVALID_CREDENTIALS, str(exc.detail)[:120]) from None
     return principal
 

@@ -10,16 +10,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..exceptions import BadRequest, NotFound
-from .authenticator import INHERIT, INVALID_TOKEN, Authenticator, unauthorized
+from .authenticator import INHERIT, INVALID_TOKEN, SESSION_EXPIRED, Authenticator, unauthorized
 from .principal import Principal
 from .providers import EXTERNAL, PASSWORD, Provider
-from .state import ApiKeyRecord, SessionRecord, dashed, iso, normalize_uuid
-from .tokens import TokenExpired, TokenInvalid
+from .sessions import Spent
+from .state import ApiKeyRecord, dashed, iso, normalize_uuid
+from .tokens import TokenExpired, TokenInvalid, new_token_id
 
 INCORRECT_LOGIN = "Incorrect username or password"
 NOT_AUTHORIZED = "User is not authorized to access the server"
 EXTERNAL_FAILURE = "Authentication failure"
-SESSION_EXPIRED = "Session has expired. Please re-authenticate."
 NO_API_KEY = "No API key was provided with this request."
 NOT_AUTHENTICATED = "Not authenticated: this request needs credentials"
 SINGLE_USER_MODE = (
@@ -52,64 +52,81 @@ class Accounts:
 
     # -- logins and sessions -------------------------------------------------------------------
 
-    def password_login(self, provider_name: str, username: str, password: str) -> dict[str, Any]:
+    def password_login(self, provider_name: str, username: str, password: str, address: str | None) -> dict[str, Any]:
         provider = self._provider(provider_name, PASSWORD)
-        user = provider.authenticate(username.strip(), password)
+        username = username.strip()
+        throttle = self.auth.throttle
+        throttle.before_login(username, address)
+        user = provider.authenticate(username, password)
         if user is None:
+            throttle.login_failed(username, address)
             raise unauthorized(INCORRECT_LOGIN)
-        return self._tokens(*self._start_session(provider.name, user), as_float=True)
+        tokens = self._tokens(*self._start_session(provider.name, user), as_float=True)
+        throttle.login_succeeded(username)
+        return tokens
 
-    def code_login(self, provider_name: str, code: str) -> str:
+    def code_login(self, provider_name: str, code: str, address: str | None) -> str:
         """The external flow's answer is the refresh token alone (a bare JSON string)."""
         provider = self._provider(provider_name, EXTERNAL)
+        self.auth.throttle.before_login(None, address)
         user = provider.authenticate(code)
         if user is None:
+            self.auth.throttle.login_failed(None, address)
             raise unauthorized(EXTERNAL_FAILURE)
-        _, session = self._start_session(provider.name, user)
-        return self.auth.tokens.refresh_token(session.uuid)
+        _, session, refresh_token_id = self._start_session(provider.name, user)
+        return self.auth.tokens.refresh_token(session, refresh_token_id)
 
-    def _start_session(self, provider: str, user: str) -> tuple[Principal, SessionRecord]:
+    def _start_session(self, provider: str, user: str) -> tuple[Principal, str, str]:
+        """The principal, its new session and the id of the session's first refresh token."""
         if not self.auth.api_access.is_user_known(user):
             raise unauthorized(NOT_AUTHORIZED)
         state = self.auth.state
         principal_uuid = state.principal_for_identity(provider, user)
         state.record_login(principal_uuid, provider, user)
-        session = state.create_session(principal_uuid, self.session_max_age)
+        refresh_token_id = new_token_id()
+        session = state.create_session(principal_uuid, self.session_max_age, refresh_token_id)
         state.purge_if_due()
-        return self._principal(principal_uuid, method="token"), session
+        return self._principal(principal_uuid, method="token"), session.uuid, refresh_token_id
 
     def _principal(self, principal_uuid: str, *, method: str) -> Principal:
         identities = [(p, i) for p, i, _ in self.auth.state.identities(principal_uuid)]
         return self.auth.principal_of_record(principal_uuid, identities, method=method)
 
-    def _tokens(self, principal: Principal, session: SessionRecord, *, as_float: bool) -> dict[str, Any]:
+    def _tokens(self, principal: Principal, session: str, refresh_token_id: str, *, as_float: bool) -> dict[str, Any]:
         tokens = self.auth.tokens
         number = float if as_float else int  # login answers 900.0, refresh 900 (as the reference)
         return {
-            "access_token": tokens.access_token(principal.uuid, principal.scopes, principal.identities),
+            "access_token": tokens.access_token(principal.uuid, principal.scopes, principal.identities, session),
             "expires_in": number(tokens.access_max_age),
-            "refresh_token": tokens.refresh_token(session.uuid),
+            "refresh_token": tokens.refresh_token(session, refresh_token_id),
             "refresh_token_expires_in": number(tokens.refresh_max_age),
             "token_type": "bearer",
         }
 
-    def refresh(self, refresh_token: str) -> dict[str, Any]:
+    def refresh(self, refresh_token: str, address: str | None) -> dict[str, Any]:
+        """New tokens for the session; the refresh token is spent (see :mod:`.sessions`)."""
         self._require_provider_mode()
+        throttle = self.auth.throttle
+        throttle.before_credentials(address)
         try:
             claims = self.auth.tokens.decode(refresh_token, "refresh")
         except TokenExpired:
             raise unauthorized(SESSION_EXPIRED) from None
         except TokenInvalid:
+            throttle.credentials_failed(address)
             raise unauthorized(INVALID_TOKEN) from None
-        session_uuid = normalize_uuid(str(claims.get("sid")))
+        session_uuid = normalize_uuid(str(claims["sid"]))
         session = self.auth.state.session(session_uuid) if session_uuid else None
         if session is None or not session.valid:
             raise unauthorized(SESSION_EXPIRED)
         principal = self._principal(session.principal, method="token")
         if self.auth.username_of(principal.identities) is None:
             raise unauthorized(NOT_AUTHORIZED)
-        self.auth.state.count_refresh(session.uuid)
-        return self._tokens(principal, session, as_float=False)
+        next_id = new_token_id()
+        spent = self.auth.sessions.spend_refresh_token(session.uuid, str(claims["jti"]), next_id, address)
+        if spent is not Spent.SPENT:
+            raise unauthorized(SESSION_EXPIRED)  # as for a revoked session: nothing is told about theft
+        return self._tokens(principal, session.uuid, next_id, as_float=False)
 
     def revoke_session(self, principal: Principal, session_id: str) -> dict[str, Any]:
         self._caller(principal)
@@ -118,24 +135,32 @@ class Accounts:
         session = self.auth.state.session(session_uuid) if session_uuid else None
         if session is None or principal.uuid is None or session.principal != principal.uuid:
             raise NotFound(f"Session {session_id} does not exist or belongs to another principal")
-        self.auth.state.revoke_session(session.uuid)
+        self.auth.sessions.revoke(session.uuid)
         return {"success": True, "msg": ""}
+
+    def logout(self, principal: Principal) -> None:
+        """A logout with an access token ends the token's session: its tokens stop working."""
+        if principal.session is not None:
+            self.auth.sessions.revoke(principal.session)
 
     # -- API keys ------------------------------------------------------------------------------
 
     @staticmethod
-    def scopes_for_new_key(issuer: Principal, requested: Sequence[str] | None) -> list[str]:
-        """The scopes stored with a new key (bluesky-httpserver's rules).
+    def scopes_for_new_key(
+        owner_scopes: frozenset[str], source: Sequence[str] | None, requested: Sequence[str] | None
+    ) -> list[str]:
+        """The scopes stored with a new key of a principal whose scopes are ``owner_scopes``, made
+        with credentials whose API key (if any) has the stored scopes ``source``.
 
-        A key made with a key of fixed scopes may have at most those; otherwise at most the
-        issuer's current scopes. ``inherit`` (or nothing requested) follows the issuer: a key of
-        fixed scopes is copied, anything else stays ``inherit``.
+        A key made with a key of fixed scopes may have at most those, whoever it is for;
+        otherwise at most the owner's current scopes. ``inherit`` (or nothing requested) follows
+        the credentials: from a key of fixed scopes it means those scopes (within the owner's),
+        from anything else it stays ``inherit``.
         """
-        source = issuer.api_key_scopes
         fixed_source = source is not None and INHERIT not in source
-        allowed = set(source) if fixed_source else set(issuer.scopes)
+        allowed = set(owner_scopes) & set(source) if fixed_source else set(owner_scopes)
         if requested is None or INHERIT in requested:
-            return sorted(source) if fixed_source else [INHERIT]
+            return sorted(allowed) if fixed_source else [INHERIT]
         if not set(requested) <= allowed | {INHERIT}:
             raise BadRequest(
                 f"Requested scopes {list(requested)} must be a subset of the allowed principal's scopes "
@@ -152,14 +177,18 @@ class Accounts:
         note: str | None,
         for_principal: str | None = None,
     ) -> dict[str, Any]:
+        """A key of ``for_principal`` (an administrator's request) or of the issuer, bounded by
+        the owner's scopes and by the issuer's API key, if it used one."""
         self._require_provider_mode()
         if for_principal is not None:
             owner = self.known_principal(for_principal)
-            issuer = self._principal(owner, method="token")  # limited by the owner's scopes
+            owner_scopes = self._principal(owner, method="token").scopes
         elif issuer.uuid is None:
             raise unauthorized(NOT_AUTHORIZED)
-        stored = self.scopes_for_new_key(issuer, scopes)
-        secret, record = self.auth.state.create_api_key(issuer.uuid, stored, expires_in, note)
+        else:
+            owner, owner_scopes = issuer.uuid, issuer.scopes
+        stored = self.scopes_for_new_key(owner_scopes, issuer.api_key_scopes, scopes)
+        secret, record = self.auth.state.create_api_key(owner, stored, expires_in, note)
         return {**record.info(), "secret": secret}
 
     def api_key_info(self, principal: Principal) -> dict[str, Any]:

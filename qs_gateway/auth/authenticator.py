@@ -3,7 +3,10 @@
 Without login providers the gateway is in single-user mode: one API key (compared in constant
 time) acts as ``UNAUTHENTICATED_SINGLE_USER`` and nothing needs Redis. With providers, API keys
 and tokens belong to principals kept in Redis (:mod:`.state`); the scopes of a token or key are
-computed from the API-access policy on every request, so a role edit takes effect at once.
+computed from the API-access policy on every request, so a role edit takes effect at once, and
+an access token is honoured only while its login session lives (:mod:`.sessions`).
+
+Failed checks of API keys and tokens are counted per client address (:mod:`.throttle`).
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from .policies import BasicAPIAccessControl, DefaultResourceAccessControl
 from .principal import Principal
 from .providers import Provider
 from .scopes import PUBLIC_USER, SINGLE_USER
-from .state import ApiKeyRecord, AuthState
+from .sessions import Sessions
+from .state import ApiKeyRecord, AuthState, normalize_uuid
+from .throttle import Throttle
 from .tokens import TokenExpired, TokenInvalid, Tokens
 
 INVALID_API_KEY = "Invalid API key"
 INVALID_TOKEN = "Could not validate credentials"
 TOKEN_EXPIRED = "Access token has expired. Refresh token."
+SESSION_EXPIRED = "Session has expired. Please re-authenticate."
 INHERIT = "inherit"
 
 
@@ -39,8 +45,13 @@ class NotEnoughPermissions(Unauthorized):
         )
 
 
-def unauthorized(detail: str) -> Unauthorized:
-    return Unauthorized(detail, headers={"WWW-Authenticate": "Bearer"})
+class BadCredentials(Unauthorized):
+    """An API key or token that is not one (a guess, or garbage): counted against the address;
+    an expired or revoked credential is not."""
+
+
+def unauthorized(detail: str, kind: type[Unauthorized] = Unauthorized) -> Unauthorized:
+    return kind(detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 def key_scopes(stored: Iterable[str], principal_scopes: frozenset[str]) -> frozenset[str]:
@@ -63,6 +74,8 @@ class Authenticator:
         providers: Mapping[str, Provider] | None = None,
         state: AuthState | None = None,
         tokens: Tokens | None = None,
+        sessions: Sessions | None = None,
+        throttle: Throttle,
     ) -> None:
         self.providers = dict(providers or {})
         # Single-user mode ends as soon as any login provider is configured.
@@ -72,6 +85,8 @@ class Authenticator:
         self.resource_access = resource_access or DefaultResourceAccessControl()
         self.state = state
         self.tokens = tokens
+        self.sessions = sessions
+        self.throttle = throttle
         self.public = self.principal_for(PUBLIC_USER, method="anonymous")
         if not allow_anonymous_access:
             self.public = Principal(
@@ -93,6 +108,7 @@ class Authenticator:
         uuid: str | None = None,
         identities: tuple[tuple[str, str], ...] = (),
         key: ApiKeyRecord | None = None,
+        session: str | None = None,
     ) -> Principal:
         scopes = self.api_access.get_user_scopes(username)
         if key is not None:
@@ -108,6 +124,7 @@ class Authenticator:
             identities=identities,
             api_key_first_eight=key.first_eight if key else None,
             api_key_scopes=key.scopes if key else None,
+            session=session,
         )
 
     def username_of(self, identities: Iterable[tuple[str, str]]) -> str | None:
@@ -119,7 +136,13 @@ class Authenticator:
         return None
 
     def principal_of_record(
-        self, uuid: str, identities: Iterable[tuple[str, str]], *, method: str, key: ApiKeyRecord | None = None
+        self,
+        uuid: str,
+        identities: Iterable[tuple[str, str]],
+        *,
+        method: str,
+        key: ApiKeyRecord | None = None,
+        session: str | None = None,
     ) -> Principal:
         """A logged-in principal; one that the policy no longer knows has no scopes."""
         identities = tuple((p, i) for p, i in identities if p in self.providers)
@@ -135,33 +158,51 @@ class Authenticator:
                 identities=identities,
                 api_key_first_eight=key.first_eight if key else None,
                 api_key_scopes=key.scopes if key else None,
+                session=session,
             )
-        return self.principal_for(username, method=method, uuid=uuid, identities=identities, key=key)
+        return self.principal_for(username, method=method, uuid=uuid, identities=identities, key=key, session=session)
 
-    def authenticate(self, credentials: Credentials) -> Principal:
-        if credentials.api_key is not None:
-            if self.single_user_mode:
-                key = self.single_user_api_key
-                if key and hmac.compare_digest(credentials.api_key.encode(), key.encode()):
-                    return self.single_user
-                raise unauthorized(INVALID_API_KEY)
-            record = self.state.use_api_key(credentials.api_key)
-            if record is None:
-                raise unauthorized(INVALID_API_KEY)
-            identities = [(p, i) for p, i, _ in self.state.identities(record.principal)]
-            return self.principal_of_record(record.principal, identities, method="api_key", key=record)
-        if credentials.bearer_token is not None:
-            if self.single_user_mode:
-                raise unauthorized(INVALID_TOKEN)
-            try:
-                claims = self.tokens.decode(credentials.bearer_token, "access")
-            except TokenExpired:
-                raise unauthorized(TOKEN_EXPIRED) from None
-            except TokenInvalid:
-                raise unauthorized(INVALID_TOKEN) from None
-            identities = [(i.get("idp"), i.get("id")) for i in claims.get("ids", []) if isinstance(i, dict)]
-            return self.principal_of_record(str(claims.get("sub")), identities, method="token")
-        return self.public
+    def authenticate(self, credentials: Credentials, address: str | None = None) -> Principal:
+        """The principal of ``credentials`` sent from client ``address`` (None: not throttled)."""
+        if credentials.empty:
+            return self.public
+        self.throttle.before_credentials(address)
+        try:
+            if credentials.api_key is not None:
+                return self._of_api_key(credentials.api_key)
+            return self._of_access_token(credentials.bearer_token)
+        except BadCredentials:
+            self.throttle.credentials_failed(address)
+            raise
+
+    def _of_api_key(self, secret: str) -> Principal:
+        if self.single_user_mode:
+            key = self.single_user_api_key
+            if key and hmac.compare_digest(secret.encode(), key.encode()):
+                return self.single_user
+            raise unauthorized(INVALID_API_KEY, BadCredentials)
+        record = self.state.use_api_key(secret)
+        if record is None:
+            raise unauthorized(INVALID_API_KEY, BadCredentials)
+        identities = [(p, i) for p, i, _ in self.state.identities(record.principal)]
+        return self.principal_of_record(record.principal, identities, method="api_key", key=record)
+
+    def _of_access_token(self, token: str) -> Principal:
+        if self.single_user_mode:
+            raise unauthorized(INVALID_TOKEN, BadCredentials)
+        try:
+            claims = self.tokens.decode(token, "access")
+        except TokenExpired:
+            raise unauthorized(TOKEN_EXPIRED) from None
+        except TokenInvalid:
+            raise unauthorized(INVALID_TOKEN, BadCredentials) from None
+        principal, session = str(claims["sub"]), normalize_uuid(str(claims["sid"]))
+        if session is None:
+            raise unauthorized(INVALID_TOKEN, BadCredentials)
+        if not self.sessions.alive(session, principal):
+            raise unauthorized(SESSION_EXPIRED)
+        identities = [(i.get("idp"), i.get("id")) for i in claims.get("ids", []) if isinstance(i, dict)]
+        return self.principal_of_record(principal, identities, method="token", session=session)
 
     @staticmethod
     def require(principal: Principal, scopes: frozenset[str]) -> None:

@@ -18,6 +18,7 @@ class Principal:
     identities: tuple[tuple[str, str], ...] = ()  # (provider, id) of the configured providers
     api_key_first_eight: str | None = None  # the API key the request used (provider mode)
     api_key_scopes: tuple[str, ...] | None = None  # that key's stored scopes, e.g. ("inherit",)
+    session: str | None = None  # hex uuid of the login session of the request's access token
 
     @property
     def is_anonymous(self) -> bool:

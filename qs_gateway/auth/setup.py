@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from ..config import AuthSettings, ConfigError, PolicySettings
+from ..config.settings import AuthLimitSettings
 from ..redis_store import RedisStore
 from .accounts import Accounts
 from .authenticator import Authenticator
 from .plugins import instantiate
 from .providers import build_providers
+from .sessions import Sessions
 from .state import AuthState
+from .throttle import Throttle
 from .tokens import SigningKeys, Tokens
 
 DEFAULT_API_ACCESS = "qs_gateway.auth.policies:BasicAPIAccessControl"
@@ -23,7 +26,9 @@ def _policy(settings: PolicySettings, section: str, default: str, required: tupl
     return policy
 
 
-def build_authenticator(auth: AuthSettings, store: RedisStore) -> tuple[Authenticator, Accounts]:
+def build_authenticator(
+    auth: AuthSettings, store: RedisStore, limits: AuthLimitSettings = AuthLimitSettings()
+) -> tuple[Authenticator, Accounts]:
     """Opens nothing: Redis is first used by a request, the access server polled from a worker."""
     for index, key in enumerate(auth.secret_keys):
         if not key:
@@ -50,6 +55,13 @@ def build_authenticator(auth: AuthSettings, store: RedisStore) -> tuple[Authenti
             SigningKeys(auth.secret_keys, state.shared_signing_key),
             access_max_age=auth.access_token_max_age,
             refresh_max_age=auth.refresh_token_max_age,
+        ),
+        sessions=Sessions(state, reuse_grace=limits.refresh_reuse_grace),
+        throttle=Throttle(
+            store,
+            login_per_user=limits.login_failures_per_user,
+            login_per_address=limits.login_failures_per_address,
+            credentials_per_address=limits.credential_failures_per_address,
         ),
     )
     return authenticator, Accounts(authenticator, session_max_age=auth.session_max_age)

@@ -7,8 +7,9 @@ Keys (under the store's prefix, e.g. ``qs_gateway:auth:...``):
 * ``auth:principal:<uuid>`` → hash ``created``, ``latest_activity``
 * ``auth:principal:<uuid>:identities`` → hash ``<provider>:<id>`` → time of the latest login
 * ``auth:principal:<uuid>:sessions`` / ``:apikeys`` → sets of session uuids / API key digests
-* ``auth:session:<uuid>`` → hash ``principal``, ``expiration_time``, ``refresh_count``, ``revoked``;
-  Redis expires it at the session's expiration time
+* ``auth:session:<uuid>`` → hash ``principal``, ``expiration_time``, ``refresh_count``, ``revoked``,
+  ``refresh_jti`` (the refresh token that may be spent next), ``previous_jti``, ``rotated_at``,
+  ``rotated_by`` (see :mod:`.sessions`); Redis expires it at the session's expiration time
 * ``auth:apikey:<sha256 of the secret>`` → hash ``principal``, ``first_eight``, ``expiration_time``,
   ``note``, ``scopes`` (JSON), ``latest_activity``; Redis expires it with the key
 * ``auth:signing_key`` → the token signing key generated when none is configured (SET NX)
@@ -154,7 +155,7 @@ class AuthState:
             r.set(key, secrets.token_hex(32), nx=True)
             return _text(r.get(key))
 
-        return self.store.run(get_or_create)
+        return self.store.durable(get_or_create)
 
     # -- principals and identities -------------------------------------------------------------
 
@@ -173,7 +174,7 @@ class AuthState:
                 return candidate
             return _text(r.get(identity_key))
 
-        return self.store.run(claim)
+        return self.store.durable(claim)
 
     def record_login(self, principal: str, provider: str, identity: str) -> None:
         now = time.time()
@@ -237,31 +238,38 @@ class AuthState:
             pipe.sadd(self._key("principal", principal, kind), key_parts[1])
             pipe.execute()
 
-        self.store.run(store)
+        self.store.durable(store)
 
     # -- sessions ------------------------------------------------------------------------------
 
-    def create_session(self, principal: str, max_age: float) -> SessionRecord:
+    def create_session(self, principal: str, max_age: float, refresh_token_id: str) -> SessionRecord:
+        """A new session whose first refresh token is the one with ``refresh_token_id``."""
         session = SessionRecord(uuid=uuid.uuid4().hex, principal=principal, expiration_time=time.time() + max_age)
-        fields = {"principal": principal, "expiration_time": session.expiration_time, "refresh_count": 0, "revoked": 0}
+        fields = {
+            "principal": principal,
+            "expiration_time": session.expiration_time,
+            "refresh_count": 0,
+            "revoked": 0,
+            "refresh_jti": refresh_token_id,
+        }
         self._store_owned(principal, "sessions", ("session", session.uuid), fields, session.expiration_time)
         return session
 
-    def session(self, session_uuid: str) -> SessionRecord | None:
-        return _session_from(session_uuid, self.store.run(lambda r: r.hgetall(self._key("session", session_uuid))))
+    def session_key(self, session_uuid: str) -> str:
+        return self._key("session", session_uuid)
 
-    def count_refresh(self, session_uuid: str) -> None:
-        self.store.run(lambda r: r.hincrby(self._key("session", session_uuid), "refresh_count", 1))
+    def session(self, session_uuid: str) -> SessionRecord | None:
+        return _session_from(session_uuid, self.store.run(lambda r: r.hgetall(self.session_key(session_uuid))))
 
     def revoke_session(self, session_uuid: str) -> None:
         # HSET on a missing key would create a hash without expiry: only mark one that exists.
-        key = self._key("session", session_uuid)
+        key = self.session_key(session_uuid)
 
         def revoke(r: Any) -> None:
             if r.exists(key):
                 r.hset(key, "revoked", 1)
 
-        self.store.run(revoke)
+        self.store.durable(revoke)
 
     # -- API keys ------------------------------------------------------------------------------
 
@@ -334,7 +342,7 @@ class AuthState:
             pipe.srem(self._key("principal", record.principal, "apikeys"), record.digest)
             pipe.execute()
 
-        self.store.run(delete)
+        self.store.durable(delete)
 
     # -- purge ---------------------------------------------------------------------------------
 

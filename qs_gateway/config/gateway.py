@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 from ..notifications.settings import NOTIFICATIONS_ENV, Target, parse_notifications
+from ..redact import redact_url
 from .options import TOP_LEVEL, setting
-from .parsers import choice, number, parse_bool, parse_method_timeouts, parse_str
+from .parsers import (
+    choice,
+    number,
+    parse_addresses,
+    parse_bool,
+    parse_method_timeouts,
+    parse_rate_limits,
+    parse_str,
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +50,7 @@ class RedisSettings:
         "QS_GATEWAY_REDIS_URL",
         "redis://127.0.0.1:6379/0",
         parse_str,
-        "Redis shared by all workers and hosts of one gateway.",
+        "Redis shared by all workers and hosts of one gateway; `rediss://` for TLS.",
     )
     prefix: str = setting(
         "redis_prefix",
@@ -49,6 +59,71 @@ class RedisSettings:
         parse_str,
         "Prefix of every Redis key; give each gateway (each RE Manager) its own.",
     )
+    sentinels: tuple[tuple[str, int], ...] = setting(
+        "redis_sentinels",
+        "QS_GATEWAY_REDIS_SENTINELS",
+        (),
+        parse_addresses,
+        "Redis Sentinels (`host:port` each) that name the master to use; then `redis_url` gives only the scheme, "
+        "user, password and database.",
+    )
+    service_name: str = setting(
+        "redis_service_name",
+        "QS_GATEWAY_REDIS_SERVICE_NAME",
+        "mymaster",
+        parse_str,
+        "The master's name in the Sentinels' configuration (`sentinel monitor <name> ...`).",
+    )
+    password: str = setting(
+        "redis_password",
+        "QS_GATEWAY_REDIS_PASSWORD",
+        "",
+        parse_str,
+        "Redis's password, if it is not in `redis_url`.",
+    )
+    sentinel_password: str = setting(
+        "redis_sentinel_password",
+        "QS_GATEWAY_REDIS_SENTINEL_PASSWORD",
+        "",
+        parse_str,
+        "The Sentinels' own password (their `requirepass`), if they have one.",
+    )
+    tls_ca_file: str = setting(
+        "redis_tls_ca_file",
+        "QS_GATEWAY_REDIS_TLS_CA_FILE",
+        "",
+        parse_str,
+        "CA certificates that Redis's (and the Sentinels') TLS certificates are checked against, for `rediss://`; "
+        "none: the system's.",
+    )
+    wait_replicas: int = setting(
+        "redis_wait_replicas",
+        "QS_GATEWAY_REDIS_WAIT_REPLICAS",
+        1,
+        number(int, minimum=0),
+        "With Sentinels: replicas that must have a new session, API key or principal before it is answered "
+        "(Redis `WAIT`); 0: do not wait.",
+    )
+    wait_timeout: float = setting(
+        "redis_wait_timeout",
+        "QS_GATEWAY_REDIS_WAIT_TIMEOUT",
+        0.25,
+        number(float, minimum=0.01),
+        "Seconds to wait for those replicas; without their answer the write is answered anyway (with a warning "
+        "in the log).",
+    )
+
+    @property
+    def display(self) -> str:
+        """Where Redis is, for messages and logs (no password)."""
+        if not self.sentinels:
+            return redact_url(self.url)
+        scheme = urlsplit(self.url).scheme or "redis"
+        hosts = ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in self.sentinels)
+        return f"{scheme}+sentinel://{hosts}/{self.service_name}"
+
+    def __str__(self) -> str:
+        return self.display
 
 
 @dataclass(frozen=True)
@@ -213,6 +288,7 @@ class HttpSettings:
     docs: bool = setting(
         "docs", "QS_GATEWAY_DOCS", True, parse_bool, "Serve `/openapi.json` and the Swagger UI page `/docs`."
     )
+    ui: bool = setting("ui", "QS_GATEWAY_UI", True, parse_bool, "Serve the control room web page at `/` and `/ui/`.")
     metrics: bool = setting(
         "metrics",
         "QS_GATEWAY_METRICS",
@@ -254,4 +330,39 @@ class NotificationSettings:
         10.0,
         number(float, minimum=2.0),
         "Seconds without a status from RE Manager after which the `manager_unreachable` notification is sent.",
+    )
+
+
+@dataclass(frozen=True)
+class AuthLimitSettings:
+    """Bounds on guessing and on spent refresh tokens (see :mod:`qs_gateway.auth.throttle`)."""
+
+    login_failures_per_user: str = setting(
+        "login_failures_per_user",
+        "QS_GATEWAY_LOGIN_FAILURES_PER_USER",
+        "5/minute;30/hour",
+        parse_rate_limits,
+        "Failed logins allowed per user name, in tiers (`limits` notation, `;`-separated); then 429. Empty: no limit.",
+    )
+    login_failures_per_address: str = setting(
+        "login_failures_per_address",
+        "QS_GATEWAY_LOGIN_FAILURES_PER_ADDRESS",
+        "30/minute;300/hour",
+        parse_rate_limits,
+        "Failed logins allowed per client address, in tiers; then 429. Empty: no limit.",
+    )
+    credential_failures_per_address: str = setting(
+        "credential_failures_per_address",
+        "QS_GATEWAY_CREDENTIAL_FAILURES_PER_ADDRESS",
+        "60/minute;1000/hour",
+        parse_rate_limits,
+        "Failed API-key and token checks allowed per client address, in tiers; then 429. Empty: no limit.",
+    )
+    refresh_reuse_grace: float = setting(
+        "refresh_reuse_grace",
+        "QS_GATEWAY_REFRESH_REUSE_GRACE",
+        2.0,
+        number(float, minimum=0.0),
+        "Seconds in which a client may spend its just-rotated refresh token again (its own threads racing) "
+        "without ending the session; any other reuse of a spent refresh token ends it.",
     )

@@ -6,14 +6,19 @@ or the variable) when the value cannot be used.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from limits import parse_many
 
 from ..manager.methods import METHODS
 from ..transport import InvalidCurveKey, validate_public_key
 
 Parser = Callable[[Any, str], Any]
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -77,6 +82,20 @@ def parse_list(value: Any, name: str) -> tuple[str, ...]:
     raise ConfigError(f"{name}: expected a list, got {value!r}")
 
 
+def parse_addresses(value: Any, name: str) -> tuple[tuple[str, int], ...]:
+    """``host:port`` items (``[v6 address]:port`` too): a YAML list, or one string separated by
+    commas or white space (environment)."""
+    items = separated_list(None)(value.replace(",", " ") if isinstance(value, str) else value, name)
+    addresses = []
+    for item in items:
+        host, sep, port = item.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name}: expected host:port, got {item!r}")
+        addresses.append((host, int(port)))
+    return tuple(addresses)
+
+
 def separated_list(separator: str | None) -> Parser:
     """A YAML list, or one string whose items are separated by ``separator`` (environment;
     ``None``: white space)."""
@@ -128,11 +147,42 @@ def parse_public_key(value: Any, name: str) -> str | None:
         raise ConfigError(str(exc)) from None
 
 
+SINGLE_USER_KEY_MIN_LENGTH = 16  # shorter is refused
+SINGLE_USER_KEY_GOOD_LENGTH = 32  # shorter is warned about
+
+
 def parse_api_key(value: Any, name: str) -> str | None:
     key = parse_str(value, name)
     if not key.isalnum():
         raise ConfigError(f"{name}: the single-user API key must be alphanumeric")
+    if len(key) < SINGLE_USER_KEY_MIN_LENGTH:
+        raise ConfigError(
+            f"{name}: the single-user API key has {len(key)} characters; at least "
+            f"{SINGLE_USER_KEY_MIN_LENGTH} are required ({SINGLE_USER_KEY_GOOD_LENGTH} or more recommended, "
+            "e.g. from `openssl rand -hex 16`)"
+        )
+    if len(key) < SINGLE_USER_KEY_GOOD_LENGTH:
+        logger.warning(
+            "%s: the single-user API key has %d characters; %d or more are recommended",
+            name,
+            len(key),
+            SINGLE_USER_KEY_GOOD_LENGTH,
+        )
     return key
+
+
+def parse_rate_limits(value: Any, name: str) -> str:
+    """Tiers of a budget as ``limits`` writes them, ``;``-separated (``5/minute;30/hour``); empty: none."""
+    text = parse_str(value, name).strip() if value is not None else ""
+    if not text:
+        return ""
+    try:
+        tiers = parse_many(text)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: expected limits like '5/minute;30/hour', got {value!r} ({exc})") from None
+    if any(tier.amount < 1 for tier in tiers):
+        raise ConfigError(f"{name}: each limit must allow at least one failure, got {value!r}")
+    return text
 
 
 def parse_list_of_mappings(value: Any, name: str) -> tuple[Mapping[str, Any], ...]:

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .gateway import (
+    AuthLimitSettings,
     HttpSettings,
     ManagerSettings,
     NotificationSettings,
@@ -32,6 +33,7 @@ GROUPS: Mapping[str, type] = MappingProxyType(
         "streams": StreamSettings,
         "http": HttpSettings,
         "notifications": NotificationSettings,
+        "auth_limits": AuthLimitSettings,
     }
 )
 
@@ -48,6 +50,7 @@ class Settings:
     streams: StreamSettings = StreamSettings()
     http: HttpSettings = HttpSettings()
     notifications: NotificationSettings = NotificationSettings()
+    auth_limits: AuthLimitSettings = AuthLimitSettings()
     config_path: str | None = None
 
     def replace(self, **groups: Any) -> Settings:
@@ -61,6 +64,7 @@ class Settings:
 
 
 __all__ = [
+    "AuthLimitSettings",
     "AuthSettings",
     "BrowserSettings",
     "ExtensionSettings",

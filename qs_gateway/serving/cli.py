@@ -11,6 +11,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from gunicorn.app.wsgiapp import run
+
+from .stack import start_gateway, start_re_manager, start_redis
+
 GUNICORN_CONFIG = "python:qs_gateway.serving.gunicorn_config"
 
 
@@ -23,16 +27,12 @@ def serve(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             os.environ[name] = str(value)
-    from gunicorn.app.wsgiapp import run
-
     sys.argv = ["qs-gateway", "-c", GUNICORN_CONFIG]
     run()
     return 0
 
 
 def demo(args: argparse.Namespace) -> int:
-    from .stack import start_gateway, start_re_manager, start_redis
-
     workdir = Path(tempfile.mkdtemp(prefix="qs-gateway-demo-"))
     key = os.environ.get("QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY") or secrets.token_hex(16)
     processes = []

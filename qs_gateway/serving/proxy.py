@@ -1,6 +1,6 @@
 """nginx in front of the gateway with the shipped ``deploy/nginx.conf``, for the tests and the benchmark.
 
-The site file is used as it is; only its socket path, listen addresses and certificate paths
+The site file is used as it is; only its upstream servers, listen addresses and certificate paths
 are replaced, and it is included in a minimal main configuration of our own (the one a
 distribution ships holds ``events {}``, where ``worker_connections`` is set).
 """
@@ -17,17 +17,19 @@ from pathlib import Path
 from .stack import ManagedProcess, free_port
 
 SHIPPED_SITE = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"  # in a checkout
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 PREFIX = "/qserver"
+SHIPPED_UPSTREAM = "server unix:/run/qs-gateway/gateway.sock;"  # in each upstream of the site
 
-_MAIN_CONF = """\
+# Room for a thousand streams and more (two connections each); worker_processes comes with -g.
+MAIN_CONF = """\
 {user}
-worker_processes {worker_processes};
-worker_rlimit_nofile {open_files};
 pid {dir}/nginx.pid;
+worker_rlimit_nofile 10000;
 error_log {dir}/error.log info;
-events {{ worker_connections {worker_connections}; }}
+events {{ worker_connections 4096; }}
 http {{
-    access_log {access_log};
+    access_log {dir}/access.log;
     client_body_temp_path {dir}/client_body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
@@ -49,19 +51,40 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def render_site(site: str, socket_path: Path, port: int, redirect_port: int, cert: Path, key: Path) -> str:
+def render_site(upstream: str, port: int, redirect_port: int, cert: Path, key: Path) -> str:
+    """The shipped site, in front of ``upstream`` (``unix:/path`` or ``host:port``)."""
+    text = SHIPPED_SITE.read_text()
+    if SHIPPED_UPSTREAM not in text:
+        raise ValueError(f"deploy/nginx.conf changed shape: {SHIPPED_UPSTREAM!r} is not there")
+    text = text.replace(SHIPPED_UPSTREAM, f"server {upstream};")  # the API's and the streams' upstream
     replacements = {
-        "server unix:/run/qs-gateway/gateway.sock;": f"server unix:{socket_path};",
         "listen 443 ssl;": f"listen 127.0.0.1:{port} ssl;",
         "listen 80;": f"listen 127.0.0.1:{redirect_port};",
         "/etc/ssl/certs/qs-gateway.pem": str(cert),
         "/etc/ssl/private/qs-gateway.key": str(key),
     }
     for old, new in replacements.items():
-        if old not in site:
-            raise ValueError(f"deploy/nginx.conf changed shape: {old!r} is not there")
-        site = site.replace(old, new)
-    return site
+        if text.count(old) != 1:
+            raise ValueError(f"deploy/nginx.conf changed shape: {old!r} is not there once")
+        text = text.replace(old, new)
+    return text
+
+
+def start_nginx(
+    workdir: Path, upstream: str, cert: Path, key: Path, worker_processes: int | str = 1
+) -> tuple[ManagedProcess, int]:
+    """nginx with the shipped site in front of ``upstream``, on a free port (returned)."""
+    port = free_port()
+    (workdir / "qs-gateway.conf").write_text(render_site(upstream, port, free_port(), cert, key))
+    user = "user root;" if os.geteuid() == 0 else ""  # workers must reach the socket in the temp dir
+    (workdir / "nginx.conf").write_text(MAIN_CONF.format(user=user, dir=workdir))
+    nginx = ManagedProcess(
+        "nginx",
+        [NGINX, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(workdir / "nginx.conf"),
+         "-g", f"daemon off; worker_processes {worker_processes};"],
+        workdir / "nginx.out",
+    ).start()  # fmt: skip
+    return nginx, port
 
 
 @dataclass
@@ -69,48 +92,19 @@ class Proxy:
     process: ManagedProcess
     url: str  # https://localhost:port/qserver
     cert: Path
-    workdir: Path
-
-    def trust(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.cert)
 
     def stop(self) -> None:
         self.process.stop()
 
 
-def start_nginx(
-    workdir: Path,
-    socket_path: Path,
-    *,
-    site: Path = SHIPPED_SITE,
-    worker_processes: int | str = 1,
-    worker_connections: int = 256,
-    access_log: bool = True,
-) -> Proxy:
-    """nginx with ``site`` in front of the gateway listening on ``socket_path``."""
+def behind_nginx(workdir: Path, socket_path: Path, worker_processes: int | str = 1) -> Proxy:
+    """nginx (TLS, its own certificate) in front of the gateway on ``socket_path``, proxying."""
     import httpx
 
     workdir.mkdir(parents=True, exist_ok=True)
     cert, key = self_signed_certificate(workdir)
-    port = free_port()
-    (workdir / "qs-gateway.conf").write_text(render_site(site.read_text(), socket_path, port, free_port(), cert, key))
-    main = _MAIN_CONF.format(
-        user="user root;" if os.geteuid() == 0 else "",  # its workers must reach the socket in a temp dir
-        dir=workdir,
-        worker_processes=worker_processes,
-        worker_connections=worker_connections,
-        open_files=2 * worker_connections + 64,
-        access_log=f"{workdir}/access.log" if access_log else "off",
-    )
-    (workdir / "nginx.conf").write_text(main)
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    process = ManagedProcess(
-        "nginx",
-        [nginx, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(workdir / "nginx.conf"),
-         "-g", "daemon off;"],
-        workdir / "nginx.out",
-    ).start()  # fmt: skip
-    proxy = Proxy(process, f"https://localhost:{port}{PREFIX}", cert, workdir)
-    trust = proxy.trust()
+    process, port = start_nginx(workdir, f"unix:{socket_path}", cert, key, worker_processes)
+    proxy = Proxy(process, f"https://localhost:{port}{PREFIX}", cert)
+    trust = ssl.create_default_context(cafile=cert)
     process.wait_until(lambda: httpx.get(f"{proxy.url}/healthz", verify=trust).status_code == 200, 15, "proxying")
     return proxy

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -114,17 +115,60 @@ class ManagedProcess:
 # -- Redis -------------------------------------------------------------------------------------
 
 
-def start_redis(workdir: Path, port: int | None = None, extra_args: Sequence[str] = ()) -> tuple[ManagedProcess, int]:
+@dataclass(frozen=True)
+class RedisTls:
+    """A certificate, its key and the CA that signed it: Redis (or a Sentinel) then speaks only TLS."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def args(self, port: int) -> list[str]:
+        return [
+            "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(self.cert), "--tls-key-file",
+            str(self.key), "--tls-ca-cert-file", str(self.ca), "--tls-auth-clients", "no", "--tls-replication", "yes",
+        ]  # fmt: skip
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca))
+
+
+def answers_ping(host: str, port: int, tls: RedisTls | None = None) -> bool:
+    """Whether a Redis (or Sentinel) answers PING: +PONG, or -NOAUTH from one that wants a password."""
+    with socket.create_connection((host, port), timeout=0.5) as raw:
+        sock = tls.context().wrap_socket(raw, server_hostname=host) if tls is not None else raw
+        sock.sendall(b"PING\r\n")
+        return sock.recv(16)[:1] in (b"+", b"-")
+
+
+def start_redis(
+    workdir: Path,
+    port: int | None = None,
+    extra_args: Sequence[str] = (),
+    *,
+    bind: Sequence[str] = ("127.0.0.1",),
+    launcher: Sequence[str] = (),
+    tls: RedisTls | None = None,
+    config: Path | None = None,
+    name: str = "redis",
+) -> tuple[ManagedProcess, int]:
+    """A redis-server on ``port`` (a free one by default) of the first ``bind`` address.
+
+    ``launcher`` is put in front of the command (``ip netns exec <namespace>``); ``config`` is a
+    configuration file to start with (a Sentinel's: ``extra_args`` then include ``--sentinel``).
+    """
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
+    listen = tls.args(port) if tls is not None else ["--port", str(port)]
     proc = ManagedProcess(
-        "redis-server",
+        name,
         [
+            *launcher,
             shutil.which("redis-server") or "redis-server",
-            "--port",
-            str(port),
+            *([str(config)] if config is not None else []),
+            *listen,
             "--bind",
-            "127.0.0.1",
+            *bind,
             "--save",
             "",
             "--appendonly",
@@ -133,16 +177,9 @@ def start_redis(workdir: Path, port: int | None = None, extra_args: Sequence[str
             str(workdir),
             *extra_args,
         ],
-        workdir / "redis.log",
+        workdir / f"{name}.log",
     ).start()
-
-    def answers() -> bool:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            # +PONG, or -NOAUTH from a Redis that wants a password: either way it answers
-            return sock.recv(16)[:1] in (b"+", b"-")
-
-    proc.wait_until(answers, 10, "answering PING")
+    proc.wait_until(lambda: answers_ping(bind[0], port, tls), 10, "answering PING")
     return proc, port
 
 
@@ -153,14 +190,15 @@ def start_redis(workdir: Path, port: int | None = None, extra_args: Sequence[str
 class ManagerPorts:
     control: int
     info: int
+    host: str = "127.0.0.1"
 
     @property
     def control_address(self) -> str:
-        return f"tcp://127.0.0.1:{self.control}"
+        return f"tcp://{self.host}:{self.control}"
 
     @property
     def info_address(self) -> str:
-        return f"tcp://127.0.0.1:{self.info}"
+        return f"tcp://{self.host}:{self.info}"
 
 
 def simulated_profile(workdir: Path) -> Path:
@@ -199,12 +237,16 @@ def start_re_manager(
     public_key: str | None = None,
     name_prefix: str = "qs_gateway_stack",
     timeout: float = 30.0,
+    launcher: Sequence[str] = (),
 ) -> tuple[ManagedProcess, ManagerPorts]:
+    """RE Manager on ``ports`` (free loopback ports by default), with the Redis at 127.0.0.1:``redis_port``
+    as seen from where it runs (``launcher``: e.g. ``ip netns exec <namespace>``)."""
     ports = ports or ManagerPorts(free_port(), free_port())
     profile = simulated_profile(workdir)
     proc = ManagedProcess(
         "start-re-manager",
         [
+            *launcher,
             _bin("start-re-manager"),
             "--startup-dir",
             str(profile),
@@ -213,9 +255,9 @@ def start_re_manager(
             "--redis-name-prefix",
             name_prefix,
             "--zmq-control-addr",
-            f"tcp://127.0.0.1:{ports.control}",
+            ports.control_address,
             "--zmq-info-addr",
-            f"tcp://127.0.0.1:{ports.info}",
+            ports.info_address,
             "--zmq-publish-console",
             "ON",
             "--zmq-encoding",
@@ -272,21 +314,28 @@ def start_gateway(
     log_name: str = "gateway.log",
     python: str = sys.executable,
     cwd: Path | None = None,
+    host: str = "127.0.0.1",
+    launcher: Sequence[str] = (),
 ) -> tuple[ManagedProcess, str]:
     """``qs-gateway serve`` with ``env`` (which must carry the QSERVER_*/QS_GATEWAY_* settings).
 
     It listens on ``unix_socket`` if given (the URL returned is then ``unix:/path``), else on a
-    loopback port (``http://127.0.0.1:port``). ``python`` is the interpreter of the environment
-    the gateway is installed in (by default this one).
+    port of ``host`` (``http://host:port``). ``python`` is the interpreter of the environment
+    the gateway is installed in (by default this one); ``launcher`` goes in front of the
+    command (``ip netns exec <namespace>``).
     """
     if unix_socket is not None:
         url = f"unix:{unix_socket}"
     else:
-        url = f"http://127.0.0.1:{port or free_port()}"
+        url = f"http://{host}:{port or free_port()}"
     bind = url if unix_socket is not None else url.removeprefix("http://")
     full_env = {**os.environ, **env, "QS_GATEWAY_BIND": bind}
     proc = ManagedProcess(
-        "qs-gateway", [python, "-m", "qs_gateway.serving.cli", "serve"], workdir / log_name, env=full_env, cwd=cwd
+        "qs-gateway",
+        [*launcher, python, "-m", "qs_gateway.serving.cli", "serve"],
+        workdir / log_name,
+        env=full_env,
+        cwd=cwd,
     ).start()
     proc.wait_until(lambda: http_status(url, "/api/nonexistent-readiness-probe") == 404, timeout, "answering HTTP")
     return proc, url

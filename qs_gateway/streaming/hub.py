@@ -19,14 +19,19 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import redis
 
+from ..redis_connect import redis_client
 from ..redis_store import StoreUnavailable
 from .fanout import Fanout
 from .keys import format_id, parse_id
 from .stream import Encoder, Entry, Grant, Sink, Stream, StreamClosed, WireProtocol
 from .wire import CLOSE_GOING_AWAY, CLOSE_INVALID_CREDENTIALS
+
+if TYPE_CHECKING:
+    from ..config.gateway import RedisSettings
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +49,7 @@ class TooManyStreams(Exception):
 class StreamHub:
     def __init__(
         self,
-        redis_url: str,
+        redis_url: RedisSettings | str,
         *,
         max_streams: int,
         queue_length: int,
@@ -72,9 +77,7 @@ class StreamHub:
     def _redis(self) -> redis.Redis:
         if self._client is None:
             # its own connections: a blocking XREAD must not wait behind (or hold up) other calls
-            self._client = redis.Redis.from_url(
-                self.redis_url, socket_timeout=self.block_ms / 1000 + 5, socket_connect_timeout=2
-            )
+            self._client = redis_client(self.redis_url, timeout=self.block_ms / 1000 + 5, connect_timeout=2)
         return self._client
 
     def open(self, key: str, after: str | None, encode: Encoder, on_close: Callable[[], None] | None = None) -> Stream:

@@ -74,6 +74,24 @@ class OIDCAuthenticator:
         self.http_timeout = float(http_timeout)
         self.issuer = issuer
 
+    def authorization_url(self) -> str:
+        """Where a browser starts the sign-in (it adds its own ``state``).
+
+        ``authorization_endpoint`` may be bluesky-httpserver's template, with ``{client_id}``
+        and ``{redirect_uri}`` in it; otherwise the standard parameters are added to it.
+        """
+        endpoint = self.authorization_endpoint
+        quote = urllib.parse.quote
+        if "{client_id}" in endpoint or "{redirect_uri}" in endpoint:
+            return endpoint.replace("{client_id}", quote(self.client_id, safe="")).replace(
+                "{redirect_uri}", quote(self.redirect_uri, safe="")
+            )
+        present = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(endpoint).query))
+        wanted = {"response_type": "code", "scope": "openid", "client_id": self.client_id}
+        wanted["redirect_uri"] = self.redirect_uri
+        added = urllib.parse.urlencode({k: v for k, v in wanted.items() if k not in present})
+        return f"{endpoint}{'&' if '?' in endpoint else '?'}{added}"
+
     def _exchange(self, code: str) -> dict[str, Any]:
         body = urllib.parse.urlencode(
             {

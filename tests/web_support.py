@@ -1,0 +1,177 @@
+"""Helpers of the web page tests: headless Chromium, finding things as a person names them, an
+identity provider whose sign-in page sends the browser straight back, nginx in front."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from .auth_support import JsonServer
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+WAIT_SECONDS = 30
+
+
+def start_chromium(profile: Path, *extra_arguments: str) -> webdriver.Chrome:
+    """Debian's headless Chromium through its chromedriver, offline, with its own profile."""
+    os.environ["SE_OFFLINE"] = "true"  # selenium must not try to download anything
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        *extra_arguments,
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER, log_output=os.devnull))
+
+
+def _literal(text: str) -> str:
+    """``text`` as an XPath string literal."""
+    return f'"{text}"' if '"' not in text else f"'{text}'"
+
+
+class Page:
+    """The page in the browser, found by what a person reads: region headings, labels, button names."""
+
+    def __init__(self, driver: webdriver.Chrome) -> None:
+        self.driver = driver
+
+    def wait(self, condition: Callable[[], Any], what: str, timeout: float = WAIT_SECONDS) -> Any:
+        def check(_: Any) -> Any:
+            try:
+                return condition()
+            except StaleElementReferenceException:
+                return False  # the page re-rendered that part: look again
+
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(check, f"waiting for {what}")
+
+    def open(self, url: str) -> None:
+        """The page in a new tab (its sessionStorage starts empty), with no credentials kept from
+        an earlier test."""
+        driver = self.driver
+        old_tabs = driver.window_handles
+        driver.switch_to.new_window("tab")
+        for handle in old_tabs:
+            driver.switch_to.window(handle)
+            driver.close()
+        driver.switch_to.window(driver.window_handles[0])
+        driver.get(url)
+        if driver.execute_script("return localStorage.length"):
+            driver.execute_script("localStorage.clear()")
+            driver.get(url)
+
+    def region(self, name: str) -> WebElement:
+        return self.driver.find_element(
+            By.XPATH, f"//section[@aria-labelledby=//h2[normalize-space()={_literal(name)}]/@id]"
+        )
+
+    def buttons(self, name: str, within: WebElement | None = None) -> list[WebElement]:
+        scope = within or self.driver
+        return scope.find_elements(By.XPATH, f".//button[normalize-space()={_literal(name)}]")
+
+    def visible_buttons(self, name: str, within: WebElement | None = None) -> list[WebElement]:
+        return [button for button in self.buttons(name, within) if button.is_displayed()]
+
+    def button(self, name: str, within: WebElement | None = None) -> WebElement:
+        """The one visible button of that name, once it is enabled."""
+
+        def enabled() -> WebElement | None:
+            found = self.visible_buttons(name, within)
+            return found[0] if len(found) == 1 and found[0].is_enabled() else None
+
+        return self.wait(enabled, f"an enabled button {name!r}")
+
+    def field(self, label: str, within: WebElement | None = None) -> WebElement:
+        """The form control a <label> names."""
+        scope = within or self.driver
+        labels = scope.find_elements(By.XPATH, f".//label[normalize-space()={_literal(label)}]")
+        target = next(each.get_attribute("for") for each in labels if each.get_attribute("for"))
+        return self.driver.find_element(By.ID, target)
+
+    def status(self, name: str) -> str:
+        """The value shown beside ``name`` in the Status region."""
+        term = self.region("Status").find_elements(By.XPATH, f".//dt[normalize-space()={_literal(name)}]")
+        return term[0].find_element(By.XPATH, "following-sibling::dd[1]").text if term else ""
+
+    def wait_status(self, name: str, accept: Callable[[str], bool], what: str, timeout: float = 60) -> str:
+        return self.wait(lambda: accept(self.status(name)) and self.status(name), f"status {name} {what}", timeout)
+
+    def queue_rows(self) -> list[WebElement]:
+        return self.region("Queue").find_elements(By.CSS_SELECTOR, "ol > li")
+
+    def queue_names(self) -> list[str]:
+        return [row.find_element(By.CSS_SELECTOR, ".item-main").text for row in self.queue_rows()]
+
+    def choose(self, select: WebElement, text: str) -> None:
+        """Pick the option ``text`` of a <select>, once the page has filled it in."""
+        self.wait(lambda: select.find_elements(By.XPATH, f"option[.={_literal(text)}]"), f"the option {text!r}")
+        Select(select).select_by_visible_text(text)
+
+    def sign_in_region(self) -> WebElement:
+        """The Sign in region, once the page has learnt the ways to sign in and shows it."""
+        return self.wait(lambda: self.region("Sign in").is_displayed() and self.region("Sign in"), "Sign in")
+
+    def sign_in_with_key(self, key: str) -> None:
+        signin = self.sign_in_region()
+        method = self.field("Sign in with", signin)
+        if method.is_displayed():
+            self.choose(method, "API key")
+        self.field("API key", signin).send_keys(key)
+        self.button("Sign in", signin).click()
+        self.wait(lambda: self.region("Status").is_displayed(), "the Status region")
+
+    def sign_in_with_password(self, provider_label: str, username: str, password: str) -> None:
+        signin = self.sign_in_region()
+        self.choose(self.field("Sign in with", signin), provider_label)
+        self.field("User name", signin).send_keys(username)
+        self.field("Password", signin).send_keys(password)
+        self.button("Sign in", signin).click()
+        self.wait(lambda: self.region("Status").is_displayed(), "the Status region")
+
+    def console_text(self) -> str:
+        return self.driver.execute_script("return document.getElementById('console-text').textContent")
+
+    def errors_in_browser_log(self) -> list[str]:
+        return [entry["message"] for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+class SignInPage:
+    """An identity provider's authorization endpoint that signs the person in at once: it sends
+    the browser back to ``redirect_uri`` with a good code and the state it was given. The token
+    endpoint is the test identity provider's (tests/test_oidc.py)."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.authorizations: list[dict[str, str]] = []
+        self.server = JsonServer(self.authorize)
+        self.url = f"{self.server.url}/authorize"
+
+    def authorize(self, method: str, path: str, body: str) -> tuple[int, dict, dict]:
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(path).query))
+        self.authorizations.append(query)
+        back = f"{query['redirect_uri']}?" + urllib.parse.urlencode({"code": self.code, "state": query["state"]})
+        return 302, {}, {"Location": back}
+
+    def close(self) -> None:
+        self.server.close()
