@@ -14,7 +14,6 @@ import re
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,8 @@ from qs_gateway.serving.stack import (
     start_redis,
 )
 
-from . import direct, wrk
+from . import direct, streams, wrk
+from .usage import ProcessUsage
 
 API_KEY = "BenchmarkKeyOfTheGateway20261202xyz"  # 32+ letters and digits: shorter keys are refused
 HEADERS = {"Authorization": f"ApiKey {API_KEY}"}
@@ -70,45 +70,6 @@ def compare(row: Row, ceiling: Row) -> Row:
     row.ceiling = f"{ceiling.what} @{ceiling.concurrency}"
     row.ratio = row.rate / ceiling.rate if ceiling.rate else None
     return row
-
-
-class Worker_RSS:
-    """Resident memory of a gunicorn master's workers, sampled while load runs."""
-
-    def __init__(self, master_pid: int) -> None:
-        self.master_pid = master_pid
-        self.peak: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def workers(self) -> list[int]:
-        children = Path(f"/proc/{self.master_pid}/task/{self.master_pid}/children").read_text().split()
-        return [int(pid) for pid in children]
-
-    @staticmethod
-    def rss_mb(pid: int) -> float:
-        status = Path(f"/proc/{pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
-
-    def now(self) -> list[float]:
-        return [self.rss_mb(pid) for pid in self.workers()]
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.2):
-            for pid in self.workers():
-                try:
-                    self.peak[pid] = max(self.peak.get(pid, 0.0), self.rss_mb(pid))
-                except OSError:
-                    pass
-
-    def __enter__(self) -> "Worker_RSS":
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def start_floor(workdir: Path, workers: int, threads: int) -> tuple[ManagedProcess, str]:
@@ -216,96 +177,109 @@ def start_reference(workdir: Path, venv: Path, ports: ManagerPorts) -> tuple[Man
     return process, url
 
 
-def measure(args: argparse.Namespace) -> list[Row]:
+def gateway_http_rows(
+    args: argparse.Namespace, url: str, gateway: ManagedProcess, floor_url: str, ports: ManagerPorts
+) -> tuple[list[Row], Row]:
+    """The direct ZeroMQ ceilings, then the gateway's HTTP rows against them and the floor."""
     seconds = args.seconds
+    rss = ProcessUsage(gateway.pid)
+    for _ in range(20):
+        httpx.get(f"{url}/api/status", headers=HEADERS)
+    time.sleep(1)
+    idle = rss.workers_now()
+
+    print("direct ZeroMQ ...", file=sys.stderr)
+    direct_status = {
+        c: from_latencies(
+            "direct ZeroMQ `status`", c, direct.run(ports.control_address, "status", {}, c, seconds), seconds
+        )
+        for c in (1, 8)
+    }
+    direct_add = from_latencies(
+        "direct ZeroMQ `queue_item_add`",
+        8,
+        direct.run(
+            ports.control_address,
+            "queue_item_add",
+            {"item": ITEM, "user": "bench", "user_group": "primary"},
+            8,
+            seconds,
+        ),
+        seconds,
+    )
+    fill_queue(ports.control_address, 1000)
+    direct_get = {
+        c: from_latencies(
+            "direct ZeroMQ `queue_get`, 1,000 items",
+            c,
+            direct.run(ports.control_address, "queue_get", {}, c, seconds),
+            seconds,
+        )
+        for c in (1, 8)
+    }
+    fill_queue(ports.control_address, 0)
+    rows = [*direct_status.values(), direct_add, *direct_get.values()]
+
+    print("gateway ...", file=sys.stderr)
+    with rss:
+        rows += http_rows("gateway", url, floor_url, ports.control_address, seconds, direct_add)
+    loaded = rss.worker_peaks()
+    rows.append(Row("gateway RSS per worker, idle (MB)", "-", note=", ".join(f"{v:.0f}" for v in idle)))
+    rows.append(Row("gateway RSS per worker, loaded peak (MB)", "-", note=", ".join(f"{v:.0f}" for v in loaded)))
+    longest, over = gc_pauses(f"http://127.0.0.1:{args.metrics_port}/metrics")
+    rows.append(Row("gateway garbage-collection pauses", "-", note=f"longest {longest:.1f} ms; {over} over 20 ms"))
+    return rows, direct_add
+
+
+def measure(args: argparse.Namespace) -> tuple[list[Row], list[streams.StreamRow]]:
     workdir = Path(tempfile.mkdtemp(prefix="qs-gateway-bench-"))
     processes: list[ManagedProcess] = []
     rows: list[Row] = []
+    stream_rows: list[streams.StreamRow] = []
     try:
         redis, redis_port = start_redis(workdir / "redis")
         processes.append(redis)
         manager, ports = start_re_manager(workdir, redis_port=redis_port, name_prefix="qs_gateway_bench")
         processes.append(manager)
-        metrics_port = free_port()
-        gateway, url = start_gateway(
-            workdir,
-            {
-                "QSERVER_ZMQ_CONTROL_ADDRESS": ports.control_address,
-                "QSERVER_ZMQ_INFO_ADDRESS": ports.info_address,
-                "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": API_KEY,
-                "QS_GATEWAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-                "QS_GATEWAY_WORKERS": str(args.workers),
-                "QS_GATEWAY_THREADS": str(args.threads),
-                "QS_GATEWAY_METRICS_BIND": f"127.0.0.1:{metrics_port}",
-                "QS_GATEWAY_LOG_LEVEL": "warning",
-            },
-        )
-        processes.append(gateway)
-        floor, floor_url = start_floor(workdir, args.workers, args.threads)
-        processes.append(floor)
-        rss = Worker_RSS(gateway.pid)
-        for _ in range(20):
-            httpx.get(f"{url}/api/status", headers=HEADERS)
-        time.sleep(1)
-        idle = rss.now()
-
-        print("direct ZeroMQ ...", file=sys.stderr)
-        direct_status = {
-            c: from_latencies(
-                "direct ZeroMQ `status`", c, direct.run(ports.control_address, "status", {}, c, seconds), seconds
-            )
-            for c in (1, 8)
+        args.metrics_port = free_port()
+        env = {
+            "QSERVER_ZMQ_CONTROL_ADDRESS": ports.control_address,
+            "QSERVER_ZMQ_INFO_ADDRESS": ports.info_address,
+            "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": API_KEY,
+            "QS_GATEWAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "QS_GATEWAY_WORKERS": str(args.workers),
+            "QS_GATEWAY_THREADS": str(args.threads),
+            "QS_GATEWAY_METRICS_BIND": f"127.0.0.1:{args.metrics_port}",
+            "QS_GATEWAY_LOG_LEVEL": "warning",
         }
-        direct_add = from_latencies(
-            "direct ZeroMQ `queue_item_add`",
-            8,
-            direct.run(
-                ports.control_address,
-                "queue_item_add",
-                {"item": ITEM, "user": "bench", "user_group": "primary"},
-                8,
-                seconds,
-            ),
-            seconds,
-        )
-        fill_queue(ports.control_address, 1000)
-        direct_get = {
-            c: from_latencies(
-                "direct ZeroMQ `queue_get`, 1,000 items",
-                c,
-                direct.run(ports.control_address, "queue_get", {}, c, seconds),
-                seconds,
-            )
-            for c in (1, 8)
-        }
-        fill_queue(ports.control_address, 0)
-        rows += [*direct_status.values(), direct_add, *direct_get.values()]
-
-        print("gateway ...", file=sys.stderr)
-        with rss:
-            rows += http_rows("gateway", url, floor_url, ports.control_address, seconds, direct_add)
-        loaded = list(rss.peak.values())
-        rows.append(Row("gateway RSS per worker, idle (MB)", "-", note=", ".join(f"{v:.0f}" for v in idle)))
-        rows.append(Row("gateway RSS per worker, loaded peak (MB)", "-", note=", ".join(f"{v:.0f}" for v in loaded)))
-        longest, over = gc_pauses(f"http://127.0.0.1:{metrics_port}/metrics")
-        rows.append(Row("gateway garbage-collection pauses", "-", note=f"longest {longest:.1f} ms; {over} over 20 ms"))
-
+        if args.only != "streams":
+            floor, floor_url = start_floor(workdir, args.workers, args.threads)
+            processes.append(floor)
+            gateway, url = start_gateway(workdir, env)
+            processes.append(gateway)
+            http, direct_add = gateway_http_rows(args, url, gateway, floor_url, ports)
+            rows += http
+            gateway.stop()  # each server is measured alone
+        if args.only != "http":
+            streams.open_environment(ports.control_address)
+            stream_rows += streams.gateway_rows(workdir, env, ports, redis_port, API_KEY, args)
         if args.reference:
-            print("bluesky-httpserver ...", file=sys.stderr)
-            gateway.stop()  # the reference server is measured alone, like the gateway was
-            reference, reference_url = start_reference(workdir, Path(args.reference), ports)
+            reference, reference_url = start_reference(workdir, Path(args.reference).resolve(), ports)
             processes.append(reference)
-            reference_rss = Worker_RSS(reference.pid)
-            with reference_rss:
-                rows += http_rows(
-                    "bluesky-httpserver", reference_url, floor_url, ports.control_address, seconds, direct_add
-                )
-            peak = max(reference_rss.peak.values(), default=Worker_RSS.rss_mb(reference.pid))
-            rows.append(Row("bluesky-httpserver RSS, loaded peak (MB)", "-", note=f"{peak:.0f}"))
+            if args.only != "streams":
+                print("bluesky-httpserver ...", file=sys.stderr)
+                reference_rss = ProcessUsage(reference.pid)
+                with reference_rss:
+                    rows += http_rows("bluesky-httpserver", reference_url, floor_url, ports.control_address,
+                                      args.seconds, direct_add)  # fmt: skip
+                peak = max(reference_rss.worker_peaks())
+                rows.append(Row("bluesky-httpserver RSS, loaded peak (MB)", "-", note=f"{peak:.0f}"))
+            if args.only != "http":
+                stream_rows += streams.reference_rows(reference, reference_url, ports, API_KEY, args)
     finally:
         for process in reversed(processes):
             process.stop()
-    return rows
+    return rows, stream_rows
 
 
 def table(rows: list[Row]) -> str:
@@ -325,8 +299,16 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def goals(rows: list[Row]) -> str:
-    """The goals of issue 6, each checked against this run."""
+def goals(rows: list[Row], stream_rows: list[streams.StreamRow]) -> str:
+    """The goals of issues 6 and 11, each checked against this run."""
+    checks = http_goals(rows) if rows else []
+    checks += streams.goals(stream_rows)
+    lines = ["| goal | met | this run |", "|---|---|---|"]
+    lines += [f"| {goal} | {'yes' if met else '**no**'} | {value} |" for goal, met, value in checks]
+    return "\n".join(lines)
+
+
+def http_goals(rows: list[Row]) -> list[tuple[str, bool, str]]:
 
     def row(what: str, concurrency: int | str) -> Row | None:
         return next((r for r in rows if r.what == what and r.concurrency == concurrency), None)
@@ -346,9 +328,7 @@ def goals(rows: list[Row]) -> str:
         ("RSS per worker under load <= 90 MB", peak_rss <= 90, f"{peak_rss:.0f} MB"),
         ("no GC pause over 20 ms", over_20 == 0, gc_row.note if gc_row else "not measured"),
     ]
-    lines = ["| goal | met | this run |", "|---|---|---|"]
-    lines += [f"| {goal} | {'yes' if met else '**no**'} | {value} |" for goal, met, value in checks]
-    return "\n".join(lines)
+    return checks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -361,16 +341,27 @@ def main(argv: list[str] | None = None) -> int:
         metavar="VENV",
         help="a virtual environment with bluesky-httpserver installed: measure it too, on the same rows",
     )
+    parser.add_argument("--only", choices=("http", "streams"), help="measure only the HTTP rows or the streams")
+    parser.add_argument(
+        "--stream-sizes",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=list(streams.SIZES),
+        help="subscribers per stream row (default 100,500,1000)",
+    )
+    parser.add_argument("--stream-seconds", type=float, default=10.0, help="console output per stream row (10)")
+    parser.add_argument("--console-rate", type=float, default=10.0, help="console lines per second (default 10)")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    rows = measure(args)
+    rows, stream_rows = measure(args)
     print(
         f"\n{args.workers} workers x {args.threads} threads, {args.seconds:g} s per run, "
         f"{os.cpu_count()} CPUs, took {time.monotonic() - started:.0f} s\n"
     )
-    print(table(rows))
-    print()
-    print(goals(rows))
+    if rows:
+        print(table(rows), end="\n\n")
+    if stream_rows:
+        print(streams.table(stream_rows), end="\n\n")
+    print(goals(rows, stream_rows))
     return 0
 
 

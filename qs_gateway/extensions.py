@@ -40,9 +40,7 @@ class Services:
             checkout_timeout=manager.pool_timeout,
             codec=Codec(settings.zmq.encoding),
             server_public_key=settings.zmq.public_key,
-            breaker=CircuitBreaker(
-                threshold=manager.breaker_threshold, open_seconds=manager.breaker_open_seconds
-            ),
+            breaker=CircuitBreaker(threshold=manager.breaker_threshold, open_seconds=manager.breaker_open_seconds),
         )
         self.manager = ManagerClient(
             self.pool,
@@ -59,7 +57,10 @@ class Services:
         self.console = ConsoleLog(self.store)
         self.stream_keys = StreamKeys.of(self.store)
         self.hub = StreamHub(
-            settings.redis, max_streams=streams.stream_limit, queue_length=streams.stream_queue_length
+            settings.redis,
+            max_streams=streams.stream_limit,
+            queue_length=streams.stream_queue_length,
+            heartbeat_seconds=streams.sse_heartbeat_seconds,
         )
         self.ingester = Ingester(
             self.store,

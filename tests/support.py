@@ -3,7 +3,6 @@ RE Manager and applications the fixtures make."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from flask import Flask
 
 from qs_gateway.app import create_app
 from qs_gateway.config import load_settings
+from qs_gateway.serving.proxy import self_signed_certificate  # noqa: F401 - the tests take it from here
 from qs_gateway.serving.stack import ManagedProcess, ManagerPorts
 
 # At least 32 letters and digits: a shorter single-user key is warned about, under 16 refused.
@@ -32,17 +32,6 @@ def plan(name: str = "count", **kwargs: Any) -> dict:
     if kwargs:
         item["kwargs"] = kwargs
     return item
-
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for localhost and 127.0.0.1, its own CA, and its key: (cert.pem, key.pem)."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 class SentToManager(list):

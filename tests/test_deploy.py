@@ -12,81 +12,22 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import ssl
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 
 import httpx
 import pytest
 from bluesky_queueserver_api import BPlan
 from bluesky_queueserver_api.http import REManagerAPI
 
-from qs_gateway.serving.stack import ManagedProcess, free_port, start_gateway
+from qs_gateway.serving.proxy import MAIN_CONF, NGINX, PREFIX, SHIPPED_SITE, render_site, start_nginx
+from qs_gateway.serving.stack import free_port, start_gateway
 
 from .support import API_KEY, answers_of_every_worker, self_signed_certificate, wait_for
 
-NGINX_CONF = Path(__file__).parents[1] / "deploy" / "nginx.conf"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-PREFIX = "/qserver"
-
-MAIN_CONF = """\
-{user}
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log {dir}/access.log;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    include {dir}/qs-gateway.conf;
-}}
-"""
-
-
-def render_site(upstream: str, port: int, redirect_port: int, cert: Path, key: Path) -> str:
-    """The shipped site, in front of ``upstream`` (``unix:/path`` or ``host:port``)."""
-    text = NGINX_CONF.read_text()
-    replacements = {
-        "server unix:/run/qs-gateway/gateway.sock;": f"server {upstream};",
-        "listen 443 ssl;": f"listen 127.0.0.1:{port} ssl;",
-        "listen 80;": f"listen 127.0.0.1:{redirect_port};",
-        "/etc/ssl/certs/qs-gateway.pem": str(cert),
-        "/etc/ssl/private/qs-gateway.key": str(key),
-    }
-    for old, new in replacements.items():
-        assert text.count(old) == 1, f"deploy/nginx.conf changed shape: {old!r}"
-        text = text.replace(old, new)
-    return text
-
-
-def start_nginx(
-    workdir: Path, upstream: str, cert: Path, key: Path, edits: Mapping[str, str] = MappingProxyType({})
-) -> tuple[ManagedProcess, int]:
-    """nginx with the shipped site in front of ``upstream``, on a free port (returned); ``edits``
-    replace lines of the site, each of which must be there once."""
-    port = free_port()
-    site = render_site(upstream, port, free_port(), cert, key)
-    for shipped, edited in edits.items():
-        assert site.count(shipped) == 1, f"deploy/nginx.conf lacks {shipped!r}"
-        site = site.replace(shipped, edited)
-    (workdir / "qs-gateway.conf").write_text(site)
-    user = "user root;" if os.geteuid() == 0 else ""  # workers must reach the socket in the temp dir
-    (workdir / "nginx.conf").write_text(MAIN_CONF.format(user=user, dir=workdir))
-    nginx = ManagedProcess(
-        "nginx",
-        [NGINX, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(workdir / "nginx.conf"),
-         "-g", "daemon off;"],
-        workdir / "nginx.out",
-    ).start()  # fmt: skip
-    return nginx, port
+__all__ = ["MAIN_CONF", "NGINX", "render_site", "start_nginx"]  # the other nginx tests take them from here
 
 
 @dataclass
@@ -229,7 +170,7 @@ def test_upstream_connections_are_kept_alive(deployment, https):
 
 
 def test_timeouts_allow_ldap_logins():
-    timeouts = re.findall(r"proxy_read_timeout (\d+)(s|h);", NGINX_CONF.read_text())
+    timeouts = re.findall(r"proxy_read_timeout (\d+)(s|h);", SHIPPED_SITE.read_text())
     seconds = [int(n) * (3600 if unit == "h" else 1) for n, unit in timeouts]
     assert min(seconds) > 60  # an LDAP login with a second factor may take 60 s
 

@@ -1,8 +1,8 @@
-"""Streaming pieces on their own: text rendering, slow consumers, the ingest lease (real Redis)."""
+"""Streaming pieces on their own: text rendering, the ingest lease (real Redis). The fan-out:
+tests/test_stream_fanout.py."""
 
 from __future__ import annotations
 
-import collections
 import random
 import time
 
@@ -11,7 +11,6 @@ from bluesky_queueserver_api.console_monitor import _ConsoleMonitor
 
 from qs_gateway.config.redis import RedisSettings
 from qs_gateway.redis_store import RedisStore
-from qs_gateway.streaming.hub import StreamClosed, Subscription
 from qs_gateway.streaming.ingest import Ingester
 from qs_gateway.streaming.render import ConsoleText
 
@@ -42,18 +41,6 @@ def test_rendering_matches_the_client_library(seed):
         for nlines in (None, 1, 3, 7, 50):
             assert ours.text(nlines) == theirs._text_generate(nlines), (seed, nlines)
     assert ours.text(0) == ""
-
-
-def test_slow_consumer_loses_its_oldest_messages_only():
-    slow = Subscription("k", collections.deque(maxlen=3))
-    slow.push([(f"{i}-0", b"x") for i in range(1, 6)])
-    assert [entry_id for entry_id, _ in slow.get(0)] == ["3-0", "4-0", "5-0"]
-    assert slow.dropped == 2
-    slow.push([("5-0", b"again"), ("6-0", b"y")])  # already delivered ids are skipped
-    assert [entry_id for entry_id, _ in slow.get(0)] == ["6-0"]
-    slow.close()
-    with pytest.raises(StreamClosed):
-        slow.get(0)
 
 
 class SilentSubscriber:

@@ -157,3 +157,29 @@ def test_a_key_deleted_while_its_socket_is_open_closes_it(gateway):
         )
         assert deleted.status_code == 200, deleted.text
         assert close_code(websocket, RECHECK_SECONDS + 5) == 4001
+
+
+def test_a_key_deleted_while_its_http_streams_are_open_ends_them(gateway):
+    tokens = login(gateway)
+    key = new_api_key(gateway, tokens)
+    headers = {"Authorization": f"ApiKey {key['secret']}"}
+    within = RECHECK_SECONDS + 10
+    with (
+        httpx.stream("GET", f"{gateway}/api/status/events", headers=headers, timeout=within) as events,
+        httpx.stream("GET", f"{gateway}/api/stream_console_output", headers=headers, timeout=within) as console,
+    ):
+        assert events.status_code == 200 and console.status_code == 200
+        lines, chunks = events.iter_lines(), console.iter_bytes()
+        assert next(lines) == ": connected"
+        deleted = httpx.delete(
+            f"{gateway}/api/auth/apikey",
+            params={"first_eight": key["first_eight"]},
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        )
+        assert deleted.status_code == 200, deleted.text
+        deadline = time.monotonic() + within
+        for _ in lines:  # statuses keep coming until the stream ends
+            assert time.monotonic() < deadline, "the event stream stayed open"
+        for _ in chunks:  # the console is quiet: this ends when the stream does (or times out)
+            pass
+    assert httpx.get(f"{gateway}/api/status/events", headers=headers).status_code == 401

@@ -12,7 +12,7 @@ from ..extensions import services
 from ..manager import Reply
 from .declare import Call, Resource
 from .schemas import Empty, Int64, Payload, identifier
-from .streams import console_byte_stream, last_event_id, server_sent_events, subscribe
+from .streams import console_byte_stream, server_sent_events
 
 
 class ConsoleOutput(Payload):
@@ -49,13 +49,13 @@ def console_output_update(call: Call) -> Reply:
 @console.endpoint("/stream_console_output", scope="read:console", kind="stream", media_type="text/plain")
 def stream_console_output(call: Call) -> Response:
     """New console messages as they come, as concatenated JSON objects (bluesky-httpserver's format)."""
-    return console_byte_stream(subscribe(services().stream_keys.console, "console_stream"))
+    return console_byte_stream(call, services().stream_keys.console)
 
 
 @console.endpoint("/console_output/events", scope="read:console", kind="stream", media_type="text/event-stream")
 def console_output_events(call: Call) -> Response:
     """Server-Sent Events, one per console message; resumes after `Last-Event-ID`."""
-    return server_sent_events(subscribe(services().stream_keys.console, "console_events", last_event_id()))
+    return server_sent_events(call, services().stream_keys.console, "console_events")
 
 
 console.websocket(

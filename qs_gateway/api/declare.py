@@ -66,6 +66,7 @@ class Call:
     payload: dict[str, Any]
     principal: Principal
     path: dict[str, Any] = field(default_factory=dict)
+    scope: str | None = None  # the one the endpoint requires (a stream checks it again while open)
 
     def params(self, injects: Iterable[str] = ()) -> dict[str, Any]:
         """The payload as RE Manager parameters: ``None`` values and an empty lock key dropped,
@@ -188,7 +189,7 @@ class Resource(Blueprint):
                         if refusal is None:
                             raise
                         return to_response(refusal)
-                return to_response(view(Call(payload, principal, path_args)), declared.etag_field)
+                return to_response(view(Call(payload, principal, path_args, scope)), declared.etag_field)
 
             handler.__name__ = view.__name__
             handler.__doc__ = view.__doc__

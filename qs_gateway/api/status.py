@@ -8,7 +8,7 @@ from flask import Response
 from ..extensions import services
 from .declare import Call, Resource
 from .schemas import Empty, Reload
-from .streams import last_event_id, server_sent_events, subscribe
+from .streams import server_sent_events
 
 status = Resource("status", __name__)
 
@@ -35,8 +35,7 @@ def _carries_status(data: bytes) -> bool:
 @status.endpoint("/status/events", scope="read:monitor", kind="stream", media_type="text/event-stream")
 def status_events(call: Call) -> Response:
     """Server-Sent Events with each status RE Manager publishes; resumes after `Last-Event-ID`."""
-    subscription = subscribe(services().stream_keys.info, "status_events", last_event_id())
-    return server_sent_events(subscription, render=_status_only)
+    return server_sent_events(call, services().stream_keys.info, "status_events", render=_status_only)
 
 
 status.websocket(

@@ -178,10 +178,10 @@ class StreamSettings:
     stream_limit: int = setting(
         "stream_limit",
         "QS_GATEWAY_STREAM_LIMIT",
-        8,
+        2_000,
         number(int, minimum=0),
-        "Open streams (NDJSON, SSE, websockets) per worker; each holds a thread, keep it below `threads`. "
-        "Over it: 503.",
+        "Open streams (SSE, byte streams, websockets) per worker; each costs about 10 KB and a file descriptor, "
+        "no thread. Over it: 503 before the stream starts.",
     )
     stream_queue_length: int = setting(
         "stream_queue_length",

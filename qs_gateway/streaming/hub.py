@@ -1,28 +1,43 @@
-"""Fan-out inside one worker: one thread reads the Redis streams, every open stream gets a queue.
+"""The streams of one worker: opening them, feeding them from Redis, and checking their grants.
 
-Each open HTTP stream (NDJSON, SSE, websocket) holds a worker thread for its whole life, so
-their number per worker is capped; over the cap :class:`TooManyStreams` is raised (503). Each
-stream has its own bounded queue: a slow consumer loses its oldest messages and never slows the
-reader or the other streams. On shutdown every stream is told to end.
+* :meth:`StreamHub.open` takes a slot (at most ``max_streams`` per worker, else
+  :class:`TooManyStreams`, answered 503 before any response starts), registers the stream and
+  reads what it missed (its backlog) from Redis. A stream that resumes after an id gets every
+  entry after it, none twice and none left out, whatever arrives meanwhile.
+* One reader thread per worker follows the Redis streams that have readers (a blocking XREAD)
+  and hands each batch to the fan-out (:mod:`.fanout`), which writes it to every connection.
+* One guard thread checks the grant of every open stream again every ``recheck_seconds`` (each
+  distinct grant once): a deleted key, an expired or revoked token ends its streams.
+
+No thread is started and no connection made before the first stream is opened (so never before
+gunicorn forks).
 """
 
 from __future__ import annotations
 
-import collections
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import redis
 
 from ..redis_connect import redis_client
 from ..redis_store import StoreUnavailable
+from .fanout import Fanout
 from .keys import format_id, parse_id
+from .stream import Encoder, Entry, Grant, Sink, Stream, StreamClosed, WireProtocol
+from .wire import CLOSE_GOING_AWAY, CLOSE_INVALID_CREDENTIALS
+
+if TYPE_CHECKING:
+    from ..config.gateway import RedisSettings
 
 logger = logging.getLogger(__name__)
 
-Entry = tuple[str, bytes]  # (stream id, JSON data)
+__all__ = ["RECHECK_SECONDS", "Sink", "Stream", "StreamClosed", "StreamHub", "TooManyStreams"]
+
+RECHECK_SECONDS = 2.0  # how often the credentials of open streams are checked again
 
 
 class TooManyStreams(Exception):
@@ -31,133 +46,132 @@ class TooManyStreams(Exception):
         super().__init__(f"this worker already serves its limit of {limit} open streams")
 
 
-class StreamClosed(Exception):
-    """The worker is shutting down (or the stream was closed)."""
-
-
-@dataclass(eq=False)
-class Subscription:
-    key: str
-    queue: collections.deque = field(repr=False)
-    last_id: tuple[int, int] = (-1, -1)
-    dropped: int = 0
-    closed: bool = False
-    on_close: Callable[[], None] | None = field(default=None, repr=False)  # e.g. a metrics gauge
-    _cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
-
-    def push(self, entries: Iterable[Entry]) -> None:
-        with self._cond:
-            for entry in entries:
-                if parse_id(entry[0]) <= self.last_id:
-                    continue  # already delivered by the backfill
-                if len(self.queue) == self.queue.maxlen:
-                    self.dropped += 1
-                self.queue.append(entry)
-                self.last_id = parse_id(entry[0])
-            self._cond.notify()
-
-    def get(self, timeout: float) -> list[Entry]:
-        """Entries that arrived, waiting up to ``timeout``; [] on timeout; StreamClosed at the end."""
-        with self._cond:
-            if not self.queue and not self.closed:
-                self._cond.wait(timeout)
-            if self.closed:
-                raise StreamClosed()
-            entries = list(self.queue)
-            self.queue.clear()
-            return entries
-
-    def close(self) -> None:
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
-
-
 class StreamHub:
-    def __init__(self, redis_url: str, *, max_streams: int, queue_length: int, block_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        redis_url: RedisSettings | str,
+        *,
+        max_streams: int,
+        queue_length: int,
+        heartbeat_seconds: float = 15.0,
+        block_seconds: float = 1.0,
+        recheck_seconds: float = RECHECK_SECONDS,
+    ) -> None:
         self.redis_url = redis_url
         self.max_streams = max_streams
         self.queue_length = queue_length
         self.block_ms = int(block_seconds * 1000)
+        self.recheck_seconds = recheck_seconds
+        self.fanout = Fanout(queue_length=queue_length, heartbeat_seconds=heartbeat_seconds, on_finished=self._finished)
         self._lock = threading.Lock()
-        self._subscriptions: set[Subscription] = set()
+        self._streams: set[Stream] = set()
         self._reader: threading.Thread | None = None
+        self._guard: threading.Thread | None = None
         self._client: redis.Redis | None = None
         self._shutting_down = threading.Event()
 
     @property
     def open_streams(self) -> int:
-        return len(self._subscriptions)
+        return len(self._streams)
 
     def _redis(self) -> redis.Redis:
         if self._client is None:
-            # its own connection: a blocking XREAD must not wait behind (or hold up) other calls
+            # its own connections: a blocking XREAD must not wait behind (or hold up) other calls
             self._client = redis_client(self.redis_url, timeout=self.block_ms / 1000 + 5, connect_timeout=2)
         return self._client
 
-    def subscribe(self, key: str, after: str | None = None) -> Subscription:
-        """Open a stream on Redis stream ``key``: entries after ``after`` (a stream id), or new ones."""
+    def open(self, key: str, after: str | None, encode: Encoder, on_close: Callable[[], None] | None = None) -> Stream:
+        """A stream on Redis stream ``key``: the entries after id ``after``, or from now on.
+
+        Its bytes wait in the fan-out until :meth:`attach` says where they go.
+        """
         if self._shutting_down.is_set():
             raise StreamClosed()
         client = self._redis()
-        subscription = Subscription(key, collections.deque(maxlen=self.queue_length))
         if after is None:
             try:
                 newest = client.xrevrange(key, count=1)
             except redis.RedisError as exc:
-                raise StoreUnavailable(f"Redis at {self.redis_url} did not answer: {exc}") from exc
+                raise self._unavailable(exc) from exc
             after = newest[0][0].decode() if newest else "0-0"
-        subscription.last_id = parse_id(after)
+        stream = Stream(key, encode, parse_id(after), on_close=on_close)
         with self._lock:
-            if len(self._subscriptions) >= self.max_streams:
+            if len(self._streams) >= self.max_streams:
                 raise TooManyStreams(self.max_streams)
-            self._subscriptions.add(subscription)
+            self._streams.add(stream)
+        # Registered first (live entries are held for it), then the backlog: nothing falls between.
+        self.fanout.add(stream)
+        self._start_threads()
+        try:
+            # the newest entries if more were missed than a stream may hold: the oldest are lost
+            missed = client.xrevrange(key, max="+", min=f"({format_id(stream.last_id)}", count=self.queue_length)
+        except redis.RedisError as exc:
+            self.fanout.drop(stream)
+            raise self._unavailable(exc) from exc
+        self.fanout.backlog(stream, _entries(reversed(missed)))
+        return stream
+
+    def attach(
+        self,
+        stream: Stream,
+        target: socket.socket | Sink,
+        protocol: WireProtocol,
+        head: bytes = b"",
+        grant: Grant | None = None,
+    ) -> None:
+        """Serve ``stream`` on a taken connection (or a sink), checked again by ``grant``."""
+        stream.grant = grant
+        self.fanout.attach(stream, target, protocol, head)
+
+    def release(self, stream: Stream) -> None:
+        self.fanout.drop(stream)
+
+    def end(self, stream: Stream, code: int, reason: str) -> None:
+        self.fanout.end(stream, code, reason)
+
+    def shutdown(self) -> None:
+        """The worker is stopping: end every stream now, and open none."""
+        if self._shutting_down.is_set():
+            return
+        self._shutting_down.set()
+        if self._streams:
+            # briefly: the clients are told before the process goes (they reconnect elsewhere)
+            self.fanout.shutdown(CLOSE_GOING_AWAY, "The server is shutting down").wait(1.0)
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        return StoreUnavailable(f"Redis at {self.redis_url} did not answer: {exc}")
+
+    def _finished(self, stream: Stream) -> None:
+        with self._lock:
+            self._streams.discard(stream)
+        if stream.on_close is not None:
+            stream.on_close()
+
+    def _start_threads(self) -> None:
+        with self._lock:
             if self._reader is None or not self._reader.is_alive():
                 self._reader = threading.Thread(target=self._read, name="qs-gateway-streams", daemon=True)
                 self._reader.start()
-        try:
-            # Registered first, then the backlog: whatever the reader delivers meanwhile is
-            # de-duplicated by id, and nothing falls between the two.
-            backlog = client.xrange(key, min=f"({format_id(subscription.last_id)}", max="+", count=self.queue_length)
-            subscription.push(_entries(backlog))
-        except redis.RedisError as exc:
-            self.unsubscribe(subscription)
-            raise StoreUnavailable(f"Redis at {self.redis_url} did not answer: {exc}") from exc
-        return subscription
-
-    def unsubscribe(self, subscription: Subscription) -> None:
-        subscription.close()
-        with self._lock:
-            if subscription not in self._subscriptions:
-                return
-            self._subscriptions.discard(subscription)
-        if subscription.on_close is not None:
-            subscription.on_close()
-
-    def shutdown(self) -> None:
-        """The worker is stopping: end every stream now."""
-        self._shutting_down.set()
-        with self._lock:
-            subscriptions = list(self._subscriptions)
-        for subscription in subscriptions:
-            subscription.close()
+            if self._guard is None:
+                self._guard = threading.Thread(target=self._check_grants, name="qs-gateway-grants", daemon=True)
+                self._guard.start()
 
     def _read(self) -> None:
         client = self._redis()
         positions: dict[str, str] = {}
         while not self._shutting_down.is_set():
             with self._lock:
-                if not self._subscriptions:
+                if not self._streams:
                     self._reader = None
                     return
-                keys = {s.key for s in self._subscriptions}
+                keys = {s.key for s in self._streams}
                 for key in positions.keys() - keys:
                     del positions[key]
                 for key in keys - positions.keys():
                     # start where the earliest stream on this key starts
-                    positions[key] = format_id(min(s.last_id for s in self._subscriptions if s.key == key))
+                    positions[key] = format_id(min(s.last_id for s in self._streams if s.key == key))
             try:
-                answer = client.xread({key: positions[key] for key in keys}, block=self.block_ms)
+                answer = client.xread(positions, block=self.block_ms)
             except redis.RedisError as exc:
                 logger.warning("Reading the console/status streams from Redis failed: %s", exc)
                 self._shutting_down.wait(1.0)
@@ -165,13 +179,27 @@ class StreamHub:
             for raw_key, raw_entries in answer or ():
                 key = raw_key.decode()
                 entries = _entries(raw_entries)
-                if not entries:
+                if raw_entries:
+                    positions[key] = raw_entries[-1][0].decode()
+                if entries:
+                    self.fanout.entries(key, entries)
+
+    def _check_grants(self) -> None:
+        while not self._shutting_down.wait(self.recheck_seconds):
+            with self._lock:
+                granted = [s for s in self._streams if s.grant is not None]
+            by_grant: dict[object, list[Stream]] = {}
+            for stream in granted:
+                by_grant.setdefault(stream.grant.key, []).append(stream)
+            for streams in by_grant.values():
+                try:
+                    allowed = streams[0].grant.allowed()
+                except Exception:
+                    logger.exception("Checking the credentials of open streams failed; they stay open")
                     continue
-                positions[key] = entries[-1][0]
-                with self._lock:
-                    receivers = [s for s in self._subscriptions if s.key == key]
-                for subscription in receivers:
-                    subscription.push(entries)
+                if not allowed:
+                    for stream in streams:
+                        self.fanout.end(stream, CLOSE_INVALID_CREDENTIALS, "The credentials are no longer valid")
 
 
 def _entries(raw: Iterable) -> list[Entry]:
