@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from ..exceptions import Unauthorized
 from .credentials import Credentials
@@ -110,15 +111,32 @@ class Authenticator:
         key: ApiKeyRecord | None = None,
         session: str | None = None,
     ) -> Principal:
+        """A principal the API-access policy knows: its roles, and its scopes (within the key's)."""
         scopes = self.api_access.get_user_scopes(username)
         if key is not None:
             scopes = key_scopes(key.scopes, scopes)
-        return Principal(
-            username=username,
+        return replace(
+            self._principal(username, method=method, uuid=uuid, identities=identities, key=key, session=session),
             displayed_name=self.api_access.get_displayed_user_name(username),
-            user_group=self.resource_access.get_resource_group(username),
             roles=self.api_access.get_user_roles(username),
             scopes=scopes,
+        )
+
+    def _principal(
+        self,
+        username: str,
+        *,
+        method: str,
+        uuid: str | None,
+        identities: tuple[tuple[str, str], ...],
+        key: ApiKeyRecord | None,
+        session: str | None,
+    ) -> Principal:
+        """A principal without roles or scopes: what every principal of a request has."""
+        return Principal(
+            username=username,
+            displayed_name=username,
+            user_group=self.resource_access.get_resource_group(username),
             method=method,
             uuid=uuid,
             identities=identities,
@@ -149,17 +167,7 @@ class Authenticator:
         username = self.username_of(identities)
         if username is None:
             name = identities[0][1] if identities else uuid
-            return Principal(
-                username=name,
-                displayed_name=name,
-                user_group=self.resource_access.get_resource_group(name),
-                method=method,
-                uuid=uuid,
-                identities=identities,
-                api_key_first_eight=key.first_eight if key else None,
-                api_key_scopes=key.scopes if key else None,
-                session=session,
-            )
+            return self._principal(name, method=method, uuid=uuid, identities=identities, key=key, session=session)
         return self.principal_for(username, method=method, uuid=uuid, identities=identities, key=key, session=session)
 
     def authenticate(self, credentials: Credentials, address: str | None = None) -> Principal:
