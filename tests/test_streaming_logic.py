@@ -11,7 +11,7 @@ from bluesky_queueserver_api.console_monitor import _ConsoleMonitor
 
 from qs_gateway.config.redis import RedisSettings
 from qs_gateway.redis_store import RedisStore
-from qs_gateway.streaming.ingest import Ingester
+from qs_gateway.streaming.ingest import Ingester, LeaseLost
 from qs_gateway.streaming.render import ConsoleText
 
 from .support import wait_for
@@ -103,3 +103,20 @@ def test_published_status_is_kept_unless_turned_off(redis_port, max_age, kept):
             time.sleep(0.05)
     finally:
         ingester.stop()
+
+
+def test_a_leader_that_lost_its_lease_appends_nothing(redis_port):
+    """A leader cut off from Redis may send a batch that arrives after another took over: the
+    batch is refused whole, so no old message lands after the new leader's."""
+    store = RedisStore(RedisSettings(url=f"redis://127.0.0.1:{redis_port}/0"), prefix=f"stale_test_{time.time_ns()}")
+    stale = Ingester(store, SilentSubscriber, lease_seconds=0.5)
+    keys = stale.keys
+    status = {"time": "2026-01-01T00:00:00", "manager_state": "idle"}
+    batch = [("QS_Console", {"time": 1.0, "msg": "old\n"}), ("QS_Info", {"time": 1.0, "msg": {"status": status}})]
+    store.run(lambda r: r.set(keys.leader, stale.identity))
+    stale._append(batch)  # while it leads
+    assert store.run(lambda r: (r.xlen(keys.console), r.xlen(keys.info))) == (1, 1)
+    store.run(lambda r: r.set(keys.leader, "another-worker"))
+    with pytest.raises(LeaseLost):
+        stale._append(batch)
+    assert store.run(lambda r: (r.xlen(keys.console), r.xlen(keys.info))) == (1, 1)

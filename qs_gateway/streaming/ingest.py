@@ -40,6 +40,26 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# Appends a batch only while the caller holds the lease, in one step: a leader cut off from
+# Redis whose writes arrive after another took over must not add old messages after the new
+# leader's. KEYS: lease, console stream, info stream, published status. ARGV: identity, console
+# and info lengths, the status's expiry in ms (0: none) and entry, then (topic, data) pairs.
+_APPEND = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+for i = 6, #ARGV, 2 do
+  if ARGV[i] == 'c' then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'data', ARGV[i + 1])
+  else
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[i + 1])
+  end
+end
+if ARGV[4] ~= '0' then redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[4]) end
+return 1
+"""
+
+
+class LeaseLost(Exception):
+    """Another worker holds the ingest lease now: this one's batch was not appended."""
 
 
 class Ingester:
@@ -125,6 +145,9 @@ class Ingester:
                 if messages:
                     try:
                         self._append(messages)
+                    except LeaseLost:
+                        logger.warning("Lost the ingest lease; another worker subscribes now")
+                        return
                     except StoreUnavailable:
                         raise
                     except Exception:
@@ -144,26 +167,25 @@ class Ingester:
 
     def _append(self, messages: list[tuple[str, Any]]) -> None:
         keys = self.keys
-
-        def write(r: Any) -> bool:
-            pipe = r.pipeline(transaction=False)
-            latest_status = None
-            for topic, message in messages:
-                if not isinstance(message, dict):
-                    continue
-                data = orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS)
-                if topic == CONSOLE_TOPIC:
-                    pipe.xadd(keys.console, {"data": data}, maxlen=self.console_length, approximate=True)
-                elif topic == INFO_TOPIC:
-                    pipe.xadd(keys.info, {"data": data}, maxlen=self.info_length, approximate=True)
-                    payload = message.get("msg")
-                    if isinstance(payload, dict) and isinstance(payload.get("status"), dict):
-                        latest_status = payload["status"]
-            if latest_status is not None and self.status_max_age_ms > 0:  # 0: never served
-                entry = f"{latest_status.get('time', '')}|".encode() + orjson.dumps(latest_status)
-                pipe.set(keys.published_status, entry, px=self.status_max_age_ms)
-            pipe.execute()
-            return latest_status is not None
-
-        if self.store.run(write) and self.on_status is not None:
+        pairs: list[bytes | str] = []
+        latest_status = None
+        for topic, message in messages:
+            if not isinstance(message, dict) or topic not in (CONSOLE_TOPIC, INFO_TOPIC):
+                continue
+            pairs += ["c" if topic == CONSOLE_TOPIC else "i", orjson.dumps(message, option=orjson.OPT_NON_STR_KEYS)]
+            payload = message.get("msg")
+            if topic == INFO_TOPIC and isinstance(payload, dict) and isinstance(payload.get("status"), dict):
+                latest_status = payload["status"]
+        status_ms, status_entry = 0, b""
+        if latest_status is not None and self.status_max_age_ms > 0:  # 0: never served
+            status_ms = self.status_max_age_ms
+            status_entry = f"{latest_status.get('time', '')}|".encode() + orjson.dumps(latest_status)
+        lease_keys = (keys.leader, keys.console, keys.info, keys.published_status)
+        lengths = (self.identity, self.console_length, self.info_length, status_ms, status_entry)
+        if not pairs and not status_ms:
+            return
+        appended = self.store.run(lambda r: r.eval(_APPEND, len(lease_keys), *lease_keys, *lengths, *pairs))
+        if appended == -1:
+            raise LeaseLost()
+        if latest_status is not None and self.on_status is not None:
             self.on_status()
