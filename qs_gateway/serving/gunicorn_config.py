@@ -1,8 +1,10 @@
 """gunicorn settings and hooks for qs-gateway (``gunicorn -c python:qs_gateway.serving.gunicorn_config``).
 
-gthread workers: requests wait on RE Manager and Redis, not on the CPU, and streams hold a
-thread each. No preloading: every worker builds its own application after the fork, and the
-ZeroMQ context and sockets are created in the worker (``post_worker_init``), never in the master.
+The gateway's own gthread worker (:mod:`.worker`): requests wait on RE Manager and Redis, not on
+the CPU; headers are read by the worker's event loop, and open streams are served by one fan-out
+thread per worker (:mod:`qs_gateway.streaming`). No preloading: every worker builds its own
+application after the fork, and the ZeroMQ context, sockets and threads are created in the
+worker (``post_worker_init``), never in the master.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ import gc
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 
 from qs_gateway.config import ConfigError, load_settings
+from qs_gateway.extensions import EXTENSION_KEY
 from qs_gateway.logs import configure_logging, make_formatter
+from qs_gateway.metrics import MULTIPROCESS_DIR_ENV, mark_worker_dead, prepare_multiprocess_dir
 
 try:
     _settings = load_settings()
@@ -69,8 +74,6 @@ def _prepare_metrics_dir() -> None:
     """Workers write their metric values to files here; the master empties it at start (values of
     an earlier run must not count) and removes it at exit if it made it."""
     global _created_metrics_dir
-    from qs_gateway.metrics import MULTIPROCESS_DIR_ENV, prepare_multiprocess_dir
-
     path = os.environ.get(MULTIPROCESS_DIR_ENV)
     if not path:
         path = _created_metrics_dir = tempfile.mkdtemp(prefix="qs-gateway-metrics-")
@@ -80,8 +83,6 @@ def _prepare_metrics_dir() -> None:
 
 def child_exit(server, worker) -> None:  # noqa: ANN001
     if _settings.http.metrics_enabled:
-        from qs_gateway.metrics import mark_worker_dead
-
         mark_worker_dead(worker.pid)
 
 
@@ -91,10 +92,6 @@ def on_exit(server) -> None:  # noqa: ANN001
 
 
 def post_worker_init(worker) -> None:  # noqa: ANN001
-    import signal
-
-    from qs_gateway.extensions import EXTENSION_KEY
-
     services = worker.wsgi.extensions[EXTENSION_KEY]
     # Everything loaded so far (modules, the app) lives as long as the worker: keep it out of
     # the collector's reach, so that a full collection walks only what requests created and
@@ -116,8 +113,6 @@ def post_worker_init(worker) -> None:  # noqa: ANN001
 
 
 def worker_exit(server, worker) -> None:  # noqa: ANN001
-    from qs_gateway.extensions import EXTENSION_KEY
-
     wsgi = getattr(worker, "wsgi", None)
     if wsgi is not None:
         wsgi.extensions[EXTENSION_KEY].close()

@@ -11,6 +11,8 @@ import os
 import shutil
 import ssl
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,12 +114,18 @@ class Proxy:
 
 def behind_nginx(workdir: Path, socket_path: Path, worker_processes: int | str = 1) -> Proxy:
     """nginx (TLS, its own certificate) in front of the gateway on ``socket_path``, proxying."""
-    import httpx
-
     workdir.mkdir(parents=True, exist_ok=True)
     cert, key = self_signed_certificate(workdir)
     process, port = start_nginx(workdir, f"unix:{socket_path}", cert, key, worker_processes)
     proxy = Proxy(process, f"https://localhost:{port}{PREFIX}", cert)
     trust = ssl.create_default_context(cafile=cert)
-    process.wait_until(lambda: httpx.get(f"{proxy.url}/healthz", verify=trust).status_code == 200, 15, "proxying")
+    process.wait_until(lambda: _answers(f"{proxy.url}/healthz", trust), 15, "proxying")
     return proxy
+
+
+def _answers(url: str, trust: ssl.SSLContext) -> bool:
+    try:
+        with urllib.request.urlopen(url, context=trust, timeout=2) as answer:
+            return answer.status == 200
+    except (OSError, urllib.error.URLError):
+        return False

@@ -31,7 +31,7 @@ from .stream import Encoder, Entry, Grant, Sink, Stream, StreamClosed, WireProto
 from .wire import CLOSE_GOING_AWAY, CLOSE_INVALID_CREDENTIALS
 
 if TYPE_CHECKING:
-    from ..config.gateway import RedisSettings
+    from ..config.redis import RedisSettings
 
 logger = logging.getLogger(__name__)
 
