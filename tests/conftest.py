@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 from qs_gateway.extensions import EXTENSION_KEY
 from qs_gateway.serving.stack import start_gateway, start_re_manager, start_redis
 
+from .auth_support import app_builder, toy_config
 from .support import Manager, SentToManager, http_api, keyed_client, make_app, reset_manager, spy_on, zmq_api
 
 _TEXT_LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d [\d:]+ [+-]\d{4})\] \[\d+\] \[(\w+)\]")
@@ -177,6 +178,19 @@ def RM(gateway_url: str) -> Iterator:
     rm = http_api(gateway_url)
     yield rm
     rm.close()
+
+
+@pytest.fixture
+def build_app(tmp_path: Path, re_manager: Manager) -> Iterator:
+    """Builds in-process gateways from configurations (see auth_support.app_builder)."""
+    with app_builder(tmp_path, re_manager) as build:
+        yield build
+
+
+@pytest.fixture
+def toy(build_app) -> FlaskClient:  # noqa: ANN001
+    """A client of a gateway with the toy provider (anonymous access off)."""
+    return build_app(toy_config()).test_client()
 
 
 @pytest.fixture

@@ -13,9 +13,7 @@ import pytest
 from bluesky_queueserver_api import BPlan
 from bluesky_queueserver_api.http import REManagerAPI
 
-from qs_gateway.serving.stack import start_gateway
-
-from .auth_support import PASSWORDS, api_key_header, private_prefix, toy_config, write_config
+from .auth_support import PASSWORDS, api_key_header, start_auth_gateway, toy_config
 from .support import answers_of_every_worker, wait_for
 
 WORKERS = 3
@@ -24,15 +22,8 @@ ACCESS_TOKEN_MAX_AGE = 3
 
 @pytest.fixture(scope="module")
 def auth_gateway(stack_dir, re_manager):
-    config = write_config(stack_dir / "auth-e2e", toy_config(access_token_max_age=ACCESS_TOKEN_MAX_AGE))
-    env = re_manager.gateway_env(
-        QSERVER_HTTP_SERVER_CONFIG=config,
-        QS_GATEWAY_WORKERS=str(WORKERS),
-        QS_GATEWAY_THREADS="4",
-        QS_GATEWAY_WORKER_HEADER="1",
-        QS_GATEWAY_REDIS_PREFIX=private_prefix(),
-    )
-    process, url = start_gateway(stack_dir, env, log_name="gunicorn-auth.log")
+    config = toy_config(access_token_max_age=ACCESS_TOKEN_MAX_AGE)
+    process, url = start_auth_gateway(stack_dir, re_manager, "auth-e2e", config, QS_GATEWAY_WORKERS=str(WORKERS))
     yield url
     process.stop()
 

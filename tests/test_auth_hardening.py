@@ -9,12 +9,10 @@ from __future__ import annotations
 import threading
 
 import jwt
-import pytest
 
 from .auth_support import (
     PASSWORDS,
     api_key_header,
-    app_builder,
     bearer,
     login,
     private_prefix,
@@ -25,18 +23,6 @@ from .support import API_KEY, wait_for
 SESSION_EXPIRED = "Session has expired. Please re-authenticate."
 SECRET = "a-configured-secret-of-at-least-32-bytes"
 ELSEWHERE = {"REMOTE_ADDR": "192.0.2.7"}  # another client address
-
-
-@pytest.fixture
-def build_app(tmp_path, re_manager):
-    with app_builder(tmp_path, re_manager) as build:
-        yield build
-
-
-@pytest.fixture
-def toy(build_app):
-    """A client of a gateway with the toy provider (anonymous access off)."""
-    return build_app(toy_config()).test_client()
 
 
 def _refresh(client, refresh_token: str, **environ: str):

@@ -8,9 +8,7 @@ import httpx
 import pytest
 from bluesky_queueserver_api.http import REManagerAPI
 
-from qs_gateway.serving.stack import start_gateway
-
-from .auth_support import PASSWORDS, private_prefix, toy_config, write_config
+from .auth_support import PASSWORDS, start_auth_gateway, toy_config
 from .support import answers_of_every_worker, wait_for
 
 WORKERS = 3
@@ -19,17 +17,15 @@ SESSION_EXPIRED = "Session has expired. Please re-authenticate."
 
 @pytest.fixture(scope="module")
 def gateway(stack_dir, re_manager):
-    config = write_config(stack_dir / "auth-hardening-e2e", toy_config())
-    env = re_manager.gateway_env(
-        QSERVER_HTTP_SERVER_CONFIG=config,
+    process, url = start_auth_gateway(
+        stack_dir,
+        re_manager,
+        "auth-hardening-e2e",
+        toy_config(),
         QS_GATEWAY_WORKERS=str(WORKERS),
-        QS_GATEWAY_THREADS="4",
-        QS_GATEWAY_WORKER_HEADER="1",
-        QS_GATEWAY_REDIS_PREFIX=private_prefix(),
         QS_GATEWAY_REFRESH_REUSE_GRACE="0",  # every reuse of a spent refresh token is theft here
         QS_GATEWAY_LOGIN_FAILURES_PER_USER="3/hour",
     )
-    process, url = start_gateway(stack_dir, env, log_name="gunicorn-auth-hardening.log")
     yield url
     process.stop()
 

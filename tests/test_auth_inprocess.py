@@ -16,7 +16,6 @@ from .auth_support import (
     PASSWORDS,
     ROLES,
     api_key_header,
-    app_builder,
     bearer,
     login,
     private_prefix,
@@ -26,18 +25,6 @@ from .auth_support import (
 from .support import API_KEY, plan, wait_for
 
 NOT_ENOUGH = "Not enough permissions"
-
-
-@pytest.fixture
-def build_app(tmp_path, re_manager):
-    with app_builder(tmp_path, re_manager) as build:
-        yield build
-
-
-@pytest.fixture
-def toy(build_app):
-    """A client of a gateway with the toy provider (anonymous access off)."""
-    return build_app(toy_config()).test_client()
 
 
 # -- login, tokens, sessions -----------------------------------------------------------------
