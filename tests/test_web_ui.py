@@ -153,7 +153,7 @@ def _queue_uids_and_nums(zmq_rm) -> list[tuple[str, object]]:
 def test_sign_in_with_an_api_key_and_open_the_environment(page, web_gateway, manager_closed):
     page.open(web_gateway.url + "/")
     page.sign_in_with_key(web_gateway.api_key)
-    assert page.status("Environment") == "closed"
+    page.wait_status("Environment", lambda text: text == "closed", "closed")  # the first status
     assert "Signed in as bob (API key)" in page.driver.find_element(By.ID, "account").text
     # the key was kept for this tab only
     assert page.driver.execute_script("return localStorage.length") == 0
