@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 import httpx
 import openpyxl
 import pytest
+from websockets.sync.client import connect
 
 from qs_gateway.serving.stack import start_gateway
 
@@ -167,3 +169,16 @@ def test_every_route_answers_without_an_import_error(plain_gateway, manager_idle
     finally:
         httpx.post(f"{plain_gateway}/api/unlock", json={"lock_key": LOCK_KEY}, headers=HEADERS)
     assert len(answered) > 60
+
+
+def test_live_streams_and_websockets(plain_gateway, manager_idle):
+    """The streams (taken over from gunicorn, framed with wsproto) from the plain install."""
+    with httpx.stream("GET", f"{plain_gateway}/api/status/events", headers=HEADERS, timeout=10) as events:
+        assert events.status_code == 200 and events.headers["content-type"].startswith("text/event-stream")
+        lines = events.iter_lines()
+        assert next(lines).startswith(": connected")
+        first = [line for _, line in zip(range(20), lines, strict=False)]  # a published status within 20 lines
+        assert any(line.startswith("data: ") and "manager_state" in line for line in first)
+    uri = plain_gateway.replace("http://", "ws://") + "/api/status/ws"
+    with connect(uri, additional_headers=HEADERS) as websocket:
+        assert "status" in json.loads(websocket.recv(timeout=10))["msg"]
