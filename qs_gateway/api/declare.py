@@ -46,10 +46,6 @@ class EndpointSpec:
     errors: tuple[int, ...] = ()  # statuses the view itself raises beyond the error contract's
 
     @property
-    def required_scopes(self) -> frozenset[str]:
-        return frozenset({self.scope}) if self.scope else frozenset()
-
-    @property
     def injects(self) -> tuple[str, ...]:
         """Who the caller is, as the RE Manager method takes it (``user``, ``user_group``)."""
         return method(self.manager_method).identity if self.manager_method else ()
