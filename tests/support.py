@@ -18,7 +18,7 @@ from qs_gateway.config import load_settings
 from qs_gateway.serving.proxy import self_signed_certificate  # noqa: F401 - the tests take it from here
 from qs_gateway.serving.stack import ManagedProcess, ManagerPorts
 
-# At least 32 letters and digits: a shorter single-user key is warned about, under 16 refused.
+# At least 32 letters and digits: a shorter single-user key is warned about, under 8 refused.
 API_KEY = "TestApiKeyOfTheGatewaySuite20261125"
 
 PLAN_COUNT = {"item_type": "plan", "name": "count", "args": [["det1", "det2"]]}
