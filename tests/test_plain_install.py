@@ -64,7 +64,7 @@ def plain_python() -> str:
     if not STAMP.exists() or STAMP.read_text() != digest:
         shutil.rmtree(PLAIN, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(PLAIN)], check=True)
-        _pip("install", str(ROOT))  # exactly what the README tells facilities to run
+        _pip("install", str(ROOT))  # exactly what docs/deployment.md tells facilities to run
         STAMP.write_text(digest)
     else:
         _pip("install", "--no-deps", "--force-reinstall", str(ROOT))
