@@ -2,7 +2,7 @@
 
 * No relative link or anchor in README.md and docs/*.md is broken (anchors as GitHub makes them).
 * docs/configuration.md lists exactly the settings the code has, with the code's defaults.
-* The curl lines of the README's quick start work against the gateway under gunicorn.
+* The README's quick start (its curl lines and its Python) works against the gateway under gunicorn.
 """
 
 from __future__ import annotations
@@ -245,12 +245,15 @@ def test_documented_defaults_are_the_codes():
 # -- the quick start ---------------------------------------------------------------------------------
 
 
+def quick_start_block(language: str) -> str:
+    """The first fenced block in ``language`` under the README's "Using it"."""
+    section = (ROOT / "README.md").read_text().split("\n## Using it\n", 1)[1]
+    return re.search(rf"^```{language}\n(.*?)^```", section, re.MULTILINE | re.DOTALL).group(1)
+
+
 def quick_start_commands() -> list[str]:
-    """The commands of the first ``sh`` block under the README's "Using it", continuation lines
-    joined."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Using it\n", 1)[1]
-    block = re.search(r"^```sh\n(.*?)^```", section, re.MULTILINE | re.DOTALL).group(1)
+    """The commands of the quick start's ``sh`` block, continuation lines joined."""
+    block = quick_start_block("sh")
     return [command.strip() for command in block.replace("\\\n", " ").splitlines() if command.strip()]
 
 
@@ -279,3 +282,15 @@ def test_the_quick_start_works(gateway_url, manager_closed):
     wait_for(lambda: manager_closed.status()["items_in_history"] == 1, 60, "the plan in the history")
     finished = manager_closed.request("history_get")["items"][-1]
     assert (finished["name"], finished["result"]["exit_status"]) == ("count", "completed")
+
+
+def test_the_quick_start_in_python_works(gateway_url, manager_closed, capsys):
+    code = quick_start_block("python").replace("http://127.0.0.1:60610", gateway_url)
+    code = code.replace('api_key="..."', f'api_key="{API_KEY}"')
+    namespace: dict = {}
+    try:
+        exec(compile(code, "README.md (Using it)", "exec"), namespace)
+    finally:
+        if "RM" in namespace:
+            namespace["RM"].close()
+    assert capsys.readouterr().out.strip() == "completed"
