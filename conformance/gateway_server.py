@@ -96,8 +96,11 @@ class Gateway:
                 raise RuntimeError(f"qs-gateway did not start; its log:\n{self.log_path.read_text()[-4000:]}")
             time.sleep(0.05)
 
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if not self.running():
             return
         os.killpg(self.process.pid, signal.SIGTERM)
         try:
@@ -126,6 +129,8 @@ def fastapi_server_fs() -> Iterator[Callable[..., None]]:
         http_server_port: str = reference.SERVER_PORT,
         api_key: str | None = reference.API_KEY_FOR_TESTS,
     ) -> None:
+        if started and started[-1].running():
+            return  # as the reference's xprocess.ensure: a server that is up is the one used
         gateway = Gateway(http_server_host, http_server_port, api_key)
         started.append(gateway)
         gateway.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import zmq
 
-from qs_gateway.config import GATEWAY_OPTIONS, ConfigError, load_settings
+from qs_gateway.config import ConfigError, load_settings
 
 
 def write(path, text):
@@ -119,14 +119,6 @@ def test_public_key_validation():
         load_settings(environ={"QSERVER_ZMQ_PUBLIC_KEY": "abc"})
     with pytest.raises(ConfigError, match="not a valid z85"):
         load_settings(environ={"QSERVER_ZMQ_PUBLIC_KEY": "~" * 40})
-
-
-def test_every_gateway_option_is_documented_in_the_readme():
-    from pathlib import Path
-
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    for option in GATEWAY_OPTIONS:
-        assert option.env in readme and f"`{option.key}`" in readme, option.key
 
 
 # APIKEYFORTESTS is bluesky-httpserver's own test suite's key: a key that server accepts must work.
