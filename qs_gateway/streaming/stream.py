@@ -1,4 +1,4 @@
-"""A stream as the fan-out holds it, and what it is served with: encoders, sinks, protocols, grants."""
+"""A stream as the fan-out holds it, and what it is served with: encoders, sinks, protocols, grants, admissions."""
 
 from __future__ import annotations
 
