@@ -8,10 +8,11 @@ bluesky-httpserver; the other endpoints of a principal need credentials.
 from __future__ import annotations
 
 from flask import Response, request
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from ..auth.credentials import API_KEY_COOKIE
-from ..auth.providers import EXTERNAL, PASSWORD, Provider
+from ..auth.providers import EXTERNAL, PASSWORD, PROXIED, Provider
+from ..exceptions import InvalidPayload
 from ..extensions import services
 from ..manager import dump_json
 from ..web import oidc_return
@@ -19,17 +20,29 @@ from .access import ANY_PRINCIPAL, PUBLIC
 from .browser import CSRF_COOKIE
 from .declare import Call, Resource
 from .schemas import IDENTIFIER_MAX_LENGTH, TEXT_MAX_LENGTH, Int64, Payload, identifier
+from .sso import provider_returned
+
+MISSING = "Missing data for required field."
 
 
-class PasswordLogin(Payload):
-    """OAuth2 password-flow form fields; only username and password are used."""
+class TokenRequest(Payload):
+    """OAuth2 password-flow form fields (only username and password are used), or the
+    ``device_code`` of a device sign-in at an external provider."""
 
-    username = fields.String(required=True, validate=validate.Length(min=1, max=IDENTIFIER_MAX_LENGTH))
-    password = fields.String(required=True, validate=validate.Length(min=1, max=TEXT_MAX_LENGTH))
-    grant_type = identifier(allow_none=True)
+    username = fields.String(validate=validate.Length(min=1, max=IDENTIFIER_MAX_LENGTH))
+    password = fields.String(validate=validate.Length(min=1, max=TEXT_MAX_LENGTH))
+    device_code = fields.String(validate=validate.Length(min=1, max=TEXT_MAX_LENGTH))
+    grant_type = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
     scope = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
     client_id = identifier(allow_none=True)
     client_secret = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
+
+    @validates_schema
+    def _credentials(self, data: dict, **kwargs: object) -> None:
+        if "device_code" not in data:
+            missing = {name: [MISSING] for name in ("username", "password") if name not in data}
+            if missing:
+                raise ValidationError(missing)
 
 
 class AuthorizationCode(Schema):
@@ -66,9 +79,17 @@ def _describe(provider: Provider) -> dict:
         described["token_url"] = f"{root}/token"
     elif provider.mode == EXTERNAL:
         described["code_url"] = f"{root}/code"
-        authorization_url = getattr(provider.authenticator, "authorization_url", None)
-        described["authorization_url"] = authorization_url() if callable(authorization_url) else None
-        described["confirmation_message"] = getattr(provider.authenticator, "confirmation_message", None)
+        authenticator = provider.authenticator
+        authorization_url = getattr(authenticator, "authorization_url", None)
+        if getattr(authenticator, "discovered", False):  # the gateway sends the browser on (PKCE)
+            described["authorization_url"] = (
+                f"{request.url_root.rstrip('/')}/api/auth/provider/{provider.name}/authorize"
+            )
+        else:
+            described["authorization_url"] = authorization_url() if callable(authorization_url) else None
+        described["confirmation_message"] = getattr(authenticator, "confirmation_message", None)
+    elif provider.mode == PROXIED:  # clients get tokens from the provider itself
+        described.update(provider.authenticator.client_settings())
     return described
 
 
@@ -87,16 +108,19 @@ def login_providers(call: Call) -> dict:
     "/auth/provider/<provider>/token",
     methods=("POST",),
     scope=PUBLIC,
-    schema=PasswordLogin,
+    schema=TokenRequest,
     location="form",
     errors=(401, 429, 503),
 )
 def password_login(call: Call) -> dict:
-    """Log in with user name and password (form-encoded); answers an access and a refresh token."""
-    payload = call.payload
-    return services().accounts.password_login(
-        call.path["provider"], payload["username"], payload["password"], request.remote_addr
-    )
+    """Log in with user name and password (form-encoded), or poll a device sign-in with its
+    `device_code`; answers an access and a refresh token."""
+    payload, name = call.payload, call.path["provider"]
+    if "device_code" in payload and services().accounts.has_provider(name, EXTERNAL):
+        return services().sso.device_token(name, payload["device_code"], request.remote_addr)
+    if "username" not in payload or "password" not in payload:
+        raise InvalidPayload("username and password are required", {"username": [MISSING], "password": [MISSING]})
+    return services().accounts.password_login(name, payload["username"], payload["password"], request.remote_addr)
 
 
 @auth.endpoint(
@@ -109,6 +133,14 @@ def password_login(call: Call) -> dict:
 )
 def code_login(call: Call) -> Response:
     """The identity provider's redirect (OIDC): exchanges `?code=`, answers the refresh token."""
+    name, code, state = call.path["provider"], call.payload["code"], request.args.get("state", "")
+    sso_flows = services().sso
+    if request.method == "GET" and sso_flows.is_pending(state):  # a sign-in the gateway started
+        return provider_returned(name, code, state)
+    if request.method == "POST" and services().accounts.has_provider(name, EXTERNAL):
+        refresh_token = sso_flows.redeem(code)  # the hand-over code of a browser sign-in
+        if refresh_token is not None:
+            return Response(dump_json(refresh_token), mimetype="application/json")
     if services().settings.http.ui:
         to_the_page = oidc_return(call.payload["code"], request.args.get("state", ""))
         if to_the_page is not None:  # the web page started this sign-in: it exchanges the code
