@@ -19,23 +19,26 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from qs_gateway.serving.stack import ManagedProcess
 
-from .auth_support import provider
-
 OIDC_DIR = Path(__file__).parent / "oidc"
+DOCS = Path(__file__).parents[1] / "docs" / "authentication.md"
 CLIENT_ID = "qs-gateway"
 CLIENT_SECRET = "qs-gateway-client-secret"
 DEVICE_CLIENT_ID = "qs-cli"  # public: no secret, the device flow only
 AUDIENCE = "https://qs-gateway.example.org"
-TENANT = "7f3c2a1e-0d4b-4c6a-9e21-5b8f3d2c1a90"  # the Entra emulation's tenant id
-# two users of the provider: dana is a user of the gateway's policy, erin is not (her groups may give her roles)
+# the Entra emulation's tenant, application and a group's object id (as in docs/authentication.md)
+TENANT = "7f3c2a1e-0d4b-4c6a-9e21-5b8f3d2c1a90"
+ENTRA_CLIENT_ID = "0b5e7c8d-3f21-4a6b-9c4d-2e1f0a9b8c7d"
+ENTRA_AUDIENCE = "api://qs-gateway"
+ENTRA_STAFF_GROUP = "c5a7e0f2-6b1d-4e3a-8f9c-1d2b3a4c5e6f"
+# two users of the provider: dana is a user of the gateway's policy, erin is not (her groups give her roles)
 USERS = {
     "dana": {"password": "dana-password", "groups": ["beamline-users"]},
-    "erin": {"password": "erin-password", "groups": ["beamline-staff"]},
+    "erin": {"password": "erin-password", "groups": ["beamline-staff", ENTRA_STAFF_GROUP]},
 }
-ROLE_MAPPING = {"beamline-staff": "expert"}  # a group of the provider -> a role of the gateway
 
 
 class OpenIDProvider:
@@ -65,10 +68,10 @@ class OpenIDProvider:
         return answer.json()
 
 
-def _clients(redirect_uris: list[str]) -> list[dict]:
+def _clients(redirect_uris: list[str], client_id: str) -> list[dict]:
     return [
         {
-            "client_id": CLIENT_ID,
+            "client_id": client_id,
             "client_secret": CLIENT_SECRET,
             "redirect_uris": redirect_uris,
             "grant_types": ["authorization_code", "refresh_token"],
@@ -85,12 +88,22 @@ def _clients(redirect_uris: list[str]) -> list[dict]:
 
 
 @contextmanager
-def running_provider(workdir: Path, redirect_uris: list[str], *, tenant: str | None = None) -> Iterator[OpenIDProvider]:
+def running_provider(
+    workdir: Path,
+    redirect_uris: list[str],
+    *,
+    issuer_path: str = "",
+    tenant: str | None = None,
+    client_id: str = CLIENT_ID,
+    audience: str = AUDIENCE,
+) -> Iterator[OpenIDProvider]:
+    """The provider, its issuer ``<base><issuer_path>``; with ``tenant`` it plays Entra."""
     if shutil.which("node") is None or not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
         pytest.fail("the OpenID provider is not installed: run scripts/setup test (node and npm are needed)")
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / f"oidc-{time.monotonic_ns()}.json"
-    settings = {"port": 0, "tenant": tenant, "audience": AUDIENCE, "clients": _clients(redirect_uris), "users": USERS}
+    settings = {"port": 0, "issuer_path": issuer_path, "tenant": tenant, "audience": audience, "users": USERS}
+    settings["clients"] = _clients(redirect_uris, client_id)
     config.write_text(json.dumps(settings))
     log = workdir / f"{config.stem}.log"
     process = ManagedProcess("oidc-provider", ["node", str(OIDC_DIR / "provider.mjs"), str(config)], log).start()
@@ -117,34 +130,16 @@ def running_provider(workdir: Path, redirect_uris: list[str], *, tenant: str | N
 # -- the gateway's configurations: those of docs/authentication.md ("Single sign-on") --------------
 
 
-def generic_provider(oidc: OpenIDProvider, name: str = "facility") -> dict:
-    """Browser and device sign-in at a generic OpenID provider, by discovery."""
-    return provider(
-        name,
-        "OIDCAuthenticator",
-        well_known_uri=oidc.well_known_uri,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        audience=CLIENT_ID,
-        scopes=["openid", "profile", "email"],
-        username_claim="preferred_username",
-    )
-
-
-def proxied_provider(oidc: OpenIDProvider, name: str = "facility-tokens") -> dict:
-    """The provider's own access tokens, accepted as bearer tokens."""
-    return provider(
-        name,
-        "ProxiedOIDCAuthenticator",
-        well_known_uri=oidc.well_known_uri,
-        audience=AUDIENCE,
-        client_id=CLIENT_ID,
-        device_flow_client_id=DEVICE_CLIENT_ID,
-        scopes=["openid", "profile", "groups"],
-        username_claim="preferred_username",
-        roles_claim="groups",
-        role_mapping=ROLE_MAPPING,
-    )
+def documented_config(provider_name: str, addresses: dict[str, str]) -> dict:
+    """The configuration example of docs/authentication.md that defines ``provider_name``, with
+    the documented addresses replaced (the example's provider address -> the test provider's)."""
+    for block in re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.DOTALL):
+        for documented, actual in addresses.items():
+            block = block.replace(documented, actual)
+        config = yaml.safe_load(block)
+        if provider_name in [p["provider"] for p in config.get("authentication", {}).get("providers", [])]:
+            return config
+    raise AssertionError(f"docs/authentication.md has no example with provider {provider_name!r}")
 
 
 # -- a person at the provider's pages, played by an HTTP client ------------------------------------

@@ -16,21 +16,27 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from qs_gateway.auth.providers import openid
 
-from .auth_support import auth_config, configured_app
+from .auth_support import configured_app
 from .oidc_support import (
     AUDIENCE,
     CLIENT_ID,
+    CLIENT_SECRET,
+    ENTRA_AUDIENCE,
+    ENTRA_CLIENT_ID,
+    ENTRA_STAFF_GROUP,
     TENANT,
     USERS,
-    generic_provider,
-    proxied_provider,
+    documented_config,
     running_provider,
     sign_in_at_provider,
 )
 
 GATEWAY = "http://localhost"  # the Flask test client's address
 REDIRECT_URI = f"{GATEWAY}/api/auth/provider/facility/code"
-POLICY_USERS = {"dana": {"roles": "user"}}  # erin is the provider's user only
+POLICY = {
+    "policy": "bluesky_httpserver.authorization:DictionaryAPIAccessControl",
+    "args": {"users": {"dana": {"roles": "user"}}},
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +47,15 @@ def oidc(tmp_path_factory):
 
 @pytest.fixture
 def gateway(oidc, tmp_path, re_manager):
-    config = auth_config([generic_provider(oidc), proxied_provider(oidc)], users=POLICY_USERS)
-    with configured_app(re_manager, tmp_path, config) as app:
+    config = documented_config("facility", {"https://login.example.org": oidc.issuer})
+    assert config["api_access"] == POLICY  # dana is a user; erin is the provider's user only
+    with configured_app(re_manager, tmp_path, config, OIDC_CLIENT_SECRET=CLIENT_SECRET) as app:
         yield app.test_client()
 
 
-def _browser_sign_in(client, user: str, state: str = "page-state"):
+def _browser_sign_in(client, user: str, state: str = "page-state", provider: str = "facility"):
     """/authorize, the provider's pages as ``user``, and the provider's redirect to the gateway."""
-    start = client.get(f"/api/auth/provider/facility/authorize?state={state}")
+    start = client.get(f"/api/auth/provider/{provider}/authorize?state={state}")
     assert start.status_code == 302, start.get_data(as_text=True)
     back = sign_in_at_provider(start.headers["Location"], user, USERS[user]["password"], GATEWAY)
     return client.get(back.headers["Location"].removeprefix(GATEWAY))
@@ -256,43 +263,62 @@ def test_keys_are_fetched_again_for_an_unknown_kid_at_most_once_a_minute(monkeyp
     assert len(fetched) == 3
 
 
-# -- Entra: the v2.0 issuer template ------------------------------------------------------------------
+# -- Keycloak and Entra: the documented configurations ---------------------------------------------
+
+
+def test_keycloak_s_realm_by_its_documented_configuration(tmp_path, re_manager):
+    redirect = f"{GATEWAY}/api/auth/provider/keycloak/code"
+    with running_provider(tmp_path / "keycloak", [redirect], issuer_path="/realms/facility") as keycloak:
+        config = documented_config("keycloak", {"https://keycloak.example.org/realms/facility": keycloak.issuer})
+        config["api_access"] = POLICY
+        with configured_app(re_manager, tmp_path, config, KEYCLOAK_CLIENT_SECRET=CLIENT_SECRET) as app:
+            client = app.test_client()
+            returned = _browser_sign_in(client, "dana", provider="keycloak")
+            assert returned.status_code == 303, returned.get_data(as_text=True)
+            who = client.get("/api/auth/whoami", headers=_session_of(client, returned.headers["Location"], "keycloak"))
+            identity = who.get_json()["identities"][0]
+            assert (identity["id"], identity["provider"]) == ("dana", "keycloak")
+            erin = _provider_token(keycloak, "erin")
+            assert client.get("/api/auth/scopes", headers=_bearer(erin)).get_json()["roles"] == ["expert"]
 
 
 @pytest.fixture(scope="module")
 def entra(tmp_path_factory):
     redirect = f"{GATEWAY}/api/auth/provider/entra/code"
-    with running_provider(tmp_path_factory.mktemp("entra"), [redirect], tenant=TENANT) as provider:
+    with running_provider(
+        tmp_path_factory.mktemp("entra"),
+        [redirect],
+        issuer_path=f"/{TENANT}/v2.0",
+        tenant=TENANT,
+        client_id=ENTRA_CLIENT_ID,
+        audience=ENTRA_AUDIENCE,
+    ) as provider:
         yield provider
 
 
-def entra_provider(well_known_uri: str) -> dict:
-    """docs/authentication.md's Entra example, at the emulated login.microsoftonline.com."""
-    return {
-        "provider": "entra",
-        "authenticator": "bluesky_httpserver.authenticators:EntraAuthenticator",
-        "args": {
-            "well_known_uri": well_known_uri,
-            "client_id": CLIENT_ID,
-            "client_secret": "qs-gateway-client-secret",
-        },
-    }
-
-
-def test_entra_s_issuer_template_is_filled_in_from_the_token_s_tenant(entra, re_manager, tmp_path):
-    common = f"{entra.base}/common/v2.0/.well-known/openid-configuration"
-    config = auth_config([entra_provider(common)], users=POLICY_USERS)
-    with configured_app(re_manager, tmp_path, config) as app:
+def test_entra_by_its_documented_configuration(entra, re_manager, tmp_path):
+    config = documented_config("entra", {"https://login.microsoftonline.com": entra.base})
+    config["api_access"] = POLICY
+    with configured_app(re_manager, tmp_path, config, ENTRA_CLIENT_SECRET=CLIENT_SECRET) as app:
         client = app.test_client()
-        start = client.get("/api/auth/provider/entra/authorize")
-        back = sign_in_at_provider(start.headers["Location"], "dana", USERS["dana"]["password"], GATEWAY)
-        returned = client.get(back.headers["Location"].removeprefix(GATEWAY))
+        returned = _browser_sign_in(client, "dana", provider="entra")
         assert returned.status_code == 303, returned.get_data(as_text=True)
         who = client.get("/api/auth/whoami", headers=_session_of(client, returned.headers["Location"], "entra"))
         assert who.get_json()["identities"][0]["id"] == "dana"  # preferred_username, Entra's default
-    provider = openid.OpenIDProvider(well_known_uri=common)
-    claims = {**_claims("dana", iss=entra.issuer, aud=CLIENT_ID), "tid": TENANT}
-    assert provider.verify(entra.sign(claims), audience=CLIENT_ID)["tid"] == TENANT
+        # the provider's own token for the exposed API, the group's object id mapped to a role
+        claims = {**_claims("erin", iss=entra.issuer, aud=ENTRA_AUDIENCE), "tid": TENANT}
+        assert ENTRA_STAFF_GROUP in claims["groups"]
+        scopes = client.get("/api/auth/scopes", headers=_bearer(entra.sign(claims))).get_json()
+        assert scopes["roles"] == ["expert"]
+
+
+def test_entra_s_issuer_template_is_filled_in_from_the_token_s_tenant(entra):
+    provider = openid.OpenIDProvider(well_known_uri=f"{entra.base}/common/v2.0/.well-known/openid-configuration")
+    assert provider.metadata()["issuer"] == f"{entra.base}/{{tenantid}}/v2.0"
+    claims = {**_claims("dana", iss=entra.issuer, aud=ENTRA_CLIENT_ID), "tid": TENANT}
+    assert provider.verify(entra.sign(claims), audience=ENTRA_CLIENT_ID)["tid"] == TENANT
     other_tenant = {**claims, "tid": "another-tenant"}  # its issuer is not the template filled with its tid
     with pytest.raises(openid.TokenRefused):
-        provider.verify(entra.sign(other_tenant), audience=CLIENT_ID)
+        provider.verify(entra.sign(other_tenant), audience=ENTRA_CLIENT_ID)
+    with pytest.raises(openid.TokenRefused):  # no tenant at all
+        provider.verify(entra.sign({k: v for k, v in claims.items() if k != "tid"}), audience=ENTRA_CLIENT_ID)

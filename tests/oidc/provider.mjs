@@ -2,11 +2,13 @@
 // configured from a JSON file the tests write (tests/oidc_support.py):
 //
 //   node provider.mjs CONFIG.json
-//   {"port": 0, "tenant": null, "audience": "...", "clients": [...], "users": {"name": {"password", "groups"}}}
+//   {"port": 0, "issuer_path": "", "tenant": null, "audience": "...", "clients": [...],
+//    "users": {"name": {"password", "groups"}}}
 //
-// It listens on 127.0.0.1:port and prints "listening <issuer>" when its discovery document is served.
-// With "tenant" it plays Microsoft Entra: its issuer is <base>/<tenant>/v2.0, its tokens carry `tid`,
-// and /common/v2.0/.well-known/openid-configuration names the issuer template <base>/{tenantid}/v2.0.
+// It listens on 127.0.0.1:port and prints "listening <issuer>"; its issuer is <base><issuer_path>
+// (Keycloak's are <base>/realms/<realm>), its endpoints are under the issuer.
+// With "tenant" it plays Microsoft Entra (issuer_path /<tenant>/v2.0): its tokens carry `tid`, and
+// /common/v2.0/.well-known/openid-configuration names the issuer template <base>/{tenantid}/v2.0.
 //
 // Two test-only endpoints (loopback only): POST /test/rotate-keys signs from now on with a new key
 // (the old one stays published), POST /test/sign signs the posted claims with the current key (for
@@ -163,7 +165,7 @@ async function testEndpoint(req, res, url) {
 async function entraDiscovery(req, res) {
   // what login.microsoftonline.com/common/v2.0 publishes: the issuer as a template
   const own = await fetch(`${issuer}/.well-known/openid-configuration`).then((r) => r.json());
-  const template = `${issuer.slice(0, issuer.length - `/${config.tenant}/v2.0`.length)}/{tenantid}/v2.0`;
+  const template = issuer.replace(`/${config.tenant}/`, "/{tenantid}/");
   return send(res, 200, "application/json", JSON.stringify({ ...own, issuer: template }));
 }
 
@@ -175,10 +177,9 @@ const server = http.createServer(async (req, res) => {
     if (config.tenant && url.pathname === "/common/v2.0/.well-known/openid-configuration") {
       return await entraDiscovery(req, res);
     }
-    // the provider's own routes are at the root, whatever path its issuer has
-    if (config.tenant && url.pathname.startsWith(`/${config.tenant}/v2.0/`)) {
-      req.url = req.url.slice(`/${config.tenant}/v2.0`.length);
-    }
+    // the provider's routes are under its issuer's path
+    const path = config.issuer_path || "";
+    if (path && url.pathname.startsWith(`${path}/`)) req.url = req.url.slice(path.length);
     return provider.callback()(req, res);
   } catch (error) {
     console.error(error);
@@ -188,7 +189,7 @@ const server = http.createServer(async (req, res) => {
 
 server.listen(config.port || 0, host, async () => {
   const base = `http://${host}:${server.address().port}`;
-  issuer = config.tenant ? `${base}/${config.tenant}/v2.0` : base;
+  issuer = `${base}${config.issuer_path || ""}`;
   provider = makeProvider();
   console.log(`listening ${issuer}`);
 });
