@@ -20,7 +20,7 @@ from qs_gateway.serving.stack import free_port, start_gateway
 from .auth_support import private_prefix, write_config
 from .oidc_support import CLIENT_SECRET, DEVICE_CLIENT_ID, USERS, documented_config, running_provider
 from .support import PLAN_COUNT
-from .web_support import Page, start_chromium
+from .web_support import Page, recorded_page, start_chromium
 
 PROVIDER = "facility"
 
@@ -55,13 +55,9 @@ def driver(tmp_path_factory):
 
 @pytest.fixture
 def page(driver, tmp_path, request):
-    screenshot = tmp_path / f"{request.node.name}.png"
-    print(f"screenshot of the page: {screenshot}")  # shown by pytest when the test fails
     driver.execute_cdp_cmd("Network.clearBrowserCookies", {})  # no sign-in left at the provider
-    yield Page(driver)
-    driver.save_screenshot(str(screenshot))
-    for entry in driver.get_log("browser"):
-        print("browser:", entry["level"], entry["message"])
+    with recorded_page(driver, tmp_path, request.node.name) as page:
+        yield page
 
 
 def _sign_in_at_provider_page(page: Page, user: str) -> None:
