@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from qs_gateway.auth.providers import openid
+from qs_gateway.serving.stack import free_port
 
 from .auth_support import configured_app
 from .oidc_support import (
@@ -211,11 +212,16 @@ def test_proxied_tokens_get_the_roles_of_the_policy_and_of_their_groups_and_only
     )
 
 
-def _foreign_key_token(oidc, claims: dict) -> str:
+def _private_pem() -> bytes:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _foreign_key_token(oidc, claims: dict) -> str:
     real_kid = jwt.get_unverified_header(oidc.sign(claims))["kid"]
-    return jwt.encode(claims, pem, algorithm="RS256", headers={"kid": real_kid})
+    return jwt.encode(claims, _private_pem(), algorithm="RS256", headers={"kid": real_kid})
 
 
 @pytest.mark.parametrize("case", ["expired", "not yet valid", "wrong audience", "wrong issuer", "forged"])
@@ -322,3 +328,34 @@ def test_entra_s_issuer_template_is_filled_in_from_the_token_s_tenant(entra):
         provider.verify(entra.sign(other_tenant), audience=ENTRA_CLIENT_ID)
     with pytest.raises(openid.TokenRefused):  # no tenant at all
         provider.verify(entra.sign({k: v for k, v in claims.items() if k != "tid"}), audience=ENTRA_CLIENT_ID)
+
+
+def test_wrong_user_codes_and_device_codes_are_throttled_like_logins(oidc, re_manager, tmp_path):
+    config = documented_config("facility", {"https://login.example.org": oidc.issuer})
+    limits = {"QS_GATEWAY_LOGIN_FAILURES_PER_ADDRESS": "3/hour", "QS_GATEWAY_CREDENTIAL_FAILURES_PER_ADDRESS": "3/hour"}
+    with configured_app(re_manager, tmp_path, config, OIDC_CLIENT_SECRET=CLIENT_SECRET, **limits) as app:
+        client = app.test_client()
+        guesses = [
+            client.post("/api/auth/provider/facility/device_code", data={"user_code": f"BBBB-BBB{c}"}).status_code
+            for c in "BCDF"
+        ]
+        assert guesses == [400, 400, 400, 429]
+        polls = [
+            client.post("/api/auth/provider/facility/token", data={"device_code": f"guess-{n}"}).status_code
+            for n in range(4)
+        ]
+        assert polls == [400, 400, 400, 429]
+
+
+def test_a_provider_that_does_not_answer_is_503_not_a_failed_guess(re_manager, tmp_path):
+    config = documented_config("facility", {"https://login.example.org": f"http://127.0.0.1:{free_port()}"})
+    with configured_app(re_manager, tmp_path, config, OIDC_CLIENT_SECRET=CLIENT_SECRET) as app:
+        client = app.test_client()
+        away = client.get("/api/auth/provider/facility/authorize")
+        assert away.status_code == 503 and "identity provider does not answer" in away.get_json()["detail"]
+        token = jwt.encode({"sub": "dana"}, _private_pem(), algorithm="RS256", headers={"kid": "some-key"})
+        assert client.get("/api/status", headers=_bearer(token)).status_code == 503
+        hs256 = jwt.encode(
+            {"sub": "dana"}, "a-shared-secret-of-thirty-two-bytes!", algorithm="HS256"
+        )  # refused before any key is read
+        assert client.get("/api/status", headers=_bearer(hs256)).status_code == 401

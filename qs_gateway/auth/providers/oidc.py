@@ -138,7 +138,8 @@ class OIDCAuthenticator:
     def exchange(
         self, code: str, redirect_uri: str | None, *, code_verifier: str | None = None, nonce: str | None = None
     ) -> dict[str, Any] | None:
-        """The verified id_token claims for an authorization code, or None (logged why)."""
+        """The verified id_token claims for an authorization code, or None (logged why);
+        ProviderUnavailable (503) if the provider does not answer."""
         if not code:
             return None
         session = OAuth2Session(
@@ -155,8 +156,10 @@ class OIDCAuthenticator:
                 timeout=self.http_timeout,
                 **({"code_verifier": code_verifier} if code_verifier else {}),
             )
-        except (ProviderUnavailable, OAuthError, requests.RequestException, ValueError) as exc:
-            logger.warning("OIDC: exchanging the code of provider %s failed: %s", self.client_id, exc)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ProviderUnavailable(f"its token endpoint: {exc}") from None  # 503: a code is not a guess
+        except (OAuthError, requests.RequestException, ValueError) as exc:
+            logger.warning("OIDC: exchanging the code of client %s failed: %s", self.client_id, exc)
             return None
         finally:
             session.close()
@@ -166,7 +169,7 @@ class OIDCAuthenticator:
             return None
         try:
             claims = self.provider.verify(id_token, audience=self.audience, nonce=nonce)
-        except (TokenRefused, ProviderUnavailable) as exc:
+        except TokenRefused as exc:
             logger.info("OIDC id_token refused: %s", exc)
             return None
         if "at_hash" in claims and not _at_hash_matches(id_token, claims["at_hash"], tokens):

@@ -27,6 +27,7 @@ import jwt
 import requests
 
 from ...config import ConfigError
+from ...exceptions import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,18 @@ TENANT_TEMPLATE = "{tenantid}"
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
 
-class ProviderUnavailable(Exception):
-    """The provider's discovery document or keys could not be read."""
+PROVIDER_AWAY_RETRY_SECONDS = 10
+
+
+class ProviderUnavailable(ServiceUnavailable):
+    """The provider's discovery document or keys could not be read (503: try again later)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("The identity provider does not answer; try again later", PROVIDER_AWAY_RETRY_SECONDS)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 class TokenRefused(Exception):

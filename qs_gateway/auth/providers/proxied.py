@@ -18,7 +18,7 @@ from typing import Any
 
 from ...config import ConfigError
 from .oidc import DEFAULT_SCOPES, _scopes
-from .openid import OpenIDProvider, ProviderUnavailable, TokenRefused
+from .openid import OpenIDProvider, TokenRefused
 
 
 def _role_mapping(mapping: Any) -> dict[str, frozenset[str]]:
@@ -83,10 +83,11 @@ class ProxiedOIDCAuthenticator:
         }
 
     def claims(self, access_token: str) -> dict[str, Any] | None:
-        """The checked claims of the provider's access token, or None."""
+        """The checked claims of the provider's access token, or None. ProviderUnavailable
+        (503) if the provider's keys cannot be read: a valid token is not a failed guess."""
         try:
             return self.provider.verify(access_token, audience=self.audience)
-        except (TokenRefused, ProviderUnavailable):
+        except TokenRefused:
             return None
 
     def user_name(self, claims: Mapping[str, Any]) -> str | None:
