@@ -12,7 +12,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 
 from ..auth.credentials import API_KEY_COOKIE
 from ..auth.providers import EXTERNAL, PASSWORD, PROXIED, Provider
-from ..exceptions import InvalidPayload
+from ..exceptions import InvalidPayload, NotFound
 from ..extensions import services
 from ..manager import dump_json
 from ..web import oidc_return
@@ -23,6 +23,18 @@ from .schemas import IDENTIFIER_MAX_LENGTH, TEXT_MAX_LENGTH, Int64, Payload, ide
 from .sso import provider_returned
 
 MISSING = "Missing data for required field."
+
+
+def _text(max_length: int, min_length: int = 0) -> dict:
+    return {"type": "string", "minLength": min_length, "maxLength": max_length}
+
+
+_OAUTH_FORM_FIELDS = {
+    "grant_type": _text(TEXT_MAX_LENGTH),
+    "scope": _text(TEXT_MAX_LENGTH),
+    "client_id": _text(IDENTIFIER_MAX_LENGTH),
+    "client_secret": _text(TEXT_MAX_LENGTH),
+}
 
 
 class TokenRequest(Payload):
@@ -36,6 +48,30 @@ class TokenRequest(Payload):
     scope = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
     client_id = identifier(allow_none=True)
     client_secret = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
+
+    # The document shows the two forms: the fields alone cannot say which are required when.
+    openapi = {
+        "oneOf": [
+            {
+                "type": "object",
+                "description": "A login with user name and password (OAuth2 password-flow form)",
+                "properties": {
+                    "username": _text(IDENTIFIER_MAX_LENGTH, 1),
+                    "password": _text(TEXT_MAX_LENGTH, 1),
+                    **_OAUTH_FORM_FIELDS,
+                },
+                "required": ["username", "password"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "description": "A poll of a device sign-in at an external provider",
+                "properties": {"device_code": _text(TEXT_MAX_LENGTH, 1), **_OAUTH_FORM_FIELDS},
+                "required": ["device_code"],
+                "additionalProperties": False,
+            },
+        ]
+    }
 
     @validates_schema
     def _credentials(self, data: dict, **kwargs: object) -> None:
@@ -115,12 +151,16 @@ def login_providers(call: Call) -> dict:
 def password_login(call: Call) -> dict:
     """Log in with user name and password (form-encoded), or poll a device sign-in with its
     `device_code`; answers an access and a refresh token."""
-    payload, name = call.payload, call.path["provider"]
-    if "device_code" in payload and services().accounts.has_provider(name, EXTERNAL):
+    payload, name, accounts = call.payload, call.path["provider"], services().accounts
+    polling = "device_code" in payload and "username" not in payload
+    if not accounts.has_provider(name, EXTERNAL if polling else PASSWORD):
+        raise NotFound("Not Found")  # bluesky-httpserver has a route per provider and mode
+    if polling:
         return services().sso.device_token(name, payload["device_code"], request.remote_addr)
-    if "username" not in payload or "password" not in payload:
-        raise InvalidPayload("username and password are required", {"username": [MISSING], "password": [MISSING]})
-    return services().accounts.password_login(name, payload["username"], payload["password"], request.remote_addr)
+    missing = {field: [MISSING] for field in ("username", "password") if field not in payload}
+    if missing:
+        raise InvalidPayload(f"{' and '.join(missing)}: {MISSING}", missing)
+    return accounts.password_login(name, payload["username"], payload["password"], request.remote_addr)
 
 
 @auth.endpoint(

@@ -88,15 +88,15 @@ def device_authorize(call: Call) -> dict:
     }
 
 
-def _page(title: str, body: str, status: int = 200) -> Response:
+def _page(title: str, body: str) -> Response:
     text = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title></head><body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>"
     )
-    return Response(text, status=status, mimetype="text/html")
+    return Response(text, mimetype="text/html")
 
 
-def _user_code_form(name: str, user_code: str = "", error: str = "", status: int = 200) -> Response:
+def _user_code_form(name: str, user_code: str = "", error: str = "") -> Response:
     note = f'<p role="alert" id="error">{html.escape(error)}</p>' if error else ""
     form = (
         f'<form method="post" action="{html.escape(_provider_url(name, "device_code"))}">'
@@ -104,7 +104,7 @@ def _user_code_form(name: str, user_code: str = "", error: str = "", status: int
         f'<input id="user_code" name="user_code" value="{html.escape(user_code)}" autocomplete="off" autofocus> '
         f'<button type="submit">Sign in with {html.escape(name)}</button></form>'
     )
-    return _page(f"Sign in a device with {name}", note + form, status)
+    return _page(f"Sign in a device with {name}", note + form)
 
 
 @sso.endpoint(
@@ -135,10 +135,11 @@ def device_code_entered(call: Call) -> Response:
     """The person's user code: on to the provider to sign in, or the page again if it is wrong."""
     name = call.path["provider"]
     user_code = call.payload["user_code"]
+    services().sso.provider(name)
     try:
         device = services().sso.device_for_user_code(name, user_code, request.remote_addr)
-    except BadRequest as exc:
-        return _user_code_form(name, user_code, str(exc.detail), status=400)
+    except BadRequest as exc:  # the page again, for the person to correct the code (counted as a failure)
+        return _user_code_form(name, user_code, str(exc.detail))
     return _to_provider(name, device=device)
 
 
