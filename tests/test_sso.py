@@ -6,9 +6,14 @@ person at the provider's pages is an HTTP client (tests/test_sso_browser.py does
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 import urllib.parse
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -181,8 +186,6 @@ def test_the_provider_s_own_access_token_from_its_device_flow(gateway, oidc):
 
 
 def _poll_provider(oidc, device_code: str) -> str:
-    import httpx
-
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         answer = httpx.post(
@@ -224,7 +227,24 @@ def _foreign_key_token(oidc, claims: dict) -> str:
     return jwt.encode(claims, _private_pem(), algorithm="RS256", headers={"kid": real_kid})
 
 
-@pytest.mark.parametrize("case", ["expired", "not yet valid", "wrong audience", "wrong issuer", "forged"])
+def _hs256_with_the_public_key(oidc, claims: dict) -> str:
+    """The classic confusion: HMAC keyed with the provider's public key, under the real kid."""
+    jwk = httpx.get(f"{oidc.base}/jwks").json()["keys"][0]
+    public_pem = jwt.PyJWK(jwk).key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    signing_input = f"{part({'alg': 'HS256', 'kid': jwk['kid']})}.{part(claims)}"
+    signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize(
+    "case", ["expired", "not yet valid", "wrong audience", "wrong issuer", "forged", "public key as HMAC secret"]
+)
 def test_bad_provider_tokens_are_refused(gateway, oidc, case):
     now = int(time.time())
     claims = _claims("dana", iss=oidc.issuer)
@@ -236,8 +256,10 @@ def test_bad_provider_tokens_are_refused(gateway, oidc, case):
         token = oidc.sign({**claims, "aud": "https://another-service.example.org"})
     elif case == "wrong issuer":
         token = oidc.sign({**claims, "iss": "https://impostor.example.org"})
-    else:
+    elif case == "forged":
         token = _foreign_key_token(oidc, claims)
+    else:
+        token = _hs256_with_the_public_key(oidc, claims)
     answer = gateway.get("/api/status", headers=_bearer(token))
     assert answer.status_code == 401 and answer.get_json()["detail"] == "Could not validate credentials"
 

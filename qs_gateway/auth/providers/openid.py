@@ -199,6 +199,8 @@ class OpenIDProvider:
         if algorithm not in SIGNING_ALGORITHMS and not (self.static_keys and algorithm == "HS256"):
             raise TokenRefused(f"algorithm {algorithm!r} is not accepted")
         key = self._key(header.get("kid"))
+        if algorithm != key.algorithm_name:  # the key decides the algorithm, never the token
+            raise TokenRefused(f"algorithm {algorithm!r} is not the key's ({key.algorithm_name})")
         issuer = self.expected_issuer(unverified)
         try:
             claims = jwt.decode(
