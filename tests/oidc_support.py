@@ -12,10 +12,11 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,6 +29,7 @@ DOCS = Path(__file__).parents[1] / "docs" / "authentication.md"
 CLIENT_ID = "qs-gateway"
 CLIENT_SECRET = "qs-gateway-client-secret"
 DEVICE_CLIENT_ID = "qs-cli"  # public: no secret, the device flow only
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 AUDIENCE = "https://qs-gateway.example.org"
 # the Entra emulation's tenant, application and a group's object id (as in docs/authentication.md)
 TENANT = "7f3c2a1e-0d4b-4c6a-9e21-5b8f3d2c1a90"
@@ -59,6 +61,11 @@ class OpenIDProvider:
         """``claims`` signed with the provider's current key (tokens it would not issue itself)."""
         return httpx.post(f"{self.base}/test/sign", json=claims, timeout=10).json()["token"]
 
+    def device_access_token(self, device_code: str) -> str:
+        """The public client's access token, once the person approved its device sign-in."""
+        grant = {"grant_type": DEVICE_GRANT, "device_code": device_code, "client_id": DEVICE_CLIENT_ID}
+        return poll_device_sign_in(lambda: httpx.post(f"{self.base}/token", data=grant, timeout=10), 1)["access_token"]
+
     def device_token(self, scope: str = "openid profile groups") -> dict:
         """Start a device sign-in of the public client at the provider itself."""
         answer = httpx.post(
@@ -66,6 +73,21 @@ class OpenIDProvider:
         )
         assert answer.status_code == 200, answer.text
         return answer.json()
+
+
+def poll_device_sign_in(request: Callable[[], Any], interval: float, timeout: float = 60) -> dict:
+    """Poll a device sign-in (at the gateway or the provider) every ``interval`` seconds until it
+    answers the tokens; only RFC 8628's "not yet" answers are accepted on the way. ``request``
+    answers an httpx response or a Flask test client's."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = request()
+        body = answer.get_json() if hasattr(answer, "get_json") else answer.json()
+        if answer.status_code == 200:
+            return body
+        assert body["error"] in ("authorization_pending", "slow_down"), body
+        time.sleep(interval)
+    raise AssertionError(f"the device sign-in was not approved within {timeout} s")
 
 
 def _clients(redirect_uris: list[str], client_id: str) -> list[dict]:
@@ -80,7 +102,7 @@ def _clients(redirect_uris: list[str], client_id: str) -> list[dict]:
         {
             "client_id": DEVICE_CLIENT_ID,
             "token_endpoint_auth_method": "none",
-            "grant_types": ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
+            "grant_types": [DEVICE_GRANT, "refresh_token"],
             "response_types": [],
             "redirect_uris": [],
         },

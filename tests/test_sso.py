@@ -33,6 +33,7 @@ from .oidc_support import (
     TENANT,
     USERS,
     documented_config,
+    poll_device_sign_in,
     running_provider,
     sign_in_at_provider,
 )
@@ -149,11 +150,7 @@ def test_device_code_sign_in(gateway):
     back = sign_in_at_provider(to_provider.headers["Location"], "dana", USERS["dana"]["password"], GATEWAY)
     confirmation = gateway.get(back.headers["Location"].removeprefix(GATEWAY))
     assert confirmation.status_code == 200 and "You are signed in" in confirmation.get_data(as_text=True)
-    deadline = time.monotonic() + 30
-    while (answer := poll()).status_code != 200 and time.monotonic() < deadline:
-        assert answer.get_json()["error"] in ("slow_down", "authorization_pending")
-        time.sleep(1)
-    tokens = answer.get_json()
+    tokens = poll_device_sign_in(poll, started["interval"])
     who = gateway.get("/api/auth/whoami", headers={"Authorization": f"Bearer {tokens['access_token']}"})
     assert who.get_json()["identities"][0]["id"] == "dana"
     spent = poll()  # single use
@@ -178,29 +175,11 @@ def _provider_token(oidc, user: str, **changes) -> str:
 def test_the_provider_s_own_access_token_from_its_device_flow(gateway, oidc):
     started = oidc.device_token()
     sign_in_at_provider(started["verification_uri_complete"], "erin", USERS["erin"]["password"], GATEWAY)
-    token = _poll_provider(oidc, started["device_code"])
+    token = oidc.device_access_token(started["device_code"])
     who = gateway.get("/api/auth/whoami", headers=_bearer(token)).get_json()
     assert who["identities"] == [{"id": "erin", "provider": "facility-tokens", "latest_login": None}]
     assert who["roles"] == ["expert"]  # her group beamline-staff, mapped
     assert gateway.post("/api/permissions/reload", json={}, headers=_bearer(token)).status_code == 200
-
-
-def _poll_provider(oidc, device_code: str) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        answer = httpx.post(
-            f"{oidc.base}/token",
-            data={
-                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
-                "device_code": device_code,
-                "client_id": "qs-cli",
-            },
-        )
-        if answer.status_code == 200:
-            return answer.json()["access_token"]
-        assert answer.json()["error"] in ("authorization_pending", "slow_down"), answer.text
-        time.sleep(1)
-    raise AssertionError("the provider did not issue a token")
 
 
 def test_proxied_tokens_get_the_roles_of_the_policy_and_of_their_groups_and_only_their_scopes(gateway, oidc):

@@ -8,8 +8,6 @@ sign-in is approved by Chromium entering the user code; a script signs in at the
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 from bluesky_queueserver_api.http import REManagerAPI
@@ -18,7 +16,7 @@ from selenium.webdriver.common.by import By
 from qs_gateway.serving.stack import free_port, start_gateway
 
 from .auth_support import private_prefix, write_config
-from .oidc_support import CLIENT_SECRET, DEVICE_CLIENT_ID, USERS, documented_config, running_provider
+from .oidc_support import CLIENT_SECRET, USERS, documented_config, poll_device_sign_in, running_provider
 from .support import PLAN_COUNT
 from .web_support import Page, recorded_page, start_chromium
 
@@ -96,7 +94,7 @@ def test_a_script_s_device_sign_in_approved_in_chromium_then_bluesky_queueserver
     oidc, url = stack
     started = httpx.post(f"{url}/api/auth/provider/{PROVIDER}/authorize").json()
     _device_sign_in_in_browser(page, started["verification_uri"], started["user_code"], "dana")
-    tokens = _poll(
+    tokens = poll_device_sign_in(
         lambda: httpx.post(f"{url}/api/auth/provider/{PROVIDER}/token", data={"device_code": started["device_code"]}),
         started["interval"],
     )
@@ -111,17 +109,6 @@ def test_a_script_s_device_sign_in_approved_in_chromium_then_bluesky_queueserver
         rm.close()
 
 
-def _poll(request, interval: float, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = request()
-        if answer.status_code == 200:
-            return answer.json()
-        assert answer.json()["error"] in ("authorization_pending", "slow_down"), answer.text
-        time.sleep(interval)
-    raise AssertionError("the device sign-in was not approved")
-
-
 def test_a_script_with_the_provider_s_own_token_from_its_device_flow(stack, page):
     oidc, url = stack
     started = oidc.device_token()
@@ -133,14 +120,7 @@ def test_a_script_with_the_provider_s_own_token_from_its_device_flow(stack, page
     if page.driver.title == "Confirm the device":  # the provider may ask, depending on its version
         page.driver.find_element(By.TAG_NAME, "button").click()
     page.wait(lambda: page.driver.title == "Signed in", "the provider's success page")
-    grant = "urn:ietf:params:oauth:grant-type:device_code"
-    token = _poll(
-        lambda: httpx.post(
-            f"{oidc.base}/token",
-            data={"grant_type": grant, "device_code": started["device_code"], "client_id": DEVICE_CLIENT_ID},
-        ),
-        1,
-    )["access_token"]
+    token = oidc.device_access_token(started["device_code"])
     rm = REManagerAPI(http_server_uri=url)
     try:
         rm.set_authorization_key(token=token)
