@@ -141,6 +141,7 @@ def test_device_code_sign_in(gateway):
     assert poll().get_json()["error"] == "slow_down"  # polled again at once
     page = gateway.get(started["authorization_uri"].removeprefix(GATEWAY))
     assert page.status_code == 200 and started["user_code"] in page.get_data(as_text=True)
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
     wrong = gateway.post("/api/auth/provider/facility/device_code", data={"user_code": "BBBB-BBBB"})
     assert wrong.status_code == 200 and "Unknown or expired code" in wrong.get_data(as_text=True)
     to_provider = gateway.post(

@@ -25,6 +25,8 @@ from .schemas import IDENTIFIER_MAX_LENGTH, Payload
 sso = Resource("sso", __name__)
 
 STATE_COOKIE = "qs_gateway_sso_state"
+# form-action is left out: the form's answer redirects to the provider, which it would block
+PAGE_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 STATE_MAX_LENGTH = 200
 
 
@@ -93,18 +95,20 @@ def _page(title: str, body: str) -> Response:
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title></head><body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>"
     )
-    return Response(text, mimetype="text/html")
+    # no script, style or frame: the page is a form; it must not be framed (a hidden user-code form)
+    return Response(text, mimetype="text/html", headers={"Content-Security-Policy": PAGE_POLICY})
 
 
 def _user_code_form(name: str, user_code: str = "", error: str = "") -> Response:
     note = f'<p role="alert" id="error">{html.escape(error)}</p>' if error else ""
+    warning = "<p>Enter only a code that your own terminal shows: whoever made the code gets your sign-in.</p>"
     form = (
         f'<form method="post" action="{html.escape(_provider_url(name, "device_code"))}">'
         '<label for="user_code">Code shown by your terminal</label> '
         f'<input id="user_code" name="user_code" value="{html.escape(user_code)}" autocomplete="off" autofocus> '
         f'<button type="submit">Sign in with {html.escape(name)}</button></form>'
     )
-    return _page(f"Sign in a device with {name}", note + form)
+    return _page(f"Sign in a device with {name}", note + warning + form)
 
 
 @sso.endpoint(
