@@ -20,6 +20,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from qs_gateway.auth.providers import openid
+from qs_gateway.auth.providers.oidc import EntraAuthenticator
+from qs_gateway.auth.providers.proxied import ProxiedOIDCAuthenticator
+from qs_gateway.config import ConfigError
 from qs_gateway.serving.stack import free_port
 
 from .auth_support import configured_app
@@ -361,3 +364,22 @@ def test_a_provider_that_does_not_answer_is_503_not_a_failed_guess(re_manager, t
             {"sub": "dana"}, "a-shared-secret-of-thirty-two-bytes!", algorithm="HS256"
         )  # refused before any key is read
         assert client.get("/api/status", headers=_bearer(hs256)).status_code == 401
+
+
+def test_entra_s_and_the_proxied_authenticator_s_configuration():
+    entra = EntraAuthenticator(tenant_id=TENANT, client_id=ENTRA_CLIENT_ID, client_secret="s")
+    assert entra.provider.well_known_uri == (
+        f"https://login.microsoftonline.com/{TENANT}/v2.0/.well-known/openid-configuration"
+    )
+    assert entra.username_claim == "preferred_username" and entra.discovered  # nothing fetched yet
+    with pytest.raises(ConfigError, match="tenant_id"):
+        EntraAuthenticator(client_id=ENTRA_CLIENT_ID)
+    args = {"audience": AUDIENCE, "client_id": CLIENT_ID, "well_known_uri": "https://login.example.org/x"}
+    proxied = ProxiedOIDCAuthenticator(**args, role_mapping={"staff": ["expert", "observer"], "ops": "user"})
+    assert proxied.mapped_roles({"groups": ["staff", "unknown"]}) == {"expert", "observer"}
+    assert proxied.mapped_roles({"groups": "ops"}) == {"user"} and proxied.mapped_roles({}) == frozenset()
+    assert proxied.device_flow_client_id == CLIENT_ID  # by default the same client
+    with pytest.raises(ConfigError, match="role_mapping.staff"):
+        ProxiedOIDCAuthenticator(**args, role_mapping={"staff": 3})
+    with pytest.raises(ConfigError, match="audience"):
+        ProxiedOIDCAuthenticator(**{**args, "audience": ""})
