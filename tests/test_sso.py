@@ -383,3 +383,28 @@ def test_entra_s_and_the_proxied_authenticator_s_configuration():
         ProxiedOIDCAuthenticator(**args, role_mapping={"staff": 3})
     with pytest.raises(ConfigError, match="audience"):
         ProxiedOIDCAuthenticator(**{**args, "audience": ""})
+
+
+def test_redirects_on_success_and_failure_and_the_answer_without_a_page(oidc, re_manager, tmp_path):
+    config = documented_config("facility", {"https://login.example.org": oidc.issuer})
+    facility = config["authentication"]["providers"][0]["args"]
+    facility["redirect_on_success"] = "https://portal.example.org/signed-in"
+    facility["redirect_on_failure"] = "https://portal.example.org/failed"
+    with configured_app(re_manager, tmp_path, config, OIDC_CLIENT_SECRET=CLIENT_SECRET) as app:
+        client = app.test_client()
+        success = _browser_sign_in(client, "dana", state="portal-state")
+        assert success.status_code == 303
+        assert success.headers["Location"].startswith("https://portal.example.org/signed-in?code=")
+        assert "state=portal-state" in success.headers["Location"]
+        failure = _browser_sign_in(client, "erin")
+        assert failure.status_code == 303
+        failed = urllib.parse.urlsplit(failure.headers["Location"])
+        assert failed.path == "/failed"
+        assert dict(urllib.parse.parse_qsl(failed.query)) == {"error": "User is not authorized to access the server"}
+    without_page = documented_config("facility", {"https://login.example.org": oidc.issuer})
+    with configured_app(re_manager, tmp_path, without_page, OIDC_CLIENT_SECRET=CLIENT_SECRET, QS_GATEWAY_UI="0") as app:
+        client = app.test_client()
+        answer = _browser_sign_in(client, "dana")
+        assert answer.status_code == 200 and isinstance(answer.get_json(), str)  # the refresh token
+        tokens = client.post("/api/auth/session/refresh", json={"refresh_token": answer.get_json()})
+        assert tokens.status_code == 200

@@ -18,6 +18,7 @@ from ..auth.providers.oidc import add_query
 from ..auth.sso import SIGN_IN_SECONDS, SignedIn
 from ..exceptions import ApiError, BadRequest
 from ..extensions import services
+from ..manager import dump_json
 from .access import PUBLIC
 from .declare import Call, Resource
 from .schemas import IDENTIFIER_MAX_LENGTH, Payload
@@ -168,6 +169,9 @@ def provider_returned(name: str, code: str, state: str) -> Response:
             or "You are signed in: you may close this window and go back to your terminal."
         )
         response = _page("Signed in", f'<p id="confirmation">{html.escape(message)}</p>')
+    elif authenticator.redirect_on_success is None and not services().settings.http.ui:
+        # no page to go on to: the code endpoint's answer of bluesky-httpserver, the refresh token
+        response = Response(dump_json(sso_flows.redeem(signed_in.handover)), mimetype="application/json")
     else:
         response = Response(status=303, headers={"Location": _success_url(signed_in)})
     response.delete_cookie(STATE_COOKIE, path=f"{request.script_root}/api/auth/provider/{name}/")
