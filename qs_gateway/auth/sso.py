@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,7 +150,7 @@ class SingleSignOn:
             user_code = "".join(secrets.choice(USER_CODE_LETTERS) for _ in range(USER_CODE_LENGTH))
             if self._claim_user_code(user_code, digest):
                 break
-        record = {"provider": name, "user_code": user_code, "status": "pending", "polled": 0}
+        record = {"provider": name, "user_code": user_code, "status": "pending"}
 
         def store(r: Any) -> None:
             r.pipeline().hset(self._key("device", digest), mapping=record).expire(
@@ -193,14 +192,14 @@ class SingleSignOn:
             raise BadRequest(UNKNOWN_USER_CODE)
         known = self.auth.api_access.is_user_known(user)
         status = {"status": "approved" if known else "denied", "user": user}
-        self.store.run(
-            lambda r: (
-                r.pipeline()
-                .hset(self._key("device", digest), mapping=status)
-                .delete(self._key("user_code", device["user_code"]))
-                .execute()
-            )
-        )
+        key = self._key("device", digest)
+
+        def approve(r: Any) -> None:
+            pipe = r.pipeline()  # MULTI: an expiry with the write, so a record that expired meanwhile
+            pipe.hset(key, mapping=status).expire(key, DEVICE_CODE_SECONDS)  # does not come back for good
+            pipe.delete(self._key("user_code", device["user_code"])).execute()
+
+        self.store.run(approve)
         if not known:
             raise unauthorized(NOT_AUTHORIZED)
 
@@ -214,11 +213,11 @@ class SingleSignOn:
         if device.get("provider") != name:
             throttle.credentials_failed(address)
             raise DeviceFlowError("expired_token", "The device code is unknown, expired or already used.")
-        now = time.time()
-        self.store.run(lambda r: r.hset(self._key("device", digest), "polled", now))
         status = device["status"]
         if status == "pending":
-            if now - float(device.get("polled") or 0) < POLL_INTERVAL_SECONDS:
+            # one poll per interval: the first one opens the interval's key, later ones find it
+            polled = self._key("polled", digest)
+            if not self.store.run(lambda r: r.set(polled, 1, nx=True, ex=POLL_INTERVAL_SECONDS)):
                 raise DeviceFlowError("slow_down", f"Poll at most every {POLL_INTERVAL_SECONDS} s.")
             raise DeviceFlowError("authorization_pending", "The sign-in is not done yet.")
         spent = self.store.run(lambda r: r.delete(self._key("device", digest)))
