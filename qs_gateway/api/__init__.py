@@ -25,10 +25,12 @@ from .run_engine import run_engine
 from .scripts import scripts
 from .spreadsheet import spreadsheet
 from .status import status
+from .submissions import submissions
 
 RESOURCES: tuple[Resource, ...] = (
     status,
     queue,
+    submissions,
     spreadsheet,
     history,
     environment,

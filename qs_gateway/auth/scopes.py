@@ -39,7 +39,19 @@ WRITE_SCOPES = OPERATOR_WRITES | {
 
 ADMIN_SCOPES = frozenset({"admin:apikeys", "admin:read:principals", "admin:metrics", "admin:notifications"})
 
-ALL_SCOPES = READ_SCOPES | WRITE_SCOPES | ADMIN_SCOPES | {"user:apikeys"}
+# Reviewed submissions (docs/agents.md): proposing an item and deciding on one. No role of
+# bluesky-httpserver's table holds them: a deployment grants them with role edits or the new
+# role ``agent``.
+SUBMIT_SCOPE = "write:queue:submit"
+APPROVE_SCOPE = "write:queue:approve"
+SUBMISSION_SCOPES = frozenset({SUBMIT_SCOPE, APPROVE_SCOPE})
+
+ALL_SCOPES = READ_SCOPES | WRITE_SCOPES | ADMIN_SCOPES | SUBMISSION_SCOPES | {"user:apikeys"}
+
+# A script or AI agent: it reads what an operator sees and proposes items; it changes nothing.
+AGENT_SCOPES = frozenset(
+    {"read:status", "read:queue", "read:history", "read:resources", "read:monitor", "read:console", SUBMIT_SCOPE}
+)
 
 DEFAULT_ROLES: dict[str, frozenset[str]] = {
     "admin": frozenset({"read:status", "user:apikeys"}) | ADMIN_SCOPES,
@@ -51,6 +63,8 @@ DEFAULT_ROLES: dict[str, frozenset[str]] = {
     "observer": READ_SCOPES | {"user:apikeys"},
     "unauthenticated_single_user": READ_SCOPES | WRITE_SCOPES | {"user:apikeys"},
     "unauthenticated_public": frozenset({"read:status"}),
+    # not in bluesky-httpserver's table; the roles above keep exactly its scope sets
+    "agent": AGENT_SCOPES,
 }
 
 SINGLE_USER = "UNAUTHENTICATED_SINGLE_USER"
