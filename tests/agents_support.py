@@ -11,12 +11,13 @@ AGENT_SCOPES = ["read:status", "read:queue", "read:history", "read:resources", "
 
 
 def agents_config() -> dict:
-    """The toy users, plus ``ada`` (the default role ``agent``, and ``observer`` to make her own
-    keys), ``ross`` (a ``user`` who also reviews: a role made in the configuration, since no
+    """The toy users, plus ``ada`` and ``ari`` (the default role ``agent``, and ``observer`` to
+    make their own keys), ``ross`` (a ``user`` who also reviews: a role made in the configuration, since no
     default role may approve) and ``rita`` (a second reviewer)."""
     config = toy_config(
         users={
             "ada": {"roles": ["agent", "observer"]},
+            "ari": {"roles": ["agent", "observer"]},
             "ross": {"roles": ["user", "reviewer"]},
             "rita": {"roles": ["observer", "reviewer"]},
             "tom": {"roles": "user"},
@@ -25,9 +26,10 @@ def agents_config() -> dict:
         roles={"reviewer": {"scopes_set": ["read:queue", "write:queue:approve"]}},
     )
     config["authentication"]["providers"][0]["args"]["users_to_passwords"].update(
-        {"ada": "ada_password", "ross": "ross_password", "rita": "rita_password"}
+        {"ada": "ada_password", "ari": "ari_password", "ross": "ross_password", "rita": "rita_password"}
     )
     PASSWORDS.setdefault("ada", "ada_password")
+    PASSWORDS.setdefault("ari", "ari_password")
     PASSWORDS.setdefault("ross", "ross_password")
     PASSWORDS.setdefault("rita", "rita_password")
     return config

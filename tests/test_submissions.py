@@ -76,6 +76,19 @@ def test_an_invalid_item_is_refused_at_once_as_validate_refuses_it(gateway):
     assert batch["results"][0]["submission"]["state"] == "pending" and batch["results"][1]["submission"] is None
 
 
+def test_a_group_unknown_to_re_manager_is_refused_for_every_item(build_app):
+    config = agents_config()
+    config["resource_access"] = {"args": {"default_group": "nobody_here"}}
+    client = build_app(config).test_client()
+    agent = key_of(client, "ada")
+    batch = client.post("/api/queue/submission/add", json={"items": [PLAN_COUNT]}, headers=agent)
+    assert batch.status_code == 200 and batch.get_json()["success"] is False
+    assert "nobody_here" in batch.get_json()["msg"] and batch.get_json()["results"] == []
+    single = client.post("/api/queue/submission/add", json={"item": PLAN_COUNT}, headers=agent).get_json()
+    assert single["success"] is False and single["submission"] is None
+    assert client.get("/api/queue/submission/get", headers=agent).get_json()["total"] == 0
+
+
 def test_deny_and_withdraw_and_who_may(gateway):
     agent, other_agent = key_of(gateway, "ada"), key_of(gateway, "ross", ["read:queue"])
     reviewer = key_of(gateway, "rita")
@@ -103,6 +116,12 @@ def test_deny_and_withdraw_and_who_may(gateway):
     assert withdrawn["submission"]["state"] == "withdrawn"
     states = gateway.get("/api/queue/submission/get", headers=reviewer).get_json()["submissions"]
     assert [s["state"] for s in states] == ["withdrawn", "denied"]  # newest first
+    third = gateway.post("/api/queue/submission/add", json={"item": PLAN_COUNT}, headers=agent).get_json()
+    someone_else = key_of(gateway, "ari")  # another agent: may submit, not withdraw ada's
+    refused = gateway.post(
+        "/api/queue/submission/withdraw", json={"uid": third["submission"]["uid"]}, headers=someone_else
+    )
+    assert refused.get_json()["success"] is False and "someone else" in refused.get_json()["msg"]
     missing = gateway.post("/api/queue/submission/deny", json={"uid": "nope"}, headers=reviewer).get_json()
     assert missing["success"] is False and "No submission" in missing["msg"]
 

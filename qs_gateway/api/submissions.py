@@ -124,6 +124,8 @@ def submission_add(call: Call) -> dict[str, Any]:
         hand_over_audit(submissions=[result["submission"]["uid"]] if result["submission"] else [])
         return result
     batch = validator.check_batch({"items": payload["items"]}, principal.user_group)
+    if len(batch["results"]) != len(payload["items"]):  # the group itself was refused: no item judged
+        return {**batch, "results": []}
     results = [
         {**verdict, "submission": _stored(item, verdict, payload["note"], principal)}
         for item, verdict in zip(payload["items"], batch["results"], strict=True)
