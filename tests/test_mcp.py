@@ -29,12 +29,12 @@ def gateway(stack_dir, re_manager) -> Iterator[str]:
     process.stop()
 
 
-def call(url: str, api_key: str, steps) -> list:  # noqa: ANN001
-    """Start qs-gateway-mcp over stdio with the SDK's client, run ``steps(client)`` and return
-    what it returns; the server process ends with the client."""
-    assert COMMAND, "qs-gateway-mcp is not installed beside this interpreter"
+def call(url: str, api_key: str, steps, command: str | None = COMMAND) -> list:  # noqa: ANN001
+    """Start qs-gateway-mcp (``command``) over stdio with the SDK's client, run ``steps(client)``
+    and return what it returns; the server process ends with the client."""
+    assert command, "qs-gateway-mcp is not installed beside this interpreter"
     parameters = StdioServerParameters(
-        command=COMMAND, env={"QSERVER_HTTP_SERVER_URI": url, "QSERVER_HTTP_SERVER_API_KEY": api_key}
+        command=command, env={"QSERVER_HTTP_SERVER_URI": url, "QSERVER_HTTP_SERVER_API_KEY": api_key}
     )
 
     async def run() -> list:

@@ -71,6 +71,9 @@ def test_an_invalid_item_is_refused_at_once_as_validate_refuses_it(gateway):
     assert added["success"] is False and added["submission"] is None
     assert {k: added[k] for k in ("success", "msg", "errors")} == judged
 
+    for neither_or_both in ({}, {"item": PLAN_COUNT, "items": []}):
+        refused = gateway.post("/api/queue/submission/add", json=neither_or_both, headers=agent)
+        assert refused.status_code == 400 and "Exactly one of item, items" in str(refused.get_json()["errors"])
     batch = gateway.post("/api/queue/submission/add", json={"items": [PLAN_COUNT, bad]}, headers=agent).get_json()
     assert batch["success"] is False
     assert batch["results"][0]["submission"]["state"] == "pending" and batch["results"][1]["submission"] is None

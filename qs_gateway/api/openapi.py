@@ -238,6 +238,8 @@ def _operation(path: str, http_method: str, spec: EndpointSpec, path_parameters:
         else:
             # a schema may describe itself where its fields cannot (see queue.QueueModeSet)
             body = getattr(spec.schema, "openapi", spec.schema)
+            if getattr(spec.schema, "one_of", ()):
+                body = {"allOf": [body], "oneOf": [{"required": [key]} for key in spec.schema.one_of]}
             operation["requestBody"] = {
                 "required": not _accepts_nothing(spec.schema),
                 "content": {"application/json": {"schema": body}},

@@ -17,7 +17,6 @@ from marshmallow import fields, validate
 
 from ..auth import Principal
 from ..auth.scopes import APPROVE_SCOPE, SUBMIT_SCOPE
-from ..exceptions import BadRequest
 from ..extensions import services
 from ..notifications.derive import Event
 from ..observability import hand_over_audit
@@ -25,7 +24,7 @@ from ..submissions import STATES, Submission, TransitionRefused
 from ..transport import CircuitOpen, PoolExhausted
 from .declare import Call, Resource
 from .queue import MAY_ASK_MANAGER, AnyJson
-from .schemas import TEXT_MAX_LENGTH, Int64, Payload, Position, identifier, lock_key_field, uid_field
+from .schemas import TEXT_MAX_LENGTH, Int64, OneOfKeys, Payload, Position, identifier, lock_key_field, uid_field
 
 # -- payloads ----------------------------------------------------------------------------------
 
@@ -36,7 +35,8 @@ def _note() -> fields.String:
     return fields.String(load_default="", validate=validate.Length(max=TEXT_MAX_LENGTH))
 
 
-class SubmissionAdd(Payload):
+class SubmissionAdd(OneOfKeys):
+    one_of = ("item", "items")
     item = AnyJson(allow_none=True)
     items = fields.List(AnyJson(allow_none=True))
     note = _note()
@@ -49,8 +49,9 @@ class SubmissionGet(Payload):
     offset = Int64(minimum=0, load_default=0)
 
 
-class SubmissionApprove(Payload):
-    uid = uid_field()
+class SubmissionApprove(OneOfKeys):
+    one_of = ("uid", "uids")
+    uid = identifier()
     uids = fields.List(identifier())
     pos = Position(allow_none=True)
     before_uid = uid_field()
@@ -90,11 +91,6 @@ def _refused(error: TransitionRefused, wanted: str = "pending") -> dict[str, Any
     return {"success": False, "msg": msg, "state": None if error.state in ("missing", "owner") else error.state}
 
 
-def _one_or_many(payload: dict[str, Any], one: str, many: str) -> None:
-    if (payload.get(one) is None) == (payload.get(many) is None):
-        raise BadRequest(f"Give either '{one}' or '{many}'", errors={one: ["Exactly one of the two is required."]})
-
-
 # -- endpoints ---------------------------------------------------------------------------------
 
 submissions = Resource("submissions", __name__)
@@ -116,9 +112,8 @@ def submission_add(call: Call) -> dict[str, Any]:
     "results": [...]}` with one such result per item (`submission` is null for a refused one).
     """
     payload, principal = call.payload, call.principal
-    _one_or_many(payload, "item", "items")
     validator = services().item_validator
-    if payload.get("items") is None:
+    if "items" not in payload:
         verdict = validator.check({"item": payload["item"]}, principal.user_group)
         result = {**verdict, "submission": _stored(payload["item"], verdict, payload["note"], principal)}
         hand_over_audit(submissions=[result["submission"]["uid"]] if result["submission"] else [])
@@ -191,9 +186,8 @@ def submission_approve(call: Call) -> dict[str, Any]:
     A submission that is no longer pending is refused (`success: false`, `state`).
     """
     payload = call.payload
-    _one_or_many(payload, "uid", "uids")
     place = {k: payload.get(k) for k in ("pos", "before_uid", "after_uid")}
-    if payload.get("uids") is None:
+    if "uids" not in payload:
         result = _approve(payload["uid"], place, payload, call.principal)
         hand_over_audit(submissions=[payload["uid"]], item_uids=[result.get("item_uid")])
         return result
