@@ -140,3 +140,38 @@ def test_a_retried_submission_is_one_submission(two_workers, manager_idle):
         answers = [http.post("/api/queue/submission/add", json={"item": PLAN_COUNT}, headers=agent) for _ in range(3)]
         assert len({answer.json()["submission"]["uid"] for answer in answers}) == 1
         assert [answer.headers.get("Idempotent-Replayed") for answer in answers] == [None, "true", "true"]
+
+
+def test_an_approval_re_manager_did_not_answer_is_never_repeated(stack_dir, re_manager, manager_idle):
+    """RE Manager takes the add but answers too late: the submission is failed, not pending, so
+    a second approval cannot queue the item twice."""
+    process, url = start_auth_gateway(
+        stack_dir,
+        re_manager,
+        "agents-timeout",
+        agents_config(),
+        QS_GATEWAY_WORKERS="1",
+        QS_GATEWAY_POOL_SIZE="1",  # one socket, connected before RE Manager is frozen (so it gets the add)
+        QS_GATEWAY_TIMEOUT_RECEIVE="1",
+    )
+    try:
+        with fresh_client(url) as http:
+            agent, ross = key_of(http, "ada"), key_of(http, "ross")
+            uid = http.post("/api/queue/submission/add", json={"item": PLAN_COUNT}, headers=agent).json()
+            uid = uid["submission"]["uid"]
+            assert http.get("/api/queue/get", params={"reload": True}, headers=ross).status_code == 200
+            re_manager.process.signal_group(signal.SIGSTOP)
+            try:
+                late = http.post("/api/queue/submission/approve", json={"uid": uid}, headers=ross)
+            finally:
+                re_manager.process.signal_group(signal.SIGCONT)
+            assert late.status_code == 408, late.text
+            wait_for(lambda: len(manager_idle.queue_get()["items"]) == 1, 60, "RE Manager to carry out the add")
+            record = http.get("/api/queue/submission/get", params={"uid": uid}, headers=agent).json()
+            assert record["submissions"][0]["state"] == "failed"
+            assert "may or may not be in the queue" in record["submissions"][0]["error"]
+            again = http.post("/api/queue/submission/approve", json={"uid": uid}, headers=ross).json()
+            assert again["success"] is False and again["state"] == "failed"
+            assert len(manager_idle.queue_get()["items"]) == 1
+    finally:
+        process.stop()
