@@ -328,3 +328,30 @@ class AuthLimitSettings:
         "Seconds in which a client may spend its just-rotated refresh token again (its own threads racing) "
         "without ending the session; any other reuse of a spent refresh token ends it.",
     )
+
+
+@dataclass(frozen=True)
+class SubmissionSettings:
+    """Reviewed submissions and idempotency keys (see docs/agents.md)."""
+
+    submission_expiry_seconds: float = setting(
+        "submission_expiry_seconds",
+        "QS_GATEWAY_SUBMISSION_EXPIRY_SECONDS",
+        86_400.0,
+        number(float, minimum=1.0),
+        "Seconds a submission stays pending; then it is `expired` and can no longer be approved.",
+    )
+    submission_retention_seconds: float = setting(
+        "submission_retention_seconds",
+        "QS_GATEWAY_SUBMISSION_RETENTION_SECONDS",
+        7 * 86_400.0,
+        number(float, minimum=60.0),
+        "Seconds a decided (approved, denied, withdrawn, expired) submission is kept for `/api/queue/submission/get`.",
+    )
+    idempotency_seconds: float = setting(
+        "idempotency_seconds",
+        "QS_GATEWAY_IDEMPOTENCY_SECONDS",
+        86_400.0,
+        number(float, minimum=1.0),
+        "Seconds an `Idempotency-Key` and the first answer to it are remembered (per principal).",
+    )

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from .. import __version__
-from .settings import Target
+from .settings import SUBMISSION_EVENTS, Target
 
 SIGNATURE_HEADER = "X-QS-Gateway-Signature"
 ANSWER_SHOWN = 200  # characters of a receiver's answer kept in the delivery log
@@ -80,6 +80,15 @@ def slack_text(event: Mapping[str, Any]) -> str:
         text = f"RE Manager unreachable: no status for {data.get('silent_seconds')} s"
     elif kind == "manager_back":
         text = "RE Manager publishes its status again"
+    elif kind in SUBMISSION_EVENTS:
+        submission = data.get("submission") or {}
+        plan = (submission.get("item") or {}).get("name") if isinstance(submission.get("item"), dict) else None
+        what = f"{plan or 'item'} (submission {_short(submission.get('uid'))}) by {submission.get('username')}"
+        text = {
+            "submission_added": f"Proposed: {what}",
+            "submission_approved": f"Approved by {submission.get('decided_by')}: {what}",
+            "submission_denied": f"Denied by {submission.get('decided_by')}: {what}",
+        }[kind]
     else:
         text = str(kind)
     return f"[qs-gateway] {text} at {when}"

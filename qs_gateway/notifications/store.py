@@ -109,3 +109,20 @@ class NotificationStore:
         if limit <= 0:
             return []
         return [orjson.loads(item) for item in self.store.run(lambda r: r.lrange(self.keys.log, 0, limit - 1))]
+
+    # -- events of requests (not derived from the status) ----------------------------------------
+
+    def append(self, event: Event) -> None:
+        """Add an event a request caused (a submission, a decision) to the events stream; the
+        leader's delivery threads send it like the derived ones."""
+
+        def add(r: Any) -> None:
+            if r.set(self.keys.produced_prefix + event.id, "1", nx=True, ex=PRODUCED_TTL_SECONDS):
+                r.xadd(
+                    self.keys.events,
+                    {"id": event.id, "event": orjson.dumps(event.as_dict())},
+                    maxlen=EVENTS_LENGTH,
+                    approximate=True,
+                )
+
+        self.store.run(add)
