@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+from pathlib import Path
 
 import httpx
 import openpyxl
