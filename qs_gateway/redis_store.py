@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import redis
+from redis.commands.core import Script
 
 from .redis_connect import fast_reader, redis_client
 
@@ -36,6 +37,14 @@ T = TypeVar("T")
 # is redis-py's ReadOnlyError; LOADING is its BusyLoadingError, a ConnectionError.)
 _NOT_NOW = ("MASTERDOWN", "NOREPLICAS", "TRYAGAIN")
 UNWAITED_SECONDS = 10.0  # how long a worker writes without WAIT after no replica answered one
+
+
+def script(source: str) -> Script:
+    """A Lua script that Redis runs by its SHA1 (``EVALSHA``): the source goes to a Redis only
+    once (redis-py loads it when Redis answers ``NOSCRIPT``, after a restart or a failover too),
+    not with every call as ``EVAL`` sends it. Call it in :meth:`RedisStore.run` as
+    ``script(keys=[...], args=[...], client=r)``."""
+    return Script(None, source.encode())  # bytes: hashed without a client; each call names its own
 
 
 class StoreUnavailable(Exception):
