@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, TypeVar
 import redis
 from redis.commands.core import Script
 
-from .redis_connect import fast_reader, redis_client
+from .redis_connect import redis_client
+from .redis_hot_path import HotPathReader
 
 if TYPE_CHECKING:  # the type only: the config package itself depends on the store
     from .config.redis import RedisSettings
@@ -76,7 +77,7 @@ class RedisStore:
         self._lock = threading.Lock()
         self._failed_at: float | None = None
         self._unwaited_until = 0.0
-        self.fast = fast_reader(self.settings, timeout)
+        self.hot_path = HotPathReader(lambda: self.client.connection_pool.make_connection(), timeout)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -157,10 +158,8 @@ class RedisStore:
         return result
 
     def mget(self, keys: list[str]) -> list[bytes | None]:
-        """MGET for the hottest path: on this thread's own lean connection (see redis_fast)."""
-        if self.fast.usable:
-            return self.run(lambda _: self.fast.mget(keys))
-        return self.run(lambda r: r.mget(keys))
+        """MGET for the hottest path: on this thread's own connection (see redis_hot_path)."""
+        return self.run(lambda _: self.hot_path.mget(keys))
 
     def ping(self) -> bool:
         try:
