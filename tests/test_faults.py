@@ -67,11 +67,28 @@ class RestartableManager:
             rm.close()
 
 
+@contextmanager
+def gateway_in_front(workdir: Path, redis_port: int, **env: str) -> Iterator[tuple[RestartableManager, str]]:
+    """A restartable RE Manager and a gateway in front of it (``env`` its settings)."""
+    manager = RestartableManager(workdir, redis_port)
+    manager.start()
+    try:
+        environment = Manager(manager.process, manager.ports, manager.workdir, redis_port).gateway_env(**env)
+        gateway, url = start_gateway(manager.workdir, environment, log_name="gateway-faults.log")
+        try:
+            yield manager, url
+        finally:
+            gateway.stop()
+    finally:
+        manager.thaw()
+        manager.stop()
+
+
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory, redis_port):
-    manager = RestartableManager(tmp_path_factory.mktemp("faulty-manager"), redis_port)
-    manager.start()
-    env = Manager(manager.process, manager.ports, manager.workdir, redis_port).gateway_env(
+    with gateway_in_front(
+        tmp_path_factory.mktemp("faulty-manager"),
+        redis_port,
         QS_GATEWAY_WORKERS=str(WORKERS),
         QS_GATEWAY_THREADS=str(THREADS),
         QS_GATEWAY_POOL_SIZE="4",
@@ -79,12 +96,8 @@ def faulty(tmp_path_factory, redis_port):
         QS_GATEWAY_TIMEOUT_SEND=str(SEND_TIMEOUT),
         QS_GATEWAY_BREAKER_THRESHOLD="3",
         QS_GATEWAY_WORKER_HEADER="1",
-    )
-    gateway, url = start_gateway(manager.workdir, env, log_name="gateway-faults.log")
-    yield manager, url
-    gateway.stop()
-    manager.thaw()
-    manager.stop()
+    ) as (manager, url):
+        yield manager, url
 
 
 @pytest.fixture
@@ -98,16 +111,22 @@ def manager(faulty):
     return manager
 
 
-@pytest.fixture
-def http(faulty):
-    _, url = faulty
-    # a fresh connection per request, so that requests spread over the workers
+@contextmanager
+def fresh_connections(url: str) -> Iterator[httpx.Client]:
+    """A client that opens a fresh connection per request, so that requests spread over the workers."""
     with httpx.Client(
         base_url=url,
         headers={"Authorization": f"ApiKey {API_KEY}"},
         timeout=10,
         limits=httpx.Limits(max_keepalive_connections=0),
     ) as client:
+        yield client
+
+
+@pytest.fixture
+def http(faulty):
+    _, url = faulty
+    with fresh_connections(url) as client:
         yield client
 
 
@@ -367,3 +386,41 @@ def test_concurrent_writers_lose_and_duplicate_nothing(manager, http):
     for _ in range(2 * WORKERS):
         items = http.get("/api/queue/get").json()["items"]
         assert sorted(item["kwargs"]["num"] for item in items) == expected
+
+
+# -- the breaker, with the settings' defaults ------------------------------------------------
+
+FAILING_FAST_WITHIN = 0.05  # an open breaker waits on nothing: a bound on correctness, not speed
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory, redis_port):
+    with gateway_in_front(
+        tmp_path_factory.mktemp("breaker-manager"), redis_port, QS_GATEWAY_WORKERS="2", QS_GATEWAY_WORKER_HEADER="1"
+    ) as (manager, url):
+        yield manager, url
+
+
+def test_an_open_breaker_answers_at_once_and_the_first_request_after_re_manager_is_back_succeeds(two_workers):
+    manager, url = two_workers
+    with fresh_connections(url) as http:
+        assert http.get("/api/status", params={"reload": "true"}).status_code == 200
+        manager.stop()
+        failing_fast: set[str] = set()
+
+        def both_breakers_open() -> bool:
+            response = http.get("/api/status")
+            if response.status_code == 408 and "failing fast" in response.json()["detail"]:
+                failing_fast.add(response.headers["X-Gateway-Worker"])
+            return len(failing_fast) == 2
+
+        wait_for(both_breakers_open, 60, "the breakers of both workers to open")
+        for _ in range(20):
+            response, elapsed = timed(lambda: http.get("/api/status"))
+            assert response.status_code == 408, response.text
+            assert response.json()["detail"].startswith(TIMEOUT_PREFIX)
+            assert elapsed < FAILING_FAST_WITHIN, elapsed
+        manager.start()  # returns once RE Manager answers
+        response = http.get("/api/status", params={"reload": "true"})
+        assert response.status_code == 200, response.text
+        assert response.json()["manager_state"] == "idle"
