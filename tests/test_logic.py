@@ -69,6 +69,16 @@ def test_breaker_open_because_nothing_was_delivered_lets_each_request_check_the_
     assert breaker.state == "closed" and breaker.admit() is False
 
 
+def test_late_failures_of_earlier_requests_do_not_hold_the_breaker_open():
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=1, open_seconds=1.0, clock=clock)
+    breaker.record_failure()
+    clock.now = 0.9
+    breaker.record_failure()  # a request sent before it opened, timing out now
+    clock.now = 1.1
+    assert breaker.admit() is False  # the probe, on time
+
+
 def test_breaker_success_resets_the_count():
     breaker = CircuitBreaker(threshold=2, open_seconds=1.0)
     breaker.record_failure()

@@ -115,6 +115,9 @@ class CircuitBreaker:
         with self._lock:
             self._undelivered = not delivered
             self._failures += 1
-            if self._failures >= self.threshold:
-                self._opened_at = self._clock()
+            now = self._clock()
+            # Requests sent before the breaker opened may time out while it is open: they do
+            # not hold it open longer (else a burst of them would delay the probe by seconds).
+            if self._failures >= self.threshold and self._state(now) != self.OPEN:
+                self._opened_at = now
                 self._probe_started_at = None
