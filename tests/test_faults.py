@@ -17,14 +17,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
-from qs_gateway.serving.stack import ManagerPorts, free_port, start_gateway, start_re_manager
-
-from .support import API_KEY, Manager, plan, reset_manager, wait_for, zmq_api
+from .support import API_KEY, fresh_connections, gateway_in_front, plan, reset_manager, wait_for, zmq_api
 
 RECEIVE_TIMEOUT = 2.0
 SEND_TIMEOUT = 0.5
@@ -36,52 +33,6 @@ DEADLINE = SEND_TIMEOUT + RECEIVE_TIMEOUT  # the gateway's deadline for one requ
 ANSWERED_WITHIN = DEADLINE + 0.5
 RECOVERED_WITHIN = 1.0  # of RE Manager answering again, on every worker (breaker_open_seconds 0.5)
 LOAD_THREADS = 24  # clients at once, each on fresh connections
-
-
-class RestartableManager:
-    def __init__(self, workdir: Path, redis_port: int) -> None:
-        self.workdir = workdir
-        self.redis_port = redis_port
-        self.ports = ManagerPorts(free_port(), free_port())
-        self.process = None
-
-    def start(self) -> None:
-        self.process, _ = start_re_manager(
-            self.workdir, redis_port=self.redis_port, ports=self.ports, name_prefix="qs_gateway_faults"
-        )
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def freeze(self) -> None:
-        self.process.signal_group(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        self.process.signal_group(signal.SIGCONT)
-
-    def queue_nums(self) -> list[int]:
-        rm = zmq_api(self.ports.control_address)
-        try:
-            return [item["kwargs"]["num"] for item in rm.queue_get()["items"]]
-        finally:
-            rm.close()
-
-
-@contextmanager
-def gateway_in_front(workdir: Path, redis_port: int, **env: str) -> Iterator[tuple[RestartableManager, str]]:
-    """A restartable RE Manager and a gateway in front of it (``env`` its settings)."""
-    manager = RestartableManager(workdir, redis_port)
-    manager.start()
-    try:
-        environment = Manager(manager.process, manager.ports, manager.workdir, redis_port).gateway_env(**env)
-        gateway, url = start_gateway(manager.workdir, environment, log_name="gateway-faults.log")
-        try:
-            yield manager, url
-        finally:
-            gateway.stop()
-    finally:
-        manager.thaw()
-        manager.stop()
 
 
 @pytest.fixture(scope="module")
@@ -109,18 +60,6 @@ def manager(faulty):
     reset_manager(rm)
     rm.close()
     return manager
-
-
-@contextmanager
-def fresh_connections(url: str) -> Iterator[httpx.Client]:
-    """A client that opens a fresh connection per request, so that requests spread over the workers."""
-    with httpx.Client(
-        base_url=url,
-        headers={"Authorization": f"ApiKey {API_KEY}"},
-        timeout=10,
-        limits=httpx.Limits(max_keepalive_connections=0),
-    ) as client:
-        yield client
 
 
 @pytest.fixture
@@ -386,41 +325,3 @@ def test_concurrent_writers_lose_and_duplicate_nothing(manager, http):
     for _ in range(2 * WORKERS):
         items = http.get("/api/queue/get").json()["items"]
         assert sorted(item["kwargs"]["num"] for item in items) == expected
-
-
-# -- the breaker, with the settings' defaults ------------------------------------------------
-
-FAILING_FAST_WITHIN = 0.05  # an open breaker waits on nothing: a bound on correctness, not speed
-
-
-@pytest.fixture(scope="module")
-def two_workers(tmp_path_factory, redis_port):
-    with gateway_in_front(
-        tmp_path_factory.mktemp("breaker-manager"), redis_port, QS_GATEWAY_WORKERS="2", QS_GATEWAY_WORKER_HEADER="1"
-    ) as (manager, url):
-        yield manager, url
-
-
-def test_an_open_breaker_answers_at_once_and_the_first_request_after_re_manager_is_back_succeeds(two_workers):
-    manager, url = two_workers
-    with fresh_connections(url) as http:
-        assert http.get("/api/status", params={"reload": "true"}).status_code == 200
-        manager.stop()
-        failing_fast: set[str] = set()
-
-        def both_breakers_open() -> bool:
-            response = http.get("/api/status")
-            if response.status_code == 408 and "failing fast" in response.json()["detail"]:
-                failing_fast.add(response.headers["X-Gateway-Worker"])
-            return len(failing_fast) == 2
-
-        wait_for(both_breakers_open, 60, "the breakers of both workers to open")
-        for _ in range(20):
-            response, elapsed = timed(lambda: http.get("/api/status"))
-            assert response.status_code == 408, response.text
-            assert response.json()["detail"].startswith(TIMEOUT_PREFIX)
-            assert elapsed < FAILING_FAST_WITHIN, elapsed
-        manager.start()  # returns once RE Manager answers
-        response = http.get("/api/status", params={"reload": "true"})
-        assert response.status_code == 200, response.text
-        assert response.json()["manager_state"] == "idle"
