@@ -14,6 +14,8 @@ from qs_gateway.config.redis import RedisSettings
 from qs_gateway.redis_store import RedisStore, StoreUnavailable
 from qs_gateway.serving.stack import start_redis
 
+from .support import wait_for
+
 
 @pytest.fixture
 def private_redis(tmp_path):
@@ -35,15 +37,25 @@ def test_mget_with_password_and_database_one_connection_per_thread(private_redis
     assert store.mget(["a", "b", "missing"]) == [b"1", b"x" * 100_000, None]
     assert store.mget(["a", "b", "missing"]) == [b"1", b"x" * 100_000, None]
     results = []
-    threads = [threading.Thread(target=lambda: results.append(store.mget(["a"]))) for _ in range(8)]
+    counted = threading.Event()
+
+    def read() -> None:
+        results.append(store.mget(["a"]))
+        counted.wait(30)  # alive, with its connection, until the connections are counted
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
-    assert results == [[b"1"]] * 8
-    assert [args[0] for args in packing] == ["MGET", "MGET"]  # each command packed once
-    named = [c for c in admin.client_list() if c["cmd"] == "mget"]
-    assert len(named) == 9  # each thread on its own connection (the threads' are not closed yet)
+    try:
+        wait_for(lambda: len(results) == 8, 30, "the threads' reads")
+        assert results == [[b"1"]] * 8
+        assert [args[0] for args in packing] == ["MGET", "MGET"]  # each command packed once
+        reading = [c for c in admin.client_list() if c["cmd"] == "mget"]
+        assert len(reading) == 9  # each thread on its own connection
+    finally:
+        counted.set()
+        for thread in threads:
+            thread.join()
     with pytest.raises(redis.AuthenticationError):
         RedisStore(RedisSettings(url=f"redis://:wrong@127.0.0.1:{port}/3")).hot_path.mget(["a"])
 
