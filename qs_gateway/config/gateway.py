@@ -131,7 +131,9 @@ class ManagerSettings:
         "QS_GATEWAY_BREAKER_OPEN_SECONDS",
         0.5,
         number(float, minimum=0.0),
-        "Seconds requests fail at once before one request probes RE Manager again.",
+        "Seconds requests fail at once before one request probes RE Manager again, while RE Manager takes "
+        "requests but does not answer them (while it takes no connections, each request tries one and "
+        "fails at once if refused).",
     )
     status_ttl: float = setting(
         "status_ttl",

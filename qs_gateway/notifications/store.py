@@ -14,14 +14,14 @@ from typing import Any
 
 import orjson
 
-from ..redis_store import RedisStore
+from ..redis_store import RedisStore, script
 from .derive import Event, State
 
 EVENTS_LENGTH = 10_000  # events kept in the stream: far more than any receiver lags behind
 LOG_LENGTH = 1_000  # delivery log entries kept
 PRODUCED_TTL_SECONDS = 7 * 24 * 3600  # how long an event id is remembered as produced
 
-_COMMIT = """
+_COMMIT = script("""
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end
 local version = redis.call('HGET', KEYS[1], 'version') or ''
 if version ~= ARGV[1] then return -2 end
@@ -35,7 +35,7 @@ for i = 4, #KEYS do
 end
 redis.call('HSET', KEYS[1], 'version', (tonumber(version) or 0) + 1, 'state', ARGV[3])
 return added
-"""
+""")
 
 
 class NotLeading(Exception):
@@ -82,7 +82,7 @@ class NotificationStore:
         args: list[Any] = [version, holder, state.to_json(), EVENTS_LENGTH, PRODUCED_TTL_SECONDS]
         for event in events:
             args += [event.id, orjson.dumps(event.as_dict())]
-        result = self.store.run(lambda r: r.eval(_COMMIT, len(keys), *keys, *args))
+        result = self.store.run(lambda r: _COMMIT(keys=keys, args=args, client=r))
         if result < 0:
             raise NotLeading("the ingest lease moved" if result == -1 else "the state moved on")
         return str((int(version) if version else 0) + 1)
