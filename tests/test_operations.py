@@ -143,14 +143,14 @@ def test_request_id_request_line_and_audit_line(client, manager_idle, caplog):
     refused = client.post("/api/queue/item/add", json={"item": plan("no_such_plan")})
     assert refused.get_json()["success"] is False
     client.post("/api/queue/start", headers={"X-Request-ID": "bad id with spaces"})
-    client.post("/api/queue/item/add", json={"pos": "middle"})
+    client.post("/api/queue/item/add", json={"item": {**plan(), "args": "det1"}})
     client.get("/api/status")  # a read: no audit line
     audit = [r.fields for r in caplog.records if r.name == "qs_gateway.audit"]
     assert [a["endpoint"] for a in audit] == ["/api/queue/item/add", "/api/queue/start", "/api/queue/item/add"]
     assert audit[0]["success"] is False and "no_such_plan" in audit[0]["msg"]
     assert len(audit[1]["request_id"]) == 32  # not the client's malformed id: a fresh one
     # a wrong value is refused in RE Manager's shape: 200, success false
-    assert audit[2]["status"] == 200 and audit[2]["success"] is False and "pos" in audit[2]["msg"]
+    assert audit[2]["status"] == 200 and audit[2]["success"] is False and "args" in audit[2]["msg"]
 
 
 def test_no_secret_reaches_the_logs(anonymous, manager_idle, caplog):
