@@ -22,7 +22,7 @@ import httpx
 import pytest
 import redis
 
-from qs_gateway.notifications.settings import parse_notifications
+from qs_gateway.config.notifications import parse_notifications
 from qs_gateway.serving.stack import start_gateway, start_re_manager
 
 from .conftest import make_app

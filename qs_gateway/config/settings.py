@@ -13,10 +13,10 @@ from .gateway import (
     AuthLimitSettings,
     HttpSettings,
     ManagerSettings,
-    NotificationSettings,
     ServingSettings,
     StreamSettings,
 )
+from .notifications import NotificationSettings
 from .redis import RedisSettings
 from .shared import AuthSettings, BrowserSettings, ExtensionSettings, PolicySettings, ZmqSettings
 

@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 import redis
 
+from ..config.notifications import Target
 from .sending import Answer, post
-from .settings import Target
 from .store import NotificationStore
 
 logger = logging.getLogger(__name__)

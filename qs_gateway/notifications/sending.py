@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from .. import __version__
-from .settings import Target
+from ..config.notifications import Target
 
 SIGNATURE_HEADER = "X-QS-Gateway-Signature"
 ANSWER_SHOWN = 200  # characters of a receiver's answer kept in the delivery log

@@ -18,12 +18,13 @@ import sys
 import tempfile
 
 from qs_gateway.config import ConfigError, load_settings
-from qs_gateway.extensions import EXTENSION_KEY
+from qs_gateway.extensions import EXTENSION_KEY, check_settings
 from qs_gateway.logs import configure_logging, make_formatter
 from qs_gateway.metrics import MULTIPROCESS_DIR_ENV, mark_worker_dead, prepare_multiprocess_dir
 
 try:
     _settings = load_settings()
+    check_settings(_settings)
 except ConfigError as exc:
     print(f"qs-gateway: configuration error: {exc}", file=sys.stderr)
     raise SystemExit(2) from None
