@@ -7,6 +7,7 @@ import configparser
 import os
 import re
 import shlex
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ import pytest
 
 from qs_gateway.config import all_options, load_settings
 from qs_gateway.serving.stack import ManagedProcess, free_port, http_status, manager_status, simulated_profile
+
+from .support import process_table, tree_of, wait_for
 
 DEPLOY = Path(__file__).parents[1] / "deploy"
 INSTALLED_BIN = "/opt/qs-gateway/venv/bin/"
@@ -124,6 +127,17 @@ def test_both_units_start_and_the_gateway_is_ready(tmp_path, redis_port, notify_
             status = client.get("/api/status", headers={"Authorization": f"ApiKey {key}"})
         assert status.json()["manager_state"] == "idle"
         assert "qs_gateway_pool_size" in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+
+        # `systemctl reload` (ExecReload: HUP) replaces the workers; the gateway goes on serving
+        assert unit("qs-gateway.service")["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"
+        workers = {info.pid for info in tree_of(gateway.pid, process_table())[1:]}
+        os.kill(gateway.pid, signal.SIGHUP)
+        wait_for(
+            lambda: (now := {info.pid for info in tree_of(gateway.pid, process_table())[1:]}) and not now & workers,
+            60,
+            "new workers in place of the old",
+        )
+        assert gateway.running() and http_status(f"unix:{socket_path}", "/readyz") == 200
     finally:
         gateway.stop()
         manager.stop()
