@@ -81,6 +81,17 @@ class Load:
     def succeeded(self, kind: str) -> list[Answer]:
         return [answer for answer in list(self.answers) if answer.kind == kind and answer.status == 200]
 
+    def wait_until_each_kind_succeeds(self, after: float, timeout: float = 60.0) -> None:
+        """Wait until every kind has an answer 200 to a request started after ``after`` (monotonic)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            answered = {a.kind for a in list(self.answers) if a.status == 200 and a.started > after}
+            if answered >= self.kinds:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"after {timeout} s only {sorted(answered)} of {sorted(self.kinds)} succeeded")
+            self.stop.wait(0.05)
+
     def __enter__(self) -> "Load":
         for thread in self.threads:
             thread.start()

@@ -8,6 +8,7 @@ Manager's worker process goes with it).
 
 from __future__ import annotations
 
+import errno
 import http.client
 import importlib.util
 import os
@@ -50,7 +51,9 @@ def ensure_port_free(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise PortInUse(f"port {port} of {host} is in use ({exc.strerror}): stop what listens there") from None
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUse(f"port {port} of {host} is in use: stop what listens there") from None
 
 
 def _bin(name: str) -> str:
@@ -93,9 +96,8 @@ class ManagedProcess:
         return self.popen.pid
 
     def running(self) -> bool:
-        """Whether the process has not exited. An exited one is not reaped here (only by
-        :meth:`stop`): while it is a zombie, its process group ID cannot go to another process,
-        so signalling the group reaches only what is left of ours."""
+        """Whether it has not exited. It is reaped only by :meth:`stop`: as a zombie it keeps its
+        process group ID from going to another process, so signalling the group stays safe."""
         if self.popen is None or self.popen.returncode is not None:
             return False
         try:
@@ -140,9 +142,8 @@ class ManagedProcess:
 
 
 def stop_all(processes: Iterable[ManagedProcess], timeout: float = 10.0) -> None:
-    """Stop the processes together, each with its whole process group: SIGTERM to every group,
-    one deadline for all of them, then SIGKILL to every group (what is left of it: RE Manager's
-    worker, gunicorn's workers), and reap the processes."""
+    """Stop the processes together, each with its process group: SIGTERM to every group, one
+    deadline for all, then SIGKILL to what is left (RE Manager's worker, gunicorn's workers)."""
     started = [process for process in processes if process.popen is not None]
     for process in started:
         if process.running():
@@ -161,8 +162,7 @@ def stop_all(processes: Iterable[ManagedProcess], timeout: float = 10.0) -> None
 
 @contextmanager
 def stopped_on_failure(*processes: ManagedProcess) -> Iterator[None]:
-    """Stop the processes if the block fails or is interrupted (a signal, Ctrl-C): nothing
-    half-started is left behind."""
+    """Stop the processes if the block fails or is interrupted (a signal): none is left half-started."""
     try:
         yield
     except BaseException:
@@ -384,7 +384,8 @@ def start_gateway(
         url = f"unix:{unix_socket}"
     else:
         port = port or free_port()
-        ensure_port_free(host, port)
+        if not launcher:  # else it listens in another network namespace
+            ensure_port_free(host, port)
         url = f"http://{host}:{port}"
     bind = url if unix_socket is not None else url.removeprefix("http://")
     full_env = {**os.environ, **env, "QS_GATEWAY_BIND": bind}
