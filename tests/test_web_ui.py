@@ -195,18 +195,17 @@ def test_add_plans_through_the_form_and_reorder_them(page, web_gateway, manager_
     rows = page.queue_rows()
     handle = rows[1].find_element(By.CSS_SELECTOR, ".handle")
     ActionChains(page.driver).click_and_hold(handle).move_to_element_with_offset(rows[0], 0, -5).release().perform()
-    wait_for(lambda: [uid for uid, _ in _queue_uids_and_nums(manager_open)] == [second, first], 10, "drag and drop")
+    wait_for(lambda: [uid for uid, _ in _queue_uids_and_nums(manager_open)] == [second, first], 60, "drag and drop")
     page.wait(lambda: "num=5" in page.queue_names()[0], "the page to show the new order")
 
     # and back with the keyboard: focus the first row's "Move down" and press Enter
-    move_down = page.button("Move down", page.queue_rows()[0])
-    move_down.send_keys(Keys.ENTER)
-    wait_for(lambda: [uid for uid, _ in _queue_uids_and_nums(manager_open)] == [first, second], 10, "Move down")
+    page.use("Move down", lambda: page.queue_rows()[0], lambda button: button.send_keys(Keys.ENTER))
+    wait_for(lambda: [uid for uid, _ in _queue_uids_and_nums(manager_open)] == [first, second], 60, "Move down")
     page.wait(lambda: "num=3" in page.queue_names()[0], "the page to show the order again")
     # focus followed the moved item, so Alt+Up moves it back up
     focused = page.driver.switch_to.active_element
     focused.send_keys(Keys.ALT, Keys.ARROW_UP)
-    wait_for(lambda: [uid for uid, _ in _queue_uids_and_nums(manager_open)] == [second, first], 10, "Alt+Up")
+    wait_for(lambda: [uid for uid, _ in _queue_uids_and_nums(manager_open)] == [second, first], 60, "Alt+Up")
     assert item["item_uid"] == first
     assert page.errors_in_browser_log() == []
 
@@ -239,17 +238,17 @@ def test_the_form_refuses_an_invalid_value_before_anything_is_sent(page, web_gat
 
     # edit it: its parameters come back into the form, and the item is replaced in place
     uid = manager_open.queue_get()["items"][0]["item_uid"]
-    page.button("Edit", page.queue_rows()[0]).click()
+    page.click("Edit", lambda: page.queue_rows()[0])
     page.wait(lambda: page.field("num", queue).get_attribute("value") == "2", "the item's num in the form")
     page.field("num", queue).clear()
     page.field("num", queue).send_keys("4")
     page.button("Save changes", queue).click()
-    wait_for(lambda: manager_open.queue_get()["items"][0]["kwargs"].get("num") == 4, 10, "the edited item")
+    wait_for(lambda: manager_open.queue_get()["items"][0]["kwargs"].get("num") == 4, 60, "the edited item")
     assert manager_open.queue_get()["items"][0]["item_uid"] == uid
 
-    page.button("Duplicate", page.queue_rows()[0]).click()
+    page.click("Duplicate", lambda: page.queue_rows()[0])
     page.wait(lambda: len(page.queue_rows()) == 2, "the copy")
-    page.button("Remove", page.queue_rows()[0]).click()
+    page.click("Remove", lambda: page.queue_rows()[0])
     page.wait(lambda: len(page.queue_rows()) == 1, "one item left")
     assert [item["kwargs"] for item in manager_open.queue_get()["items"]] == [{"detectors": ["det1"], "num": 4}]
 
