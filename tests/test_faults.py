@@ -71,20 +71,24 @@ class RestartableManager:
 def faulty(tmp_path_factory, redis_port):
     manager = RestartableManager(tmp_path_factory.mktemp("faulty-manager"), redis_port)
     manager.start()
-    env = Manager(manager.process, manager.ports, manager.workdir, redis_port).gateway_env(
-        QS_GATEWAY_WORKERS=str(WORKERS),
-        QS_GATEWAY_THREADS=str(THREADS),
-        QS_GATEWAY_POOL_SIZE="4",
-        QS_GATEWAY_TIMEOUT_RECEIVE=str(RECEIVE_TIMEOUT),
-        QS_GATEWAY_TIMEOUT_SEND=str(SEND_TIMEOUT),
-        QS_GATEWAY_BREAKER_THRESHOLD="3",
-        QS_GATEWAY_WORKER_HEADER="1",
-    )
-    gateway, url = start_gateway(manager.workdir, env, log_name="gateway-faults.log")
-    yield manager, url
-    gateway.stop()
-    manager.thaw()
-    manager.stop()
+    try:
+        env = Manager(manager.process, manager.ports, manager.workdir, redis_port).gateway_env(
+            QS_GATEWAY_WORKERS=str(WORKERS),
+            QS_GATEWAY_THREADS=str(THREADS),
+            QS_GATEWAY_POOL_SIZE="4",
+            QS_GATEWAY_TIMEOUT_RECEIVE=str(RECEIVE_TIMEOUT),
+            QS_GATEWAY_TIMEOUT_SEND=str(SEND_TIMEOUT),
+            QS_GATEWAY_BREAKER_THRESHOLD="3",
+            QS_GATEWAY_WORKER_HEADER="1",
+        )
+        gateway, url = start_gateway(manager.workdir, env, log_name="gateway-faults.log")
+        try:
+            yield manager, url
+        finally:
+            gateway.stop()
+    finally:
+        manager.thaw()
+        manager.stop()
 
 
 @pytest.fixture
@@ -339,7 +343,6 @@ def test_killed_worker_fails_only_its_requests_in_flight_and_is_replaced(manager
             return len(workers) == WORKERS and victim_name not in workers
 
         wait_for(replaced, 30, "gunicorn to replace the killed worker")
-        time.sleep(0.5)
 
     failed = [o for o in outcomes if o.status != 200]
     print(f"{len(outcomes)} requests, {len(failed)} failed:", {o.error for o in failed})
