@@ -23,7 +23,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
-from qs_gateway.serving.stack import free_port, start_gateway
+from qs_gateway.serving.stack import free_port, start_gateway, stopped_on_failure
 
 from .auth_support import PASSWORDS, ROLES, TOY_PROVIDER, auth_config, private_prefix, provider, write_config
 from .support import API_KEY, PLAN_SLOW, self_signed_certificate, wait_for
@@ -92,13 +92,16 @@ def web_gateway(tmp_path_factory, re_manager, identity_provider):
         QS_GATEWAY_PROXY_HOPS="1",  # nginx in front for the prefix test; direct clients send no X-Forwarded-*
     )
     process, url = start_gateway(workdir, env, port=port, log_name="gateway-web.log")
-    tokens = httpx.post(f"{url}/api/auth/provider/toy/token", data={"username": "bob", "password": PASSWORDS["bob"]})
-    key = httpx.post(
-        f"{url}/api/auth/apikey",
-        json={"expires_in": None, "note": "web page tests"},
-        headers={"Authorization": f"Bearer {tokens.json()['access_token']}"},
-    )
-    assert key.status_code == 200, key.text
+    with stopped_on_failure(process):
+        tokens = httpx.post(
+            f"{url}/api/auth/provider/toy/token", data={"username": "bob", "password": PASSWORDS["bob"]}
+        )
+        key = httpx.post(
+            f"{url}/api/auth/apikey",
+            json={"expires_in": None, "note": "web page tests"},
+            headers={"Authorization": f"Bearer {tokens.json()['access_token']}"},
+        )
+        assert key.status_code == 200, key.text
     yield WebGateway(process, url, key.json()["secret"])
     process.stop()
 
@@ -419,7 +422,8 @@ def nginx_in_front(tmp_path_factory, web_gateway):
     nginx, port = start_nginx(workdir, web_gateway.url.removeprefix("http://"), cert, key)
     url = f"https://localhost:{port}/qserver"
     trust = ssl.create_default_context(cafile=cert)
-    nginx.wait_until(lambda: httpx.get(f"{url}/healthz", verify=trust).status_code == 200, 15, "proxying")
+    with stopped_on_failure(nginx):
+        nginx.wait_until(lambda: httpx.get(f"{url}/healthz", verify=trust).status_code == 200, 60, "proxying")
     yield url
     nginx.stop()
 
