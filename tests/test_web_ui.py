@@ -91,7 +91,8 @@ def web_gateway(tmp_path_factory, re_manager, identity_provider):
         QS_GATEWAY_WORKERS="2",
         QS_GATEWAY_PROXY_HOPS="1",  # nginx in front for the prefix test; direct clients send no X-Forwarded-*
     )
-    process, url = start_gateway(workdir, env, port=port, log_name="gateway-web.log")
+    # SIGHUP restarts the workers (a test does it), as under systemd
+    process, url = start_gateway(workdir, env, port=port, log_name="gateway-web.log", serve_args=["--reload-on-hup"])
     with stopped_on_failure(process):
         tokens = httpx.post(
             f"{url}/api/auth/provider/toy/token", data={"username": "bob", "password": PASSWORDS["bob"]}
@@ -395,7 +396,7 @@ def test_the_console_catches_up_without_a_gap_after_the_workers_restart(page, we
 
     booted = web_gateway.process.log_path.read_text().count("Booting worker")
     os.kill(web_gateway.process.pid, signal.SIGHUP)  # the gunicorn master: new workers, old ones finish
-    wait_for(lambda: web_gateway.process.log_path.read_text().count("Booting worker") >= booted + 2, 30, "new workers")
+    wait_for(lambda: web_gateway.process.log_path.read_text().count("Booting worker") >= booted + 2, 60, "new workers")
     page.wait(lambda: "completed" in page.region("History").text, "the plan to complete", timeout=90)
     # streaming again, not polling (a refused stream is polled for and tried again a moment later)
     page.wait(lambda: page.driver.find_element(By.ID, "console-state").text == "", "the stream to be back")

@@ -372,8 +372,9 @@ def start_gateway(
     cwd: Path | None = None,
     host: str = "127.0.0.1",
     launcher: Sequence[str] = (),
+    serve_args: Sequence[str] = (),
 ) -> tuple[ManagedProcess, str]:
-    """``qs-gateway serve`` with ``env`` (which must carry the QSERVER_*/QS_GATEWAY_* settings).
+    """``qs-gateway serve [serve_args]`` with ``env`` (which must carry the settings).
 
     It listens on ``unix_socket`` if given (the URL returned is then ``unix:/path``), else on a
     port of ``host`` (``http://host:port``). ``python`` is the interpreter of the environment
@@ -388,12 +389,11 @@ def start_gateway(
             ensure_port_free(host, port)
         url = f"http://{host}:{port}"
     bind = url if unix_socket is not None else url.removeprefix("http://")
-    full_env = {**os.environ, **env, "QS_GATEWAY_BIND": bind}
     proc = ManagedProcess(
         "qs-gateway",
-        [*launcher, python, "-m", "qs_gateway.serving.cli", "serve"],
+        [*launcher, python, "-m", "qs_gateway.serving.cli", "serve", *serve_args],
         workdir / log_name,
-        env=full_env,
+        env={**os.environ, **env, "QS_GATEWAY_BIND": bind},
         cwd=cwd,
     ).start_until(lambda: http_status(url, "/api/nonexistent-readiness-probe") == 404, timeout, "answering HTTP")
     return proc, url
