@@ -9,14 +9,58 @@ from dataclasses import replace
 
 from flask import Flask
 
-from .api import register_blueprints
+from .api.auth import auth
+from .api.console import console
+from .api.declare import EndpointSpec, Resource
+from .api.docs import docs
+from .api.environment import environment
 from .api.errors import register_error_handlers
+from .api.health import health
+from .api.history import history
 from .api.hooks import register_request_hooks
+from .api.lock import lock
+from .api.manager import manager, testing
+from .api.metrics import metrics
+from .api.notifications import notifications
+from .api.permissions import permissions
+from .api.queue import queue
+from .api.resources import resources
+from .api.run_engine import run_engine
+from .api.scripts import scripts
+from .api.spreadsheet import spreadsheet
+from .api.sso import sso
+from .api.status import status
+from .api.submissions import submissions
 from .config import Settings, load_settings
 from .extending import register_custom_blueprints
 from .extensions import init_services
+from .web import web
 
 logger = logging.getLogger(__name__)
+
+# The REST API, under /api.
+RESOURCES: tuple[Resource, ...] = (
+    status,
+    queue,
+    submissions,
+    spreadsheet,
+    history,
+    environment,
+    run_engine,
+    resources,
+    permissions,
+    scripts,
+    lock,
+    manager,
+    testing,
+    console,
+    notifications,
+    auth,
+    sso,
+)
+
+# Served at the root, outside /api: what proxies, probes, scrapers and browsers ask for.
+SERVICE_RESOURCES: tuple[Resource, ...] = (health, metrics, docs, web)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -30,7 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False
     init_services(app, settings)
-    register_blueprints(app)
+    register_blueprints(app, settings)
     register_custom_blueprints(app, settings.extensions.custom_routers)
     register_error_handlers(app)
     register_request_hooks(app, settings)
@@ -48,3 +92,22 @@ def ensure_single_user_key(settings: Settings) -> Settings:
     key = secrets.token_hex(32)
     print(f"qs-gateway: no single-user API key configured; generated one: {key}", file=sys.stderr, flush=True)
     return replace(settings, auth=replace(settings.auth, single_user_api_key=key))
+
+
+def register_blueprints(app: Flask, settings: Settings) -> None:
+    for resource in RESOURCES:
+        if resource is testing and not settings.http.test_endpoints:
+            continue
+        app.register_blueprint(resource, url_prefix="/api")
+    switched_off = {
+        docs: not settings.http.docs,
+        metrics: not settings.http.metrics_enabled,
+        web: not settings.http.ui,
+    }
+    for resource in SERVICE_RESOURCES:
+        if not switched_off.get(resource):
+            app.register_blueprint(resource)
+
+
+def endpoint_specs() -> list[EndpointSpec]:
+    return [spec for resource in RESOURCES + SERVICE_RESOURCES for spec in resource.specs]

@@ -12,9 +12,12 @@ from flask import Flask, current_app
 from .auth.setup import build_authenticator
 from .auth.sso import SingleSignOn
 from .config import Settings
+from .config.gateway import ManagerSettings
+from .config.options import option_named
 from .extending import load_custom_modules
 from .manager import ManagerClient, StatusCache, TimeoutPolicy
 from .manager.item_state import ItemStates
+from .manager.methods import check_method_names
 from .manager.validation import ItemValidator
 from .metrics import GatewayMetrics
 from .notifications import NotificationStore, Notifier
@@ -30,8 +33,16 @@ from .transport.subscriber import Subscriber
 EXTENSION_KEY = "qs_gateway"
 
 
+def check_settings(settings: Settings) -> None:
+    """What the configuration cannot check alone (:mod:`qs_gateway.config` knows nothing of the
+    rest of the package): the names of RE Manager's methods."""
+    option = option_named(ManagerSettings, "method_timeouts")
+    check_method_names(settings.manager.method_timeouts, f"{option.yaml_name} ({option.env})")
+
+
 class Services:
     def __init__(self, settings: Settings) -> None:
+        check_settings(settings)
         self.settings = settings
         manager, streams = settings.manager, settings.streams
         self.gzip_min_bytes = settings.http.gzip_min_bytes

@@ -2,7 +2,7 @@
 
 The gateway's own lines carry their data in ``extra={"fields": {...}}``: the text format appends
 them as ``key=value``, the JSON format makes them keys of the object. Nothing secret is ever put
-in fields (see :mod:`qs_gateway.redact`).
+in fields (see :mod:`qs_gateway.config.redact`).
 """
 
 from __future__ import annotations

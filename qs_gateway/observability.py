@@ -23,9 +23,9 @@ from typing import Any
 
 from flask import Response, current_app, g, request
 
+from .config.redact import redact_query
 from .extensions import EXTENSION_KEY
 from .manager import Reply
-from .redact import redact_query
 
 request_log = logging.getLogger("qs_gateway.request")
 audit_log = logging.getLogger("qs_gateway.audit")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from qs_gateway.extensions import EXTENSION_KEY
-from qs_gateway.serving.stack import start_gateway, start_re_manager, start_redis
+from qs_gateway.serving.stack import STOP_SIGNALS, start_gateway, start_re_manager, start_redis
 
 from .auth_support import app_builder, toy_config
 from .support import Manager, SentToManager, http_api, keyed_client, make_app, reset_manager, spy_on, zmq_api
@@ -65,6 +66,17 @@ def _gateway_trouble(basetemp: Path, since: float) -> str:
             if keep:
                 shown.append(f"{log.name}: {line}")
     return "\n".join(shown[-_LOGS_SHOWN_ON_FAILURE:])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run ended by SIGTERM or SIGHUP (a CI job's timeout, a closed terminal) ends as after
+    # Ctrl-C: pytest then runs the fixtures' finalizers, which stop what the fixtures started.
+    # SIGINT is set too: a run started in the background inherits it ignored.
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, interrupt)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -4,6 +4,8 @@
   with the few Redis commands the status cache uses, and a clock the test moves.
 * :class:`FakeTransport` has :class:`qs_gateway.transport.SocketPool`'s ``request``: it answers
   from a function of the message and records what was sent, and how.
+* :func:`counted_flights` makes single flights count the callers that wait on them, so a test
+  waits for them to be waiting, not for a time.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from qs_gateway.manager import singleflight
 from qs_gateway.redis_store import StoreUnavailable
 from qs_gateway.transport import Timeouts
 
@@ -84,3 +87,31 @@ class FakeTransport:
     @property
     def methods(self) -> list[str]:
         return [method for method, *_ in self.sent]
+
+
+class _CountingEvent(threading.Event):
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiters = 0
+        self._count = threading.Lock()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._count:
+            self.waiters += 1
+        return super().wait(timeout)
+
+
+def counted_flights(monkeypatch: Any) -> Callable[[], int]:
+    """From now on single flights count their waiting callers; returns how many wait, in all."""
+    flights: list[Any] = []
+
+    class CountedFlight(singleflight._Flight):
+        __slots__ = ()
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.done = _CountingEvent()
+            flights.append(self)
+
+    monkeypatch.setattr(singleflight, "_Flight", CountedFlight)
+    return lambda: sum(flight.done.waiters for flight in flights)

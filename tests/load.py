@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,19 @@ class Load:
 
     def succeeded(self, kind: str) -> list[Answer]:
         return [answer for answer in list(self.answers) if answer.kind == kind and answer.status == 200]
+
+    def wait_until_each_kind_succeeds(self, after: float, timeout: float = 60.0, times: int = 1) -> None:
+        """Wait until every kind has ``times`` answers 200 to requests started after ``after``
+        (monotonic; it may lie ahead)."""
+        deadline = max(time.monotonic(), after) + timeout
+        while True:
+            counts = Counter(a.kind for a in list(self.answers) if a.status == 200 and a.started > after)
+            answered = {kind for kind, count in counts.items() if count >= times}
+            if answered >= self.kinds:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"after {timeout} s only {sorted(answered)} of {sorted(self.kinds)} succeeded")
+            self.stop.wait(0.05)
 
     def __enter__(self) -> "Load":
         for thread in self.threads:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qs_gateway.api import endpoint_specs
+from qs_gateway.app import endpoint_specs
 from qs_gateway.auth.scopes import DEFAULT_ROLES
 from qs_gateway.config import ConfigError
 from qs_gateway.extensions import EXTENSION_KEY

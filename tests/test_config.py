@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import zmq
 
+from qs_gateway.app import create_app
 from qs_gateway.config import ConfigError, load_settings
+from qs_gateway.extensions import check_settings
 
 
 def write(path, text):
@@ -99,9 +101,8 @@ def test_directory_of_files_and_sections(tmp_path):
         ("authentication:\n  single_user_api_key: ${NOT_SET_ANYWHERE}\n", "'NOT_SET_ANYWHERE' is not set"),
         ("authentication:\n  single_user_api_key: not-alnum!\n", "alphanumeric"),
         ("gateway:\n  pool_size: 0\n", "gateway.pool_size"),
-        ("gateway:\n  method_timeouts: {no_such_method: 3}\n", "unknown RE Manager method 'no_such_method'"),
         ("qserver_zmq_configuration:\n  encoding: xml\n", "unsupported 'xml'"),
-        ("qserver_zmq_configuration:\n  public_key: abc\n", "QSERVER_ZMQ_PUBLIC_KEY"),
+        ("qserver_zmq_configuration:\n  public_key: abc\n", "qserver_zmq_configuration.public_key"),
         ("- a list\n", "top level must be a mapping"),
     ],
 )
@@ -109,6 +110,20 @@ def test_bad_configuration_names_the_key(tmp_path, text, message):
     config = write(tmp_path / "config.yml", text)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         load_settings(environ={"QSERVER_HTTP_SERVER_CONFIG": str(config)})
+
+
+def test_an_unknown_method_in_method_timeouts_is_refused_before_serving(tmp_path):
+    # config knows no RE Manager methods (it imports nothing else of the package): the names are
+    # checked by the gateway's services, which gunicorn's master builds before forking workers too
+    config = write(tmp_path / "config.yml", "gateway:\n  method_timeouts: {no_such_method: 3, status: 2}\n")
+    settings = load_settings(environ={"QSERVER_HTTP_SERVER_CONFIG": str(config)})
+    with pytest.raises(
+        ConfigError,
+        match=r"gateway\.method_timeouts \(QS_GATEWAY_METHOD_TIMEOUTS\): unknown RE Manager method 'no_such_method'",
+    ):
+        check_settings(settings)
+    with pytest.raises(ConfigError, match="no_such_method"):
+        create_app(settings)
 
 
 def test_public_key_validation():

@@ -34,15 +34,19 @@ def console_gateway(stack_dir, re_manager):
         QS_GATEWAY_WORKER_HEADER="1",
         QS_GATEWAY_REDIS_PREFIX=f"qs_gateway_console_{re_manager.ports.control}",
         QS_GATEWAY_INGEST_LEASE_SECONDS=str(LEASE_SECONDS),
-        QS_GATEWAY_SSE_HEARTBEAT_SECONDS="1",
+        # shorter than RE Manager's status period (1 s): a status stream's quiet second always
+        # holds a heartbeat, whatever the moment RE Manager publishes
+        QS_GATEWAY_SSE_HEARTBEAT_SECONDS="0.2",
     )
     process, url = start_gateway(stack_dir, env, log_name="gateway-console.log")
-    prefix = env["QS_GATEWAY_REDIS_PREFIX"]
-    leader_key = f"{prefix}:ingest:leader"
-    store = redis.Redis(port=re_manager.redis_port)
-    wait_for(lambda: store.get(leader_key) is not None, 20, "a worker to take the ingest lease")
-    yield url, store, prefix
-    process.stop()
+    try:
+        prefix = env["QS_GATEWAY_REDIS_PREFIX"]
+        leader_key = f"{prefix}:ingest:leader"
+        store = redis.Redis(port=re_manager.redis_port)
+        wait_for(lambda: store.get(leader_key) is not None, 60, "a worker to take the ingest lease")
+        yield url, store, prefix
+    finally:
+        process.stop()
 
 
 def run_script(url: str, lines: int, prefix: str, delay: float = 0.0) -> None:
@@ -95,10 +99,12 @@ def test_polling_gets_every_message_once_and_in_order_from_any_worker(console_ga
 
     thread = threading.Thread(target=poller)
     thread.start()
-    run_script(url, 300, "poll-line", delay=0.005)
-    time.sleep(1.5)  # let the last messages reach Redis before the final poll
-    done.set()
-    thread.join()
+    try:
+        run_script(url, 300, "poll-line", delay=0.005)
+        wait_for(lambda: "poll-line 299\n" in "".join(received), 60, "the last line to be polled")
+    finally:
+        done.set()
+        thread.join()
     assert numbers("".join(received), "poll-line") == list(range(300))
     assert len(workers) > 1, "the polls never reached a second worker"
     # "ALL" returns everything kept, "" and unknown cursors return nothing but the current cursor
@@ -130,7 +136,8 @@ def test_client_console_monitor_and_rendered_text(console_gateway, manager_open,
     url, _, _ = console_gateway
     try:
         RM.console_monitor.enable()
-        time.sleep(1)
+        # the monitor reads what comes after its first poll, which gives it a cursor
+        wait_for(lambda: RM.console_monitor._console_output_last_msg_uid, 30, "the console monitor's first poll")
         script = (
             "print('progress 10%', end='', flush=True)\n"
             "print('\\rprogress 100%', flush=True)\n"
@@ -140,11 +147,11 @@ def test_client_console_monitor_and_rendered_text(console_gateway, manager_open,
         )
         task = RM.script_upload(script)["task_uid"]
         RM.wait_for_completed_task(task, timeout=30)
-        wait_for(lambda: "render-done" in RM.console_monitor.text(), 20, "the client's console monitor")
+        wait_for(lambda: "render-done" in RM.console_monitor.text(), 60, "the client's console monitor")
         client_text = RM.console_monitor.text(200)
         wait_for(
             lambda: "render-done" in httpx.request("GET", f"{url}/api/console_output", json={}, headers=HEADERS).text,
-            10,
+            60,
             "the gateway's rendered text",
         )
         ours = httpx.request("GET", f"{url}/api/console_output", json={"nlines": 200}, headers=HEADERS).json()
@@ -231,7 +238,11 @@ def test_console_events_resume_after_a_reconnect_without_a_gap(console_gateway, 
         first = read_events(response, 20)
     # disconnected: more output is written meanwhile
     script.join()
-    time.sleep(1)
+    wait_for(
+        lambda: "sse-line 99" in httpx.request("GET", f"{url}/api/console_output", json={}, headers=HEADERS).text,
+        60,
+        "the last line to reach the console stream",
+    )
     last_id = first[-1][0]
     resumed_headers = {**HEADERS, "Last-Event-ID": last_id}
     with httpx.stream("GET", f"{url}/api/console_output/events", headers=resumed_headers, timeout=30) as response:
@@ -245,12 +256,14 @@ def test_console_events_resume_after_a_reconnect_without_a_gap(console_gateway, 
 
 def test_status_events_and_heartbeats(console_gateway, manager_idle):
     url, _, _ = console_gateway
+    deadline = time.monotonic() + 60
     with httpx.stream("GET", f"{url}/api/status/events", headers=HEADERS, timeout=30) as response:
         lines = []
         for line in response.iter_lines():
             lines.append(line)
             if any(x.startswith("data: ") for x in lines) and ": heartbeat" in lines:
                 break
+            assert time.monotonic() < deadline, f"no status and heartbeat within 60 s: {lines}"
     data = [json.loads(x[6:]) for x in lines if x.startswith("data: ")]
     assert data[0]["manager_state"] == "idle" and "plan_queue_uid" in data[0]
 
@@ -344,27 +357,35 @@ def test_streams_end_when_the_gateway_stops(stack_dir, re_manager):
         QS_GATEWAY_WORKERS="2", QS_GATEWAY_REDIS_PREFIX=f"qs_gateway_stop_{re_manager.ports.control}"
     )
     process, url = start_gateway(stack_dir, env, log_name="gateway-stop.log")
+    opened = threading.Semaphore(0)
     ended = threading.Event()
 
     def listen() -> None:
         try:
             with httpx.stream("GET", f"{url}/api/console_output/events", headers=HEADERS, timeout=60) as response:
+                opened.release()
                 for _ in response.iter_lines():
                     pass
         except httpx.HTTPError:
             pass
         ended.set()
 
-    listeners = [threading.Thread(target=listen) for _ in range(3)]
-    for listener in listeners:
-        listener.start()
-    time.sleep(1)
-    os.kill(process.pid, signal.SIGTERM)  # graceful stop of the master
-    # the streams end on their own, well before gunicorn's graceful timeout (10 s) would cut them
-    wait_for(ended.is_set, 5, "the streams to end")
-    wait_for(lambda: not process.running(), 8, "gunicorn to exit")
-    for listener in listeners:
-        listener.join(5)
+    listeners = [threading.Thread(target=listen, daemon=True) for _ in range(3)]
+    try:
+        for listener in listeners:
+            listener.start()
+        for _ in listeners:
+            assert opened.acquire(timeout=60), "a stream did not open"
+        signalled = time.monotonic()
+        os.kill(process.pid, signal.SIGTERM)  # graceful stop of the master
+        wait_for(ended.is_set, 60, "the streams to end")
+        # they end on their own, before gunicorn's graceful timeout (10 s) would cut them
+        assert time.monotonic() - signalled < 10
+        wait_for(lambda: not process.running(), 60, "gunicorn to exit")
+        for listener in listeners:
+            listener.join(60)
+    finally:
+        process.stop()
 
 
 def test_leader_takeover_loses_at_most_the_lease(console_gateway, manager_open):
@@ -392,7 +413,7 @@ def test_leader_takeover_loses_at_most_the_lease(console_gateway, manager_open):
     )
     takeover = time.monotonic() - killed_at
     script.join()
-    time.sleep(1)
+    wait_for(lambda: 599 in lines_so_far(), 60, "the last line")
     messages = poll_update(url, cursor).json()["console_output_msgs"]
     got = numbers("".join(m["msg"] for m in messages), "takeover-line")
     assert got == sorted(set(got)), "duplicates or disorder"
@@ -411,10 +432,12 @@ def test_status_events_resume_without_a_gap(console_gateway, manager_idle):
     url, store, prefix = console_gateway
     with httpx.stream("GET", f"{url}/api/status/events", headers=HEADERS, timeout=30) as response:
         last_id = read_events(response, 2)[-1][0]
-    time.sleep(2.5)  # RE Manager publishes its status at least once a second meanwhile
+    info_stream = f"{prefix}:info:stream"
+    # disconnected while RE Manager publishes three more statuses (one a second)
+    wait_for(lambda: len(store.xrange(info_stream, min=f"({last_id}", max="+", count=3)) == 3, 60, "three statuses")
     resumed = {**HEADERS, "Last-Event-ID": last_id}
     with httpx.stream("GET", f"{url}/api/status/events", headers=resumed, timeout=30) as response:
         resumed_ids = [event_id for event_id, _ in read_events(response, 3)]
     # the first event after the reconnect is the very next status in the stream: none skipped
-    following = store.xrange(f"{prefix}:info:stream", min=f"({last_id}", max="+", count=3)
+    following = store.xrange(info_stream, min=f"({last_id}", max="+", count=3)
     assert resumed_ids == [entry_id.decode() for entry_id, _ in following]

@@ -23,7 +23,7 @@ from bluesky_queueserver_api import BPlan
 from bluesky_queueserver_api.http import REManagerAPI
 
 from qs_gateway.serving.proxy import MAIN_CONF, NGINX, PREFIX, SHIPPED_SITE, render_site, start_nginx
-from qs_gateway.serving.stack import free_port, start_gateway
+from qs_gateway.serving.stack import free_port, start_gateway, stop_all, stopped_on_failure
 
 from .support import API_KEY, answers_of_every_worker, self_signed_certificate, wait_for
 
@@ -70,13 +70,14 @@ def deployment(tmp_path_factory, re_manager):
         ),
         unix_socket=socket_path,
     )
-    nginx, port = start_nginx(workdir, f"unix:{socket_path}", cert, key)
-    url = f"https://localhost:{port}{PREFIX}"
-    trust = ssl.create_default_context(cafile=cert)
-    nginx.wait_until(lambda: httpx.get(f"{url}/healthz", verify=trust).status_code == 200, 15, "proxying")
+    with stopped_on_failure(gateway):
+        nginx, port = start_nginx(workdir, f"unix:{socket_path}", cert, key)
+        url = f"https://localhost:{port}{PREFIX}"
+        trust = ssl.create_default_context(cafile=cert)
+        with stopped_on_failure(nginx):
+            nginx.wait_until(lambda: httpx.get(f"{url}/healthz", verify=trust).status_code == 200, 60, "proxying")
     yield Deployment(url, socket_path, f"http://127.0.0.1:{metrics_port}", gateway.log_path, cert, workdir)
-    nginx.stop()
-    gateway.stop()
+    stop_all([nginx, gateway])
 
 
 @pytest.fixture

@@ -86,20 +86,22 @@ def slapd(tmp_path_factory):
     conf.write_text(SLAPD_CONF.format(dir=workdir, base=BASE, admin=ADMIN, password=ADMIN_PASSWORD, cert=cert, key=key))
     port, ldaps_port = free_port(), free_port()
     urls = f"ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{ldaps_port}/"
-    # -d 0: stay in the foreground, so the process (group) we stop is slapd itself
-    process = ManagedProcess("slapd", [SLAPD, "-f", str(conf), "-h", urls, "-d", "0"], workdir / "slapd.log").start()
 
+    # -d 0: stay in the foreground, so the process (group) we stop is slapd itself
     def answers() -> bool:
         for listening in (port, ldaps_port):
             with socket.create_connection(("127.0.0.1", listening), timeout=0.5):
                 pass
         return True
 
-    process.wait_until(answers, 15, "accepting connections")
-    _seed(port)
-    yield Directory(port, ldaps_port, str(cert))
-    process.stop()
-    shutil.rmtree(workdir / "data", ignore_errors=True)
+    slapd = ManagedProcess("slapd", [SLAPD, "-f", str(conf), "-h", urls, "-d", "0"], workdir / "slapd.log")
+    process = slapd.start_until(answers, 60, "accepting connections")
+    try:
+        _seed(port)
+        yield Directory(port, ldaps_port, str(cert))
+    finally:
+        process.stop()
+        shutil.rmtree(workdir / "data", ignore_errors=True)
 
 
 def ldap_args(directory: Directory, **overrides) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 
 import pytest
 
@@ -14,6 +13,9 @@ from qs_gateway.exceptions import BadRequest
 from qs_gateway.manager.singleflight import SingleFlight
 from qs_gateway.observability import _RequestIds
 from qs_gateway.transport.breaker import CircuitBreaker, CircuitOpen
+
+from .fakes import counted_flights
+from .support import wait_for
 
 
 class Clock:
@@ -97,7 +99,8 @@ def test_stale_probe_does_not_keep_the_breaker_shut():
     breaker.admit()  # a new probe is allowed
 
 
-def test_single_flight_shares_one_call():
+def test_single_flight_shares_one_call(monkeypatch):
+    waiting = counted_flights(monkeypatch)
     flight = SingleFlight()
     calls = []
     started = threading.Event()
@@ -116,7 +119,7 @@ def test_single_flight_shares_one_call():
     followers = [threading.Thread(target=lambda: results.append(flight.do("k", slow))) for _ in range(5)]
     for thread in followers:
         thread.start()
-    time.sleep(0.05)
+    wait_for(lambda: waiting() == 5, 30, "the followers to wait on the one flight")
     release.set()
     for thread in [leader, *followers]:
         thread.join(5)

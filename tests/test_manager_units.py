@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 
 import orjson
 import pytest
@@ -15,7 +14,8 @@ from qs_gateway.manager import METHODS, Access, ManagerClient, StatusCache, Time
 from qs_gateway.manager.refusals import REFUSALS, refusal_reply
 from qs_gateway.transport import RequestTimeout, Timeouts
 
-from .fakes import FakeStore, FakeTransport
+from .fakes import FakeStore, FakeTransport, counted_flights
+from .support import wait_for
 
 # -- the status cache ---------------------------------------------------------------------------
 
@@ -138,14 +138,15 @@ def test_a_read_with_more_than_the_identity_goes_to_re_manager(transport):
     assert transport.methods == ["status", "lock_info", "lock_info", "lock_info"]
 
 
-def test_concurrent_reads_share_one_request(transport):
+def test_concurrent_reads_share_one_request(transport, monkeypatch):
+    waiting = counted_flights(monkeypatch)
     client = client_of(transport)
     client.status()  # the status is cached; the queue is not yet
     transport.gate = threading.Event()
     threads = [threading.Thread(target=client.read, args=("queue_get",)) for _ in range(8)]
     for thread in threads:
         thread.start()
-    time.sleep(0.05)  # let them all wait on the one flight (no assertion on time)
+    wait_for(lambda: waiting() == 7, 30, "the seven others to wait on the first one's flight")
     transport.gate.set()
     for thread in threads:
         thread.join(5)

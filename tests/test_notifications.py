@@ -22,8 +22,8 @@ import httpx
 import pytest
 import redis
 
-from qs_gateway.notifications.settings import parse_notifications
-from qs_gateway.serving.stack import start_gateway, start_re_manager
+from qs_gateway.config.notifications import parse_notifications
+from qs_gateway.serving.stack import start_gateway, start_re_manager, stopped_on_failure
 
 from .conftest import make_app
 from .support import API_KEY, keyed_client, plan, reset_manager, wait_for
@@ -169,13 +169,16 @@ def gateway(stack_dir, re_manager, tmp_path_factory) -> Iterator[Gateway]:
         QS_GATEWAY_NOTIFICATIONS=json.dumps(targets),
         QSERVER_HTTP_SERVER_CONFIG=str(config),
     )
-    process, url = start_gateway(stack_dir, env, log_name="gateway-notify.log")
-    store = redis.Redis(port=re_manager.redis_port)
-    wait_for(lambda: store.hget(f"{prefix}:notify:state", "state") is not None, 30, "the first derivation")
-    yield Gateway(url, store, prefix, receiver, targets)
-    process.stop()
-    server.shutdown()
-    server.server_close()
+    try:
+        process, url = start_gateway(stack_dir, env, log_name="gateway-notify.log")
+        with stopped_on_failure(process):
+            store = redis.Redis(port=re_manager.redis_port)
+            wait_for(lambda: store.hget(f"{prefix}:notify:state", "state") is not None, 60, "the first derivation")
+        yield Gateway(url, store, prefix, receiver, targets)
+        process.stop()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def types_and_items(events: list[dict]) -> list[str]:

@@ -17,12 +17,12 @@ import pytest
 import redis
 
 from qs_gateway.config import ConfigError, load_settings
+from qs_gateway.config.notifications import EVENT_TYPES, parse_notifications
 from qs_gateway.config.redis import RedisSettings
 from qs_gateway.notifications import derive
 from qs_gateway.notifications.delivery import CLAIM_MARGIN, TargetDelivery
 from qs_gateway.notifications.derive import State
 from qs_gateway.notifications.sending import Answer, body_of, post, sign, slack_text
-from qs_gateway.notifications.settings import EVENT_TYPES, parse_notifications
 from qs_gateway.notifications.store import NotificationStore, NotLeading
 from qs_gateway.redis_store import RedisStore
 from qs_gateway.serving.stack import free_port

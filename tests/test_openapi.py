@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from qs_gateway.api import endpoint_specs
 from qs_gateway.api.declare import PUBLIC
 from qs_gateway.api.openapi import _openapi_path
+from qs_gateway.app import endpoint_specs
 
 from .support import API_KEY, make_app, plan
 

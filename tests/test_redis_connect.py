@@ -19,7 +19,7 @@ from qs_gateway.config.redis import RedisSettings
 from qs_gateway.redis_connect import redis_client
 from qs_gateway.redis_store import RedisStore, StoreUnavailable
 from qs_gateway.serving.sentinels import SentinelGroup, start_master, start_replica, start_sentinels
-from qs_gateway.serving.stack import ManagedProcess, RedisTls, start_redis
+from qs_gateway.serving.stack import ManagedProcess, RedisTls, start_redis, stopped_on_failure
 
 from .support import self_signed_certificate
 
@@ -105,16 +105,18 @@ class ReplicatedRedis:
 
 def replicated(workdir, tls: RedisTls | None = None) -> ReplicatedRedis:
     master, master_port = start_master(workdir / "master", password=PASSWORD, tls=tls)
-    replica, replica_port = start_replica(workdir / "replica", master_port, password=PASSWORD, tls=tls)
-    sentinels = start_sentinels(
-        workdir / "sentinel",
-        master_port,
-        count=1,
-        quorum=1,
-        master_password=PASSWORD,
-        password=SENTINEL_PASSWORD,
-        tls=tls,
-    )
+    with stopped_on_failure(master):
+        replica, replica_port = start_replica(workdir / "replica", master_port, password=PASSWORD, tls=tls)
+        with stopped_on_failure(replica):
+            sentinels = start_sentinels(
+                workdir / "sentinel",
+                master_port,
+                count=1,
+                quorum=1,
+                master_password=PASSWORD,
+                password=SENTINEL_PASSWORD,
+                tls=tls,
+            )
     return ReplicatedRedis(master, master_port, replica, replica_port, sentinels)
 
 

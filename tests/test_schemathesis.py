@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qs_gateway.serving.stack import start_gateway, start_re_manager
+from qs_gateway.serving.stack import start_gateway, start_re_manager, stop_all, stopped_on_failure
 
 from .auth_support import PASSWORDS, private_prefix, toy_config, write_config
 from .support import API_KEY, Manager
@@ -73,10 +73,10 @@ def fuzzed_gateway(tmp_path_factory, redis_port):
     env = Manager(manager_process, ports, workdir, redis_port).gateway_env(
         QS_GATEWAY_WORKERS="2", QS_GATEWAY_THREADS="4", QSERVER_HTTP_SERVER_CONFIG=write_config(workdir, config)
     )
-    gateway, url = start_gateway(workdir, env, log_name="gateway-fuzzed.log")
+    with stopped_on_failure(manager_process):
+        gateway, url = start_gateway(workdir, env, log_name="gateway-fuzzed.log")
     yield url, workdir
-    gateway.stop()
-    manager_process.stop()
+    stop_all([gateway, manager_process])
 
 
 def refusing_operations(url: str) -> str:

@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 
 from bench.streams import GATEWAY_MIX, deliver
 from qs_gateway.serving.proxy import behind_nginx
-from qs_gateway.serving.stack import start_gateway
+from qs_gateway.serving.stack import start_gateway, stop_all, stopped_on_failure
 
 from .support import API_KEY, wait_for
 
@@ -150,10 +150,10 @@ def deployed(tmp_path_factory, re_manager):
         unix_socket=socket_path,
         log_name="gateway-streams-nginx.log",
     )
-    proxy = behind_nginx(workdir / "nginx", socket_path)
+    with stopped_on_failure(gateway):
+        proxy = behind_nginx(workdir / "nginx", socket_path)
     yield proxy, prefix
-    proxy.stop()
-    gateway.stop()
+    stop_all([proxy.process, gateway])
 
 
 def test_many_subscribers_through_nginx_each_get_every_message_in_order(deployed, re_manager, manager_open):

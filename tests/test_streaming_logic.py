@@ -65,13 +65,13 @@ def test_exactly_one_ingester_leads_and_a_successor_takes_over(redis_port):
     for ingester in ingesters:
         ingester.start()
     try:
-        wait_for(lambda: sum(i.is_leader for i in ingesters) == 1, 5, "one leader")
+        wait_for(lambda: sum(i.is_leader for i in ingesters) == 1, 30, "one leader")
         for _ in range(10):  # and it stays one
             assert sum(i.is_leader for i in ingesters) == 1
             time.sleep(0.1)
         leader = next(i for i in ingesters if i.is_leader)
         leader.stop()  # a worker that stops hands the lease over at once
-        wait_for(lambda: sum(i.is_leader for i in ingesters) == 1, 3, "a successor")
+        wait_for(lambda: sum(i.is_leader for i in ingesters) == 1, 30, "a successor")
         assert not leader.is_leader
     finally:
         for ingester in ingesters:
@@ -99,7 +99,7 @@ def test_published_status_is_kept_unless_turned_off(redis_port, max_age, kept):
     ingester.start()
     try:
         console = store.key("console", "stream")
-        wait_for(lambda: store.run(lambda r: r.xlen(console)) == 1, 5, "the console message")
+        wait_for(lambda: store.run(lambda r: r.xlen(console)) == 1, 30, "the console message")
         published = store.run(lambda r: r.get(store.key("status", "published")))
         assert (published is not None) is kept
         for _ in range(10):  # and the ingester keeps leading: nothing failed

@@ -7,6 +7,7 @@ import configparser
 import os
 import re
 import shlex
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -15,7 +16,16 @@ import httpx
 import pytest
 
 from qs_gateway.config import all_options, load_settings
-from qs_gateway.serving.stack import ManagedProcess, free_port, http_status, manager_status, simulated_profile
+from qs_gateway.serving.stack import (
+    ManagedProcess,
+    free_port,
+    http_status,
+    manager_status,
+    simulated_profile,
+    stop_all,
+)
+
+from .support import process_table, tree_of, wait_for
 
 DEPLOY = Path(__file__).parents[1] / "deploy"
 INSTALLED_BIN = "/opt/qs-gateway/venv/bin/"
@@ -94,7 +104,7 @@ def test_both_units_start_and_the_gateway_is_ready(tmp_path, redis_port, notify_
         command(unit("qs-re-manager.service"), manager_env),
         tmp_path / "re-manager.log",
         env={**os.environ, **manager_env},
-    ).start()
+    )
     socket_path = tmp_path / "run" / "gateway.sock"
     socket_path.parent.mkdir()  # systemd's RuntimeDirectory
     metrics_port = free_port()
@@ -113,17 +123,29 @@ def test_both_units_start_and_the_gateway_is_ready(tmp_path, redis_port, notify_
         command(unit("qs-gateway.service"), gateway_env),
         tmp_path / "gateway.log",
         env={**os.environ, **gateway_env},
-    ).start()
+    )
     try:
+        manager.start()
+        gateway.start()
         manager.wait_until(lambda: manager_status(control)["manager_state"] == "idle", 60, "idle")
         assert b"READY=1" in notify_socket[1].recv(4096)
-        gateway.wait_until(lambda: http_status(f"unix:{socket_path}", "/readyz") == 200, 30, "ready")
+        gateway.wait_until(lambda: http_status(f"unix:{socket_path}", "/readyz") == 200, 60, "ready")
         transport = httpx.HTTPTransport(uds=str(socket_path))
         with httpx.Client(transport=transport, base_url="http://localhost") as client:
             key = gateway_env["QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY"]
             status = client.get("/api/status", headers={"Authorization": f"ApiKey {key}"})
         assert status.json()["manager_state"] == "idle"
         assert "qs_gateway_pool_size" in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+
+        # `systemctl reload` (ExecReload: HUP) replaces the workers; the gateway goes on serving
+        assert unit("qs-gateway.service")["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"
+        workers = {info.pid for info in tree_of(gateway.pid, process_table())[1:]}
+        os.kill(gateway.pid, signal.SIGHUP)
+        wait_for(
+            lambda: (now := {info.pid for info in tree_of(gateway.pid, process_table())[1:]}) and not now & workers,
+            60,
+            "new workers in place of the old",
+        )
+        assert gateway.running() and http_status(f"unix:{socket_path}", "/readyz") == 200
     finally:
-        gateway.stop()
-        manager.stop()
+        stop_all([gateway, manager])

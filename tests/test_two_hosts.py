@@ -31,6 +31,8 @@ import httpx
 import pytest
 import redis
 
+from qs_gateway.config.redis import RedisSettings
+from qs_gateway.redis_store import RedisStore
 from qs_gateway.serving.proxy import MAIN_CONF, NGINX
 from qs_gateway.serving.proxy import render_site as deployed_site
 from qs_gateway.serving.stack import (
@@ -241,12 +243,26 @@ def test_a_host_cut_off_then_back(two_hosts, tmp_path):
     cut, other = setup.hosts[cut_name], setup.hosts[other_name]
     workers_before = cut.workers()
     with standard_load(setup) as load:
-        time.sleep(1.5)
+        load.wait_until_each_kind_succeeds(after=time.monotonic())
         setup.network.cut(cut.host)
-        cut_at = time.monotonic()
-        wait_for(lambda: setup.leader() == other_name, 10, "the other host to take the ingest lease")
+        cut_at, cut_wall = time.monotonic(), time.time()
+        wait_for(lambda: setup.leader() == other_name, 30, "the other host to take the ingest lease")
         takeover = time.monotonic() - cut_at
-        time.sleep(CONNECT_TIMEOUT + FAIL_TIMEOUT + 2)  # nginx notices, probes again after fail_timeout
+
+        def tries_of_the_cut_host() -> list[float]:
+            """When nginx tried the cut host since the cut and went on to the other (its access log)."""
+            return sorted(
+                msec
+                for msec, addresses in setup.upstreams().values()
+                if msec > cut_wall and addresses.startswith(f"{cut.host.address}:{PORT}, ")
+            )
+
+        # nginx notices (a connect timeout), and tries the host again after fail_timeout
+        wait_for(
+            lambda: (tries := tries_of_the_cut_host()) and tries[-1] - tries[0] >= FAIL_TIMEOUT,
+            60,
+            "nginx to try the cut host again after fail_timeout",
+        )
         setup.network.restore(cut.host)
         restored_at = time.monotonic()
 
@@ -258,8 +274,8 @@ def test_a_host_cut_off_then_back(two_hosts, tmp_path):
                 for a in load.answers
             )
 
-        wait_for(serves_again, FAIL_TIMEOUT + 10, "nginx to send to the restored host again")
-        time.sleep(1)
+        wait_for(serves_again, FAIL_TIMEOUT + 60, "nginx to send to the restored host again")
+        load.wait_until_each_kind_succeeds(after=time.monotonic())
     answers, upstreams = load.answers, setup.upstreams()
 
     assert takeover <= LEASE_SECONDS * 1.25 + 1, takeover
@@ -296,6 +312,29 @@ def test_a_host_cut_off_then_back(two_hosts, tmp_path):
     assert staleness(answers) <= STATUS_TTL + 0.5
 
 
+def back_on_every_worker(host: GatewayHost, after: float) -> float:
+    """When each worker of ``host`` serves the console (which needs Redis) again, for requests
+    sent from ``after`` on: the time of the last worker's first such answer.
+
+    A Redis call begun before the unblock may still time out after it (the store's timeout) and
+    restart that worker's cool-down; so only answers to requests sent once such calls are over
+    count, and each worker is asked (a fresh connection per request reaches any of them).
+    """
+    store = RedisStore(RedisSettings())  # the timeout and cool-down every worker's store has
+    pending_until = after + store.timeout
+    back: dict[str, float] = {}
+
+    def every_worker_back() -> bool:
+        started = time.monotonic()
+        answer = httpx.get(f"{host.url}/api/console_output", headers=HEADERS, timeout=10)
+        if answer.status_code == 200 and started >= pending_until:
+            back.setdefault(answer.headers["X-Gateway-Worker"], time.monotonic())
+        return {int(worker.rpartition(":")[2]) for worker in back} >= host.workers()
+
+    wait_for(every_worker_back, 60, "every worker of the host to reach Redis again")
+    return max(back.values())
+
+
 def test_a_host_cut_from_redis_only(two_hosts):
     setup = two_hosts
     reset_manager(setup.manager)
@@ -303,11 +342,11 @@ def test_a_host_cut_from_redis_only(two_hosts):
     other_name = next(name for name in setup.hosts if name != cut_name)
     cut = setup.hosts[cut_name]
     with httpx.Client(base_url=cut.url, headers=HEADERS, timeout=10) as direct, standard_load(setup) as load:
-        time.sleep(1)
+        load.wait_until_each_kind_succeeds(after=time.monotonic())
         setup.network.block(cut.host, setup.redis_address)
         blocked_at = time.monotonic()
         try:
-            wait_for(lambda: setup.leader() == other_name, 10, "the other host to take the ingest lease")
+            wait_for(lambda: setup.leader() == other_name, 30, "the other host to take the ingest lease")
             takeover = time.monotonic() - blocked_at
             # straight to the cut host: what needs Redis is 503, the rest works
             console = direct.get("/api/console_output")
@@ -318,16 +357,19 @@ def test_a_host_cut_from_redis_only(two_hosts):
             assert direct.get("/api/status").status_code == 200
             assert direct.post("/api/queue/item/add", json={"item": plan()}).json()["success"] is True
             assert direct.get("/api/queue/get").status_code == 200
-            time.sleep(2)
+            wait_for(
+                lambda: any(a.kind == "console" and a.status == 503 for a in list(load.answers)),
+                60,
+                "the load to reach the cut host",
+            )
         finally:
             setup.network.unblock(cut.host, setup.redis_address)
-        unblocked_at = time.monotonic()
-        wait_for(lambda: direct.get("/api/console_output").status_code == 200, 10, "the host to reach Redis again")
+        recovered_at = back_on_every_worker(cut, after=time.monotonic())
     answers = load.answers
 
     assert takeover <= LEASE_SECONDS * 1.25 + 1, takeover
     for answer in answers:
-        if answer.kind == "console" and blocked_at <= answer.ended and answer.started <= unblocked_at + 1:
+        if answer.kind == "console" and blocked_at <= answer.ended and answer.started <= recovered_at:
             assert answer.status in (200, 503), answer
             if answer.status == 503:
                 assert answer.retry_after == "1", answer

@@ -23,7 +23,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
-from qs_gateway.serving.stack import free_port, start_gateway
+from qs_gateway.serving.stack import free_port, start_gateway, stopped_on_failure
 
 from .auth_support import PASSWORDS, ROLES, TOY_PROVIDER, auth_config, private_prefix, provider, write_config
 from .support import API_KEY, PLAN_SLOW, self_signed_certificate, wait_for
@@ -91,14 +91,18 @@ def web_gateway(tmp_path_factory, re_manager, identity_provider):
         QS_GATEWAY_WORKERS="2",
         QS_GATEWAY_PROXY_HOPS="1",  # nginx in front for the prefix test; direct clients send no X-Forwarded-*
     )
-    process, url = start_gateway(workdir, env, port=port, log_name="gateway-web.log")
-    tokens = httpx.post(f"{url}/api/auth/provider/toy/token", data={"username": "bob", "password": PASSWORDS["bob"]})
-    key = httpx.post(
-        f"{url}/api/auth/apikey",
-        json={"expires_in": None, "note": "web page tests"},
-        headers={"Authorization": f"Bearer {tokens.json()['access_token']}"},
-    )
-    assert key.status_code == 200, key.text
+    # SIGHUP restarts the workers (a test does it), as under systemd
+    process, url = start_gateway(workdir, env, port=port, log_name="gateway-web.log", serve_args=["--reload-on-hup"])
+    with stopped_on_failure(process):
+        tokens = httpx.post(
+            f"{url}/api/auth/provider/toy/token", data={"username": "bob", "password": PASSWORDS["bob"]}
+        )
+        key = httpx.post(
+            f"{url}/api/auth/apikey",
+            json={"expires_in": None, "note": "web page tests"},
+            headers={"Authorization": f"Bearer {tokens.json()['access_token']}"},
+        )
+        assert key.status_code == 200, key.text
     yield WebGateway(process, url, key.json()["secret"])
     process.stop()
 
@@ -190,18 +194,17 @@ def test_add_plans_through_the_form_and_reorder_them(page, web_gateway, manager_
     rows = page.queue_rows()
     handle = rows[1].find_element(By.CSS_SELECTOR, ".handle")
     ActionChains(page.driver).click_and_hold(handle).move_to_element_with_offset(rows[0], 0, -5).release().perform()
-    wait_for(lambda: [uid for uid, _ in _queue_uids_and_nums(manager_open)] == [second, first], 10, "drag and drop")
+    wait_for(lambda: [uid for uid, _ in _queue_uids_and_nums(manager_open)] == [second, first], 60, "drag and drop")
     page.wait(lambda: "num=5" in page.queue_names()[0], "the page to show the new order")
 
     # and back with the keyboard: focus the first row's "Move down" and press Enter
-    move_down = page.button("Move down", page.queue_rows()[0])
-    move_down.send_keys(Keys.ENTER)
-    wait_for(lambda: [uid for uid, _ in _queue_uids_and_nums(manager_open)] == [first, second], 10, "Move down")
+    page.use("Move down", lambda: page.queue_rows()[0], lambda button: button.send_keys(Keys.ENTER))
+    wait_for(lambda: [uid for uid, _ in _queue_uids_and_nums(manager_open)] == [first, second], 60, "Move down")
     page.wait(lambda: "num=3" in page.queue_names()[0], "the page to show the order again")
     # focus followed the moved item, so Alt+Up moves it back up
     focused = page.driver.switch_to.active_element
     focused.send_keys(Keys.ALT, Keys.ARROW_UP)
-    wait_for(lambda: [uid for uid, _ in _queue_uids_and_nums(manager_open)] == [second, first], 10, "Alt+Up")
+    wait_for(lambda: [uid for uid, _ in _queue_uids_and_nums(manager_open)] == [second, first], 60, "Alt+Up")
     assert item["item_uid"] == first
     assert page.errors_in_browser_log() == []
 
@@ -234,17 +237,17 @@ def test_the_form_refuses_an_invalid_value_before_anything_is_sent(page, web_gat
 
     # edit it: its parameters come back into the form, and the item is replaced in place
     uid = manager_open.queue_get()["items"][0]["item_uid"]
-    page.button("Edit", page.queue_rows()[0]).click()
+    page.click("Edit", lambda: page.queue_rows()[0])
     page.wait(lambda: page.field("num", queue).get_attribute("value") == "2", "the item's num in the form")
     page.field("num", queue).clear()
     page.field("num", queue).send_keys("4")
     page.button("Save changes", queue).click()
-    wait_for(lambda: manager_open.queue_get()["items"][0]["kwargs"].get("num") == 4, 10, "the edited item")
+    wait_for(lambda: manager_open.queue_get()["items"][0]["kwargs"].get("num") == 4, 60, "the edited item")
     assert manager_open.queue_get()["items"][0]["item_uid"] == uid
 
-    page.button("Duplicate", page.queue_rows()[0]).click()
+    page.click("Duplicate", lambda: page.queue_rows()[0])
     page.wait(lambda: len(page.queue_rows()) == 2, "the copy")
-    page.button("Remove", page.queue_rows()[0]).click()
+    page.click("Remove", lambda: page.queue_rows()[0])
     page.wait(lambda: len(page.queue_rows()) == 1, "one item left")
     assert [item["kwargs"] for item in manager_open.queue_get()["items"]] == [{"detectors": ["det1"], "num": 4}]
 
@@ -387,7 +390,7 @@ def test_the_console_catches_up_without_a_gap_after_the_workers_restart(page, we
 
     booted = web_gateway.process.log_path.read_text().count("Booting worker")
     os.kill(web_gateway.process.pid, signal.SIGHUP)  # the gunicorn master: new workers, old ones finish
-    wait_for(lambda: web_gateway.process.log_path.read_text().count("Booting worker") >= booted + 2, 30, "new workers")
+    wait_for(lambda: web_gateway.process.log_path.read_text().count("Booting worker") >= booted + 2, 60, "new workers")
     page.wait(lambda: "completed" in page.region("History").text, "the plan to complete", timeout=90)
     # streaming again, not polling (a refused stream is polled for and tried again a moment later)
     page.wait(lambda: page.driver.find_element(By.ID, "console-state").text == "", "the stream to be back")
@@ -414,7 +417,8 @@ def nginx_in_front(tmp_path_factory, web_gateway):
     nginx, port = start_nginx(workdir, web_gateway.url.removeprefix("http://"), cert, key)
     url = f"https://localhost:{port}/qserver"
     trust = ssl.create_default_context(cafile=cert)
-    nginx.wait_until(lambda: httpx.get(f"{url}/healthz", verify=trust).status_code == 200, 15, "proxying")
+    with stopped_on_failure(nginx):
+        nginx.wait_until(lambda: httpx.get(f"{url}/healthz", verify=trust).status_code == 200, 60, "proxying")
     yield url
     nginx.stop()
 

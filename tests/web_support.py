@@ -20,9 +20,13 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from .auth_support import JsonServer
 
+# Where to look for something on the page: an element, or how to find it (found again at each
+# look, since the page may re-render it meanwhile: a queue row after each status poll).
+Scope = WebElement | Callable[[], WebElement] | None
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-WAIT_SECONDS = 30
+WAIT_SECONDS = 60  # generous: a busy machine renders late
 
 
 def start_chromium(profile: Path, *extra_arguments: str) -> webdriver.Chrome:
@@ -75,8 +79,8 @@ class Page:
         def check(_: Any) -> Any:
             try:
                 return condition()
-            except StaleElementReferenceException:
-                return False  # the page re-rendered that part: look again
+            except (StaleElementReferenceException, IndexError):
+                return False  # the page re-rendered that part (or is re-rendering a list): look again
 
         return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(check, f"waiting for {what}")
 
@@ -100,21 +104,36 @@ class Page:
             By.XPATH, f"//section[@aria-labelledby=//h2[normalize-space()={_literal(name)}]/@id]"
         )
 
-    def buttons(self, name: str, within: WebElement | None = None) -> list[WebElement]:
-        scope = within or self.driver
+    def buttons(self, name: str, within: Scope = None) -> list[WebElement]:
+        scope = self.driver if within is None else within() if callable(within) else within
         return scope.find_elements(By.XPATH, f".//button[normalize-space()={_literal(name)}]")
 
-    def visible_buttons(self, name: str, within: WebElement | None = None) -> list[WebElement]:
+    def visible_buttons(self, name: str, within: Scope = None) -> list[WebElement]:
         return [button for button in self.buttons(name, within) if button.is_displayed()]
 
-    def button(self, name: str, within: WebElement | None = None) -> WebElement:
+    def _enabled_button(self, name: str, within: Scope) -> WebElement | None:
+        found = self.visible_buttons(name, within)
+        return found[0] if len(found) == 1 and found[0].is_enabled() else None
+
+    def button(self, name: str, within: Scope = None) -> WebElement:
         """The one visible button of that name, once it is enabled."""
+        return self.wait(lambda: self._enabled_button(name, within), f"an enabled button {name!r}")
 
-        def enabled() -> WebElement | None:
-            found = self.visible_buttons(name, within)
-            return found[0] if len(found) == 1 and found[0].is_enabled() else None
+    def use(self, name: str, within: Scope, act: Callable[[WebElement], Any]) -> None:
+        """``act`` on the one enabled button of that name, found again if the page re-renders it
+        before ``act`` reaches it."""
 
-        return self.wait(enabled, f"an enabled button {name!r}")
+        def acted() -> bool:
+            button = self._enabled_button(name, within)
+            if button is None:
+                return False
+            act(button)
+            return True
+
+        self.wait(acted, f"an enabled button {name!r}")
+
+    def click(self, name: str, within: Scope = None) -> None:
+        self.use(name, within, lambda button: button.click())
 
     def field(self, label: str, within: WebElement | None = None) -> WebElement:
         """The form control a <label> names."""

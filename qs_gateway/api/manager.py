@@ -29,7 +29,7 @@ manager = Resource("manager", __name__)
 
 manager.forward("/manager/stop", "manager_stop", scope="write:manager:stop", schema=ManagerStop)
 
-# For clients' test suites; ``test_endpoints`` switches them off (see qs_gateway.api.register_blueprints).
+# For clients' test suites; ``test_endpoints`` switches them off (see qs_gateway.app.register_blueprints).
 testing = Resource("testing", __name__)
 
 # RE Manager never answers this one (its loop freezes until the watchdog restarts it): always 408.

@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ..notifications.settings import NOTIFICATIONS_ENV, Target, parse_notifications
-from .options import TOP_LEVEL, setting
+from .options import setting
 from .parsers import (
     choice,
     number,
@@ -274,27 +273,6 @@ class HttpSettings:
     @property
     def metrics_enabled(self) -> bool:
         return bool(self.prometheus or self.metrics or self.metrics_bind)
-
-
-@dataclass(frozen=True)
-class NotificationSettings:
-    """Who is told when the queue stops (see :mod:`qs_gateway.notifications`)."""
-
-    targets: tuple[Target, ...] = setting(
-        "notifications",
-        NOTIFICATIONS_ENV,
-        (),
-        parse_notifications,
-        "URLs that receive events (a YAML list of targets; the variable: the list as JSON).",
-        section=TOP_LEVEL,
-    )
-    manager_silence_seconds: float = setting(
-        "manager_silence_seconds",
-        "QS_GATEWAY_MANAGER_SILENCE_SECONDS",
-        10.0,
-        number(float, minimum=2.0),
-        "Seconds without a status from RE Manager after which the `manager_unreachable` notification is sent.",
-    )
 
 
 @dataclass(frozen=True)

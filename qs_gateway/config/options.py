@@ -61,6 +61,11 @@ def options_of(settings_class: type) -> Iterator[tuple[dataclasses.Field, Option
             yield field, option
 
 
+def option_named(settings_class: type, field_name: str) -> Option:
+    """The option of one field of a settings dataclass (to name it in a message)."""
+    return next(option for field, option in options_of(settings_class) if field.name == field_name)
+
+
 def default_of(field: dataclasses.Field) -> Any:
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()

@@ -11,10 +11,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import zmq
 from limits import parse_many
-
-from ..manager.methods import METHODS
-from ..transport import InvalidCurveKey, validate_public_key
 
 Parser = Callable[[Any, str], Any]
 
@@ -116,7 +114,9 @@ def parse_module_names(value: Any, name: str) -> tuple[str, ...]:
 
 
 def parse_method_timeouts(value: Any, name: str) -> Mapping[str, float]:
-    """``{"plans_existing": 5}`` in YAML, ``plans_existing=5,devices_existing=5`` in the environment."""
+    """``{"plans_existing": 5}`` in YAML, ``plans_existing=5,devices_existing=5`` in the environment.
+    The names are checked against RE Manager's methods where the timeouts are used
+    (:func:`qs_gateway.manager.methods.check_method_names`): config knows no methods."""
     if isinstance(value, str):
         pairs = {}
         for item in filter(None, (part.strip() for part in value.split(","))):
@@ -127,24 +127,24 @@ def parse_method_timeouts(value: Any, name: str) -> Mapping[str, float]:
         value = pairs
     if not isinstance(value, Mapping):
         raise ConfigError(f"{name}: expected a mapping of RE Manager method to seconds, got {value!r}")
-    result = {}
-    for method, seconds in value.items():
-        if method not in METHODS:
-            raise ConfigError(f"{name}: unknown RE Manager method {method!r}")
-        result[method] = number(float, minimum=0.01)(seconds, f"{name}.{method}")
-    return result
+    return {str(method): number(float, minimum=0.01)(seconds, f"{name}.{method}") for method, seconds in value.items()}
 
 
 def parse_public_key(value: Any, name: str) -> str | None:
     """A server's z85 CURVE public key; empty means none. Checked now, since ZeroMQ would only
-    time out with a wrong one."""
+    time out with a wrong one (a wrong key is no error at connect time)."""
     key = parse_str(value, name) if value is not None else ""
     if not key:
         return None
+    if not zmq.has("curve"):
+        raise ConfigError(f"{name} is set, but this libzmq was built without CURVE support")
+    if len(key) != 40:
+        raise ConfigError(f"{name} must be a z85-encoded key of 40 characters, got {len(key)}")
     try:
-        return validate_public_key(key)
-    except InvalidCurveKey as exc:
-        raise ConfigError(str(exc)) from None
+        zmq.curve_public(key.encode("ascii"))
+    except (zmq.ZMQError, ValueError, UnicodeEncodeError) as exc:
+        raise ConfigError(f"{name} is not a valid z85-encoded CURVE key: {exc}") from None
+    return key
 
 
 # Shorter is refused: under 8 letters and digits a key is a placeholder ("test", "1234"), not a

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ..redact import redact_url
 from .options import setting
 from .parsers import number, parse_addresses, parse_str
+from .redact import redact_url
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from .gateway import (
     AuthLimitSettings,
     HttpSettings,
     ManagerSettings,
-    NotificationSettings,
     ServingSettings,
     StreamSettings,
     SubmissionSettings,
 )
+from .notifications import NotificationSettings
 from .redis import RedisSettings
 from .shared import AuthSettings, BrowserSettings, ExtensionSettings, PolicySettings, ZmqSettings
 

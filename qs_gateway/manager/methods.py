@@ -14,11 +14,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
 
+from ..config.parsers import ConfigError
 from .refusals import REFUSALS, Refusal
 
 
@@ -139,3 +140,10 @@ def method(name: str) -> Method:
 
 def is_read(name: str) -> bool:
     return method(name).reads
+
+
+def check_method_names(names: Iterable[str], where: str) -> None:
+    """Refuse configured names that are no RE Manager method (a typo would silently do nothing)."""
+    unknown = sorted(set(names) - METHODS.keys())
+    if unknown:
+        raise ConfigError(f"{where}: unknown RE Manager method {unknown[0]!r}")

@@ -24,9 +24,9 @@ from typing import Any
 import orjson
 import redis
 
+from ..config.notifications import Target
 from ..redis_store import script
 from .sending import Answer, post
-from .settings import Target
 from .store import NotificationStore
 
 logger = logging.getLogger(__name__)

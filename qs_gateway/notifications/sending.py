@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from .. import __version__
-from .settings import SUBMISSION_EVENTS, Target
+from ..config.notifications import SUBMISSION_EVENTS, Target
 
 SIGNATURE_HEADER = "X-QS-Gateway-Signature"
 ANSWER_SHOWN = 200  # characters of a receiver's answer kept in the delivery log

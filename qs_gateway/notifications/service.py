@@ -18,12 +18,12 @@ from typing import Any, Protocol
 
 import orjson
 
+from ..config.notifications import Target
 from ..manager import ManagerClient
 from ..redis_store import StoreUnavailable
 from ..streaming.keys import StreamKeys
 from . import derive
 from .delivery import TargetDelivery
-from .settings import Target
 from .store import NotificationStore, NotLeading
 
 logger = logging.getLogger(__name__)

@@ -6,16 +6,41 @@ import argparse
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import FrameType
 
-from gunicorn.app.wsgiapp import run
+from gunicorn.app.wsgiapp import WSGIApplication
 
-from .stack import start_gateway, start_re_manager, start_redis
+from .stack import (
+    STOP_SIGNALS,
+    ManagedProcess,
+    PortInUse,
+    ensure_port_free,
+    start_gateway,
+    start_re_manager,
+    start_redis,
+    stop_all,
+)
 
 GUNICORN_CONFIG = "python:qs_gateway.serving.gunicorn_config"
+DEMO_HOST = "127.0.0.1"
+# What the demo's processes get to stop after SIGTERM, before they are killed: all of it is
+# done within 10 s of the signal.
+STOP_SECONDS = 6.0
+
+
+class GatewayApplication(WSGIApplication):
+    """gunicorn's own WSGI application; its master stops on SIGHUP like on SIGTERM, unless
+    ``reload_on_hup`` (for ``systemctl reload``: new workers with the new configuration). The
+    choice is applied by the ``on_starting`` hook of :mod:`.gunicorn_config`."""
+
+    def __init__(self, *, reload_on_hup: bool) -> None:
+        self.reload_on_hup = reload_on_hup
+        super().__init__("%(prog)s [OPTIONS] [APP_MODULE]")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -28,22 +53,61 @@ def serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[name] = str(value)
     sys.argv = ["qs-gateway", "-c", GUNICORN_CONFIG]
-    run()
+    GatewayApplication(reload_on_hup=args.reload_on_hup).run()
     return 0
 
 
+class StopRequested(BaseException):
+    """Raised by the signal handlers; like KeyboardInterrupt, no ``except Exception`` (a readiness
+    check that may fail) swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _request_stop(signum: int, frame: FrameType | None) -> None:
+    # One request is enough: the stopping that follows is not interrupted by another.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise StopRequested(signum)
+
+
+def stop_on_signals() -> None:
+    """Stop on SIGINT, SIGTERM and SIGHUP, set explicitly: a process started in the background,
+    by nohup or by a service manager may inherit SIGINT ignored, and Python keeps an inherited
+    SIG_IGN. (The processes started afterwards begin with the default actions again: a caught
+    signal is reset by exec, an ignored one would not be.)"""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _request_stop)
+
+
+def _say(text: str, *, error: bool = False) -> None:
+    """Print, but never fail: after a hang-up the terminal may be gone, and stopping goes on."""
+    try:
+        print(text, file=sys.stderr if error else sys.stdout, flush=True)
+    except OSError:
+        pass
+
+
 def demo(args: argparse.Namespace) -> int:
+    stop_on_signals()
+    try:
+        ensure_port_free(DEMO_HOST, args.port)
+    except PortInUse as exc:
+        _say(f"qs-gateway demo: {exc} (a gateway or demo still running?), or choose another with --port", error=True)
+        return 1
     workdir = Path(tempfile.mkdtemp(prefix="qs-gateway-demo-"))
     key = os.environ.get("QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY") or secrets.token_hex(16)
-    processes = []
+    processes: list[ManagedProcess] = []
     try:
-        print("Starting Redis ...", flush=True)
+        _say("Starting Redis ...")
         redis, redis_port = start_redis(workdir / "redis")
         processes.append(redis)
-        print("Starting RE Manager with the simulated profile (takes a few seconds) ...", flush=True)
+        _say("Starting RE Manager with the simulated profile (takes a few seconds) ...")
         manager, ports = start_re_manager(workdir, redis_port=redis_port, name_prefix="qs_gateway_demo")
         processes.append(manager)
-        print("Starting the gateway under gunicorn ...", flush=True)
+        _say("Starting the gateway under gunicorn ...")
         gateway, url = start_gateway(
             workdir,
             {
@@ -53,9 +117,10 @@ def demo(args: argparse.Namespace) -> int:
                 "QS_GATEWAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             },
             port=args.port,
+            host=DEMO_HOST,
         )
         processes.append(gateway)
-        print(
+        _say(
             f"""
 qs-gateway demo is running.
   gateway     {url}   (log {gateway.log_path})
@@ -74,20 +139,20 @@ Or from Python (bluesky-queueserver-api, HTTP mode):
   from bluesky_queueserver_api.http import REManagerAPI
   RM = REManagerAPI(http_server_uri="{url}"); RM.set_authorization_key(api_key="{key}"); RM.status()
 
-Press Ctrl-C to stop all three.""",
-            flush=True,
+Press Ctrl-C to stop all three (or send SIGTERM or SIGHUP to process {os.getpid()})."""
         )
         while all(p.running() for p in processes):
             time.sleep(0.5)
         stopped = next(p for p in processes if not p.running())
-        print(f"\n{stopped.name} exited unexpectedly:\n{stopped.log_tail()}", file=sys.stderr)
+        _say(f"\n{stopped.name} exited unexpectedly:\n{stopped.log_tail()}", error=True)
         return 1
-    except KeyboardInterrupt:
-        print("\nStopping ...", flush=True)
+    except StopRequested as stop:
+        _say(f"\nStopping ({stop}) ...")
         return 0
     finally:
-        for process in reversed(processes):
-            process.stop()
+        for sig in STOP_SIGNALS:  # stopping is not interrupted
+            signal.signal(sig, signal.SIG_IGN)
+        stop_all(processes, timeout=STOP_SECONDS)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -99,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--workers", type=int, help="worker processes (QS_GATEWAY_WORKERS)")
     serve_parser.add_argument("--threads", type=int, help="threads per worker (QS_GATEWAY_THREADS)")
     serve_parser.add_argument("--config", help="YAML file or directory (QSERVER_HTTP_SERVER_CONFIG)")
+    serve_parser.add_argument(
+        "--reload-on-hup",
+        action="store_true",
+        help="SIGHUP starts new workers with the new configuration (systemctl reload) instead of stopping",
+    )
     serve_parser.set_defaults(func=serve)
     demo_parser = commands.add_parser("demo", help="run Redis + RE Manager (simulated) + the gateway")
     demo_parser.add_argument("--port", type=int, default=60610, help="gateway port (default 60610)")

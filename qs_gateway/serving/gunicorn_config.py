@@ -18,12 +18,13 @@ import sys
 import tempfile
 
 from qs_gateway.config import ConfigError, load_settings
-from qs_gateway.extensions import EXTENSION_KEY
+from qs_gateway.extensions import EXTENSION_KEY, check_settings
 from qs_gateway.logs import configure_logging, make_formatter
 from qs_gateway.metrics import MULTIPROCESS_DIR_ENV, mark_worker_dead, prepare_multiprocess_dir
 
 try:
     _settings = load_settings()
+    check_settings(_settings)
 except ConfigError as exc:
     print(f"qs-gateway: configuration error: {exc}", file=sys.stderr)
     raise SystemExit(2) from None
@@ -57,7 +58,11 @@ _created_metrics_dir: str | None = None
 
 def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
     """Generate the single-user key once, in the master, so every worker gets the same one.
-    Set up logging and the metrics directory before any worker is forked."""
+    Set up logging and the metrics directory before any worker is forked. SIGHUP stops the
+    master (as SIGTERM does), unless ``qs-gateway serve --reload-on-hup`` started it."""
+    if not getattr(server.app, "reload_on_hup", False):
+        # gunicorn dispatches a signal to the master's ``handle_<name>`` (its own reloads on HUP)
+        server.handle_hup = server.handle_term
     auth = _settings.auth
     if not auth.providers and not auth.single_user_api_key:
         key = secrets.token_hex(32)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from .stack import ManagedProcess, free_port
+from .stack import ManagedProcess, free_port, stopped_on_failure
 
 SHIPPED_SITE = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"  # in a checkout
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -119,7 +119,8 @@ def behind_nginx(workdir: Path, socket_path: Path, worker_processes: int | str =
     process, port = start_nginx(workdir, f"unix:{socket_path}", cert, key, worker_processes)
     proxy = Proxy(process, f"https://localhost:{port}{PREFIX}", cert)
     trust = ssl.create_default_context(cafile=cert)
-    process.wait_until(lambda: _answers(f"{proxy.url}/healthz", trust), 15, "proxying")
+    with stopped_on_failure(process):
+        process.wait_until(lambda: _answers(f"{proxy.url}/healthz", trust), 15, "proxying")
     return proxy
 
 

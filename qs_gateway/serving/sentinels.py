@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from .stack import ManagedProcess, RedisTls, free_port, start_redis
+from .stack import ManagedProcess, RedisTls, free_port, start_redis, stop_all, stopped_on_failure
 
 
 def _client(host: str, port: int, password: str | None, tls: RedisTls | None) -> redis.Redis:
@@ -52,7 +52,8 @@ def start_replica(
         name="replica",
     )
     client = _client(bind[0], port, password, tls)
-    proc.wait_until(lambda: client.info("replication")["master_link_status"] == "up", timeout, "in sync")
+    with stopped_on_failure(proc):
+        proc.wait_until(lambda: client.info("replication")["master_link_status"] == "up", timeout, "in sync")
     client.close()
     return proc, port
 
@@ -94,8 +95,7 @@ class SentinelGroup:
         raise TimeoutError(f"the Sentinels still name {old} as the master after {timeout} s")
 
     def stop(self) -> None:
-        for process in self.processes:
-            process.stop()
+        stop_all(self.processes)
 
 
 def start_sentinels(

@@ -1,12 +1,14 @@
 """Starting and stopping a private stack: Redis, RE Manager (simulated profile) and the gateway.
 
 Used by ``qs-gateway demo``, by the test fixtures and by the benchmark. Every process runs in
-its own process group on free loopback ports, is waited for until it answers, and is stopped by
-signalling its group (RE Manager's worker process goes with it).
+its own process group on free loopback ports, is waited for until it answers (and stopped again
+if it does not, or if the wait is interrupted), and is stopped by signalling its group (RE
+Manager's worker process goes with it).
 """
 
 from __future__ import annotations
 
+import errno
 import http.client
 import importlib.util
 import os
@@ -18,17 +20,40 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..transport import CircuitBreaker, Codec, SocketPool, Timeouts
+
+# The signals on which the processes of the project stop (a terminal's hang-up too).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise :class:`PortInUse` if something listens on ``host:port``: whatever it is would answer
+    the readiness check of a server started there, which then could not bind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # as gunicorn binds: connections of an earlier server still in TIME_WAIT do not count
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUse(f"port {port} of {host} is in use: stop what listens there") from None
 
 
 def _bin(name: str) -> str:
@@ -71,7 +96,14 @@ class ManagedProcess:
         return self.popen.pid
 
     def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
+        """Whether it has not exited. It is reaped only by :meth:`stop`: as a zombie it keeps its
+        process group ID from going to another process, so signalling the group stays safe."""
+        if self.popen is None or self.popen.returncode is not None:
+            return False
+        try:
+            return os.waitid(os.P_PID, self.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:  # reaped by someone else
+            return self.popen.poll() is None
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -85,12 +117,19 @@ class ManagedProcess:
             if not self.running():
                 raise RuntimeError(f"{self.name} exited before {what}:\n{self.log_tail()}")
             try:
-                if ready():
+                if ready() and self.running():  # the answer came while ours was alive
                     return
             except Exception:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} not {what} after {timeout} s:\n{self.log_tail()}")
+
+    def start_until(self, ready: Callable[[], bool], timeout: float, what: str) -> "ManagedProcess":
+        """Start, and wait until ``ready()``; stopped again if it does not get there."""
+        with stopped_on_failure(self):
+            self.start()
+            self.wait_until(ready, timeout, what)
+        return self
 
     def signal_group(self, sig: int) -> None:
         try:
@@ -99,20 +138,36 @@ class ManagedProcess:
             pass
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.popen is None:
-            return
-        if self.running():
-            self.signal_group(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        # Whatever is left of the group (RE Manager's worker, gunicorn's workers) goes too.
-        self.signal_group(signal.SIGKILL)
+        stop_all([self], timeout)
+
+
+def stop_all(processes: Iterable[ManagedProcess], timeout: float = 10.0) -> None:
+    """Stop the processes together, each with its process group: SIGTERM to every group, one
+    deadline for all, then SIGKILL to what is left (RE Manager's worker, gunicorn's workers)."""
+    started = [process for process in processes if process.popen is not None]
+    for process in started:
+        if process.running():
+            process.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(process.running() for process in started) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for process in started:
+        # While the leader is unreaped (see running) or any member is left, the group ID is ours.
+        process.signal_group(signal.SIGKILL)
         try:
-            self.popen.wait(5)
+            process.popen.wait(5)
         except subprocess.TimeoutExpired:
             pass
+
+
+@contextmanager
+def stopped_on_failure(*processes: ManagedProcess) -> Iterator[None]:
+    """Stop the processes if the block fails or is interrupted (a signal): none is left half-started."""
+    try:
+        yield
+    except BaseException:
+        stop_all(processes)
+        raise
 
 
 # -- Redis -------------------------------------------------------------------------------------
@@ -181,8 +236,7 @@ def start_redis(
             *extra_args,
         ],
         workdir / f"{name}.log",
-    ).start()
-    proc.wait_until(lambda: answers_ping(bind[0], port, tls), 10, "answering PING")
+    ).start_until(lambda: answers_ping(bind[0], port, tls), 10, "answering PING")
     return proc, port
 
 
@@ -273,8 +327,7 @@ def start_re_manager(
         ],
         workdir / "re-manager.log",
         env={**os.environ, **(env or {})},
-    ).start()
-    proc.wait_until(
+    ).start_until(
         lambda: (
             manager_status(ports.control_address, encoding=encoding, public_key=public_key)["manager_state"] == "idle"
         ),
@@ -323,8 +376,9 @@ def start_gateway(
     cwd: Path | None = None,
     host: str = "127.0.0.1",
     launcher: Sequence[str] = (),
+    serve_args: Sequence[str] = (),
 ) -> tuple[ManagedProcess, str]:
-    """``qs-gateway serve`` with ``env`` (which must carry the QSERVER_*/QS_GATEWAY_* settings).
+    """``qs-gateway serve [serve_args]`` with ``env`` (which must carry the settings).
 
     It listens on ``unix_socket`` if given (the URL returned is then ``unix:/path``), else on a
     port of ``host`` (``http://host:port``). ``python`` is the interpreter of the environment
@@ -334,15 +388,16 @@ def start_gateway(
     if unix_socket is not None:
         url = f"unix:{unix_socket}"
     else:
-        url = f"http://{host}:{port or free_port()}"
+        port = port or free_port()
+        if not launcher:  # else it listens in another network namespace
+            ensure_port_free(host, port)
+        url = f"http://{host}:{port}"
     bind = url if unix_socket is not None else url.removeprefix("http://")
-    full_env = {**os.environ, **env, "QS_GATEWAY_BIND": bind}
     proc = ManagedProcess(
         "qs-gateway",
-        [*launcher, python, "-m", "qs_gateway.serving.cli", "serve"],
+        [*launcher, python, "-m", "qs_gateway.serving.cli", "serve", *serve_args],
         workdir / log_name,
-        env=full_env,
+        env={**os.environ, **env, "QS_GATEWAY_BIND": bind},
         cwd=cwd,
-    ).start()
-    proc.wait_until(lambda: http_status(url, "/api/nonexistent-readiness-probe") == 404, timeout, "answering HTTP")
+    ).start_until(lambda: http_status(url, "/api/nonexistent-readiness-probe") == 404, timeout, "answering HTTP")
     return proc, url

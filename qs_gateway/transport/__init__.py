@@ -2,18 +2,15 @@
 
 from .breaker import CircuitBreaker, CircuitOpen
 from .codec import Codec
-from .curve import InvalidCurveKey, validate_public_key
 from .pool import PoolExhausted, ProtocolError, RequestTimeout, SocketPool, Timeouts
 
 __all__ = [
     "CircuitBreaker",
     "CircuitOpen",
     "Codec",
-    "InvalidCurveKey",
     "PoolExhausted",
     "ProtocolError",
     "RequestTimeout",
     "SocketPool",
     "Timeouts",
-    "validate_public_key",
 ]

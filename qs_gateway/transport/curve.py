@@ -1,31 +1,11 @@
-"""CurveZMQ for the control channel: validate RE Manager's public key, make a client key pair."""
+"""CurveZMQ for the control channel: a client key pair for RE Manager's public key (checked when the
+configuration is read: :func:`qs_gateway.config.parsers.parse_public_key`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import zmq
-
-
-class InvalidCurveKey(ValueError):
-    pass
-
-
-def validate_public_key(key: str, *, source: str = "QSERVER_ZMQ_PUBLIC_KEY") -> str:
-    """Return ``key`` if it is a usable z85 CURVE key, else raise with a message naming ``source``.
-
-    A wrong key is not an error for ZeroMQ at connect time (requests just time out), so a
-    malformed one is refused before the gateway starts.
-    """
-    if not zmq.has("curve"):
-        raise InvalidCurveKey(f"{source} is set, but this libzmq was built without CURVE support")
-    if not isinstance(key, str) or len(key) != 40:
-        raise InvalidCurveKey(f"{source} must be a z85-encoded key of 40 characters, got {len(str(key))}")
-    try:
-        zmq.curve_public(key.encode("ascii"))
-    except (zmq.ZMQError, ValueError, UnicodeEncodeError) as exc:
-        raise InvalidCurveKey(f"{source} is not a valid z85-encoded CURVE key: {exc}") from None
-    return key
 
 
 @dataclass(frozen=True)

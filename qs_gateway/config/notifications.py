@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config.parsers import ConfigError
+from .options import TOP_LEVEL, setting
+from .parsers import ConfigError, number
 
 NOTIFICATIONS_ENV = "QS_GATEWAY_NOTIFICATIONS"
 
@@ -158,3 +159,24 @@ def parse_notifications(raw: Any, where: str = "notifications") -> tuple[Target,
         if key in keys[:i]:
             raise ConfigError(f"{where}[{i}]: the same url, format and name as an earlier target; give it a 'name'")
     return targets
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    """Who is told when the queue stops (see :mod:`qs_gateway.notifications`)."""
+
+    targets: tuple[Target, ...] = setting(
+        "notifications",
+        NOTIFICATIONS_ENV,
+        (),
+        parse_notifications,
+        "URLs that receive events (a YAML list of targets; the variable: the list as JSON).",
+        section=TOP_LEVEL,
+    )
+    manager_silence_seconds: float = setting(
+        "manager_silence_seconds",
+        "QS_GATEWAY_MANAGER_SILENCE_SECONDS",
+        10.0,
+        number(float, minimum=2.0),
+        "Seconds without a status from RE Manager after which the `manager_unreachable` notification is sent.",
+    )
