@@ -1,17 +1,20 @@
 // The page: sign in, then keep the Status, Controls, Queue, History and Console panels live.
 
+import { clearReasons, gate } from "./access.js";
 import { ApiError, get } from "./api.js";
 import { finishExternalLogin, method, restore, signOut, signedIn, whenLost } from "./auth.js";
 import { ConsoleFeed, ConsoleView } from "./console.js";
 import { Controls } from "./controls.js";
 import { byId, show } from "./dom.js";
 import { HistoryView } from "./history.js";
+import { LockForm } from "./lock.js";
 import { Notifier } from "./notify.js";
 import { PlanForm } from "./planform.js";
 import { QueueView } from "./queue.js";
 import { loadProviders, SignIn } from "./signin.js";
 import { allowed, page, report } from "./state.js";
 import { StatusFeed, StatusView } from "./status.js";
+import { SpreadsheetUpload } from "./upload.js";
 
 const statusView = new StatusView();
 const consoleView = new ConsoleView();
@@ -25,6 +28,8 @@ const planForm = new PlanForm({
 });
 const historyView = new HistoryView({ onNewItems: (items) => notifier.itemsFinished(items) });
 const controls = new Controls({ onDone: () => feeds.status?.fetch() });
+const lockForm = new LockForm({ onDone: () => feeds.status?.fetch() });
+new SpreadsheetUpload({ onChanged: () => queueView.refresh() });
 const signIn = new SignIn({ onSignedIn: () => enter() });
 const feeds = { status: null, console: null };
 let lockInfoUid = null;
@@ -42,10 +47,13 @@ function onStatus(status) {
   notifier.onStatus(status);
   if (allowed("read:queue")) queueView.onStatus(status);
   if (allowed("read:history")) historyView.onStatus(status);
-  if (allowed("write:queue:edit") && allowed("read:resources")) planForm.onStatus(status);
+  if (allowed("read:resources")) planForm.onStatus(status);
   if (status.lock_info_uid !== lockInfoUid && allowed("read:lock")) {
     lockInfoUid = status.lock_info_uid;
-    get("lock/info").then((answer) => statusView.setLockInfo(answer.lock_info), () => {});
+    get("lock/info").then((answer) => {
+      statusView.setLockInfo(answer.lock_info);
+      lockForm.setInfo(answer.lock_info);
+    }, () => {});
   }
 }
 
@@ -59,9 +67,16 @@ function applyScopes() {
   show(byId("queue"), allowed("read:queue"));
   show(byId("history"), allowed("read:history"));
   show(byId("console"), allowed("read:console"));
-  const editable = allowed("write:queue:edit");
-  show(byId("plan-form"), editable && allowed("read:resources"));
+  show(byId("plan-form"), allowed("read:resources"));
+  // what the scopes forbid stays in view, disabled, with the reason
+  const queueDenied = byId("queue-denied");
+  clearReasons(queueDenied);
+  for (const id of ["plan-submit", "add-stop", "upload-submit", "upload-file"]) {
+    byId(id).disabled = false;
+    gate(byId(id), "write:queue:edit", queueDenied);
+  }
   controls.applyScopes();
+  lockForm.applyScopes();
 }
 
 async function describeAccount() {
@@ -81,6 +96,7 @@ async function enter() {
   queueView.reset();
   historyView.reset();
   consoleView.clear();
+  lockForm.reset();
   lockInfoUid = null;
   let scopes;
   try {
