@@ -6,37 +6,15 @@ the page did is checked in RE Manager itself."""
 
 from __future__ import annotations
 
-import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from .auth_support import ROLES, TOY_PROVIDER
+from . import web_fixtures
 from .support import PLAN_SLOW, wait_for
-from .web_support import recorded_page, start_chromium, start_web_gateway
 
-
-@pytest.fixture(scope="module")
-def web_gateway(tmp_path_factory, re_manager):
-    users = {name: {"roles": roles} for name, roles in ROLES.items()}
-    gateway = start_web_gateway(tmp_path_factory.mktemp("web-editing"), re_manager, [TOY_PROVIDER], users)
-    yield gateway
-    gateway.process.stop()
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory):
-    chromium = start_chromium(tmp_path_factory.mktemp("chromium") / "profile", "--window-size=1400,1500")
-    yield chromium
-    chromium.quit()
-
-
-@pytest.fixture
-def page(driver, tmp_path, request, web_gateway):
-    with recorded_page(driver, tmp_path / f"{request.node.name}.png") as page:
-        page.open(web_gateway.url + "/")
-        page.sign_in_with_key(web_gateway.api_key)
-        yield page
+# this module's gateway, browser and signed-in page
+web_gateway, driver, page = web_fixtures.web_gateway, web_fixtures.driver, web_fixtures.page
 
 
 def _counts(zmq_rm) -> list[int]:

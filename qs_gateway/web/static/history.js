@@ -47,7 +47,9 @@ export class HistoryView {
     this.clearButton.addEventListener("click", () => this.clear());
     this.copyButton.addEventListener("click", () => this.copySelected());
     byId("history-export").addEventListener("click", () => download(this.items, byId("export-format").value));
-    byId("history-filter").addEventListener("input", () => this.render(this.items));
+    // "change" comes as the focus leaves a field: drawn again then, the rows would be gone before
+    // the click that moved the focus ends
+    for (const event of ["input", "change"]) byId("history-filter").addEventListener(event, () => this.filtered());
     byId("history-filter").addEventListener("submit", (event) => event.preventDefault());
     this.body.addEventListener("click", (event) => this.toggleDetails(event));
   }
@@ -88,10 +90,19 @@ export class HistoryView {
     }
   }
 
-  matches(item) {
-    const name = byId("filter-name").value.trim().toLowerCase();
-    const user = byId("filter-user").value.trim().toLowerCase();
-    const exit = byId("filter-exit").value;
+  filter() {
+    return {
+      name: byId("filter-name").value.trim().toLowerCase(),
+      user: byId("filter-user").value.trim().toLowerCase(),
+      exit: byId("filter-exit").value,
+    };
+  }
+
+  filtered() {
+    if (JSON.stringify(this.filter()) !== this.shownFilter) this.render(this.items);
+  }
+
+  matches(item, { name, user, exit }) {
     return (
       (!name || item.name.toLowerCase().includes(name)) &&
       (!user || (item.user || "").toLowerCase().includes(user)) &&
@@ -131,7 +142,9 @@ export class HistoryView {
     this.known = new Set(items.map((item) => item.item_uid));
     this.items = items;
     const focused = document.activeElement?.dataset?.details;
-    const shown = items.map((item, index) => [item, index]).filter(([item]) => this.matches(item)).reverse();
+    const filter = this.filter();
+    this.shownFilter = JSON.stringify(filter);
+    const shown = items.map((item, index) => [item, index]).filter(([item]) => this.matches(item, filter)).reverse();
     this.body.replaceChildren(...shown.flatMap(([item, index]) => this.row(item, index)));
     this.selection.changed();
     if (focused) this.body.querySelector(`[data-details="${focused}"]`)?.focus();
