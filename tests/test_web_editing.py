@@ -86,6 +86,10 @@ def test_select_with_click_shift_and_ctrl_and_act_on_the_batch(page, web_gateway
     page.button("Remove selected", queue).click()
     page.button("Remove", page.driver.find_element(By.ID, "confirm")).click()
     wait_for(lambda: _counts(manager_idle) == [2, 3, 5, 2, 5], 15, "the first two removed")
+    page.button("Clear queue", queue).click()
+    page.button("Clear queue", page.driver.find_element(By.ID, "confirm")).click()
+    wait_for(lambda: _counts(manager_idle) == [], 15, "an empty queue")
+    page.wait(lambda: page.queue_rows() == [], "the page's queue to be empty")
     assert page.errors_in_browser_log() == []
 
 
@@ -154,6 +158,12 @@ def test_loop_mode_update_environment_interrupt_kernel_and_the_running_item(page
     page.wait_status("Loop mode", lambda text: text == "on", "on")
     page.field_by_text("Loop mode").click()
     wait_for(lambda: manager_open.status()["plan_queue_mode"]["loop"] is False, 15, "loop mode off")
+    page.field_by_text("Ignore failures").click()
+    mode = {"loop": False, "ignore_failures": True}
+    wait_for(lambda: manager_open.status()["plan_queue_mode"] == mode, 15, "failures ignored")
+    page.field_by_text("Ignore failures").click()
+    mode = {"loop": False, "ignore_failures": False}
+    wait_for(lambda: manager_open.status()["plan_queue_mode"] == mode, 15, "failures not ignored")
 
     page.button("Update environment").click()
     message = page.driver.find_element(By.ID, "controls-message")

@@ -267,7 +267,7 @@ def test_an_observer_sees_the_write_controls_disabled_with_the_reason_and_cannot
         "write:queue:control": ("Start queue", "Stop queue", "Update environment", "Interrupt kernel"),
         "write:plan:control": ("Pause", "Resume", "Stop", "Abort", "Halt"),
         "write:queue:edit": ("Add to queue", "Add queue stop", "Upload spreadsheet", "Remove", "Move up", "Move down",
-                             "Move to top", "Move to bottom", "Edit", "Duplicate", "Remove selected",
+                             "Move to top", "Move to bottom", "Edit", "Duplicate", "Remove selected", "Clear queue",
                              "Copy selected to queue"),
         "write:execute": ("Execute now",),
         "write:history:edit": ("Clear history",),
@@ -280,7 +280,7 @@ def test_an_observer_sees_the_write_controls_disabled_with_the_reason_and_cannot
             # the reason is written in the page and is the button's description
             assert f"lacks the scope {scope}" in page.description(button), name
             assert f"lacks the scope {scope}" in button.find_element(By.XPATH, "ancestor::section").text, name
-    for name in ("Autostart", "Loop mode"):
+    for name in ("Autostart", "Loop mode", "Ignore failures"):
         box = page.driver.find_element(By.XPATH, f"//label[normalize-space()='{name}']/input")
         assert not box.is_enabled() and "lacks the scope write:queue:control" in page.description(box)
 

@@ -46,6 +46,10 @@ const ACTIONS = {
     path: "queue/mode/set", scope: "write:queue:control", enabled: () => true,
     body: () => ({ mode: { loop: byId("loop-mode").checked } }),
   },
+  "queue-ignore-failures": {
+    path: "queue/mode/set", scope: "write:queue:control", enabled: () => true,
+    body: () => ({ mode: { ignore_failures: byId("ignore-failures").checked } }),
+  },
   "re-pause": {
     path: "re/pause", scope: "write:plan:control", enabled: executing, body: () => ({ option: "deferred" }),
   },
@@ -65,6 +69,7 @@ const ACTIONS = {
 const TOGGLES = {
   "queue-autostart": { id: "autostart", shows: (s) => s.queue_autostart_enabled },
   "queue-loop": { id: "loop-mode", shows: (s) => s.plan_queue_mode?.loop },
+  "queue-ignore-failures": { id: "ignore-failures", shows: (s) => s.plan_queue_mode?.ignore_failures },
 };
 
 export class Controls {

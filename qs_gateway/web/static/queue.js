@@ -13,6 +13,7 @@ import { allowed, page, report } from "./state.js";
 export { reusable } from "./queueedit.js";
 
 const BATCH_NEEDS_SELECTION = ["top", "bottom", "duplicate", "remove"];
+const BATCH_NEEDS_ITEMS = ["select-all", "clear"];
 
 export class QueueView {
   constructor({ onEdit }) {
@@ -76,9 +77,9 @@ export class QueueView {
     const editable = allowed("write:queue:edit");
     for (const button of this.bar.querySelectorAll("button[data-batch]")) {
       button.disabled = false;
-      if (gate(button, "write:queue:edit", this.denied) && BATCH_NEEDS_SELECTION.includes(button.dataset.batch)) {
-        button.disabled = uids.length === 0;
-      }
+      if (!gate(button, "write:queue:edit", this.denied)) continue;
+      if (BATCH_NEEDS_SELECTION.includes(button.dataset.batch)) button.disabled = uids.length === 0;
+      if (BATCH_NEEDS_ITEMS.includes(button.dataset.batch)) button.disabled = this.items.length === 0;
     }
     byId("queue-selected").textContent = editable && uids.length ? `${uids.length} selected` : "";
   }

@@ -104,6 +104,10 @@ export class QueueEditor {
     const uids = selection.selected();
     if (action === "select-all") return selection.all();
     if (action === "select-none") return selection.clear();
+    if (action === "clear") {
+      if (!(await confirmAction("Remove every item from the queue?", "Clear queue"))) return;
+      return this.send("queue/clear", {}, "The queue was cleared.");
+    }
     if (!uids.length) return;
     const count = `${uids.length} item${uids.length === 1 ? "" : "s"}`;
     switch (action) {
