@@ -149,3 +149,17 @@ def test_the_sign_in_page_and_an_observer(page, web_gateway, manager_idle, emula
         page.sign_in_with_password("toy (user name and password)", "olga", PASSWORDS["olga"])
         page.wait(lambda: page.status("Manager state") == "idle", "the status")
         _check(page, f"an observer's page at {size[0]} px")
+
+
+def test_an_account_that_may_not_read_the_queue_is_told_so(page, web_gateway, manager_idle):
+    page.open(web_gateway.url + "/")
+    page.sign_in_with_password("toy (user name and password)", "adam", PASSWORDS["adam"])  # role admin
+    page.wait(lambda: page.status("Manager state") == "idle", "the status")
+    note = page.driver.find_element(By.ID, "unseen-panels")
+    page.wait(note.is_displayed, "the note")
+    for what in ("the queue (read:queue)", "the history (read:history)", "the console output (read:console)"):
+        assert what in note.text
+    assert not page.region("Queue").is_displayed()
+    (start,) = page.visible_buttons("Start queue")
+    assert not start.is_enabled() and "lacks the scope write:queue:control" in page.description(start)
+    _check(page, "an administrator's page")

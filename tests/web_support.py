@@ -235,6 +235,7 @@ class Page:
 
     def accessibility_violations(self, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
         """What axe-core finds wrong in the page as it is now, at these impacts, one line each."""
+        assert AXE_SCRIPT.exists(), "axe-core is missing: run scripts/setup test (npm ci in tests/web)"
         if not self.driver.execute_script("return Boolean(window.axe)"):
             self.driver.execute_script(AXE_SCRIPT.read_text(encoding="utf-8"))
         found = self.driver.execute_async_script(

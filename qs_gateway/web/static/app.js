@@ -63,11 +63,22 @@ function onReachable(reachable, reason) {
   byId("connection").textContent = reachable ? "" : reason;
 }
 
+// The panels a person may not read, and the scope each needs: hidden, and said so.
+const PANELS = [
+  ["queue", "read:queue", "the queue"],
+  ["history", "read:history", "the history"],
+  ["console", "read:console", "the console output"],
+  ["plan-form", "read:resources", "the plans (to add one)"],
+];
+
 function applyScopes() {
-  show(byId("queue"), allowed("read:queue"));
-  show(byId("history"), allowed("read:history"));
-  show(byId("console"), allowed("read:console"));
-  show(byId("plan-form"), allowed("read:resources"));
+  const unseen = [];
+  for (const [id, scope, what] of PANELS) {
+    show(byId(id), allowed(scope));
+    if (!allowed(scope)) unseen.push(`${what} (${scope})`);
+  }
+  byId("unseen-panels").textContent = unseen.length ? `Your account may not see ${unseen.join(", ")}.` : "";
+  show(byId("unseen-panels"), unseen.length > 0);
   // what the scopes forbid stays in view, disabled, with the reason
   const queueDenied = byId("queue-denied");
   clearReasons(queueDenied);
@@ -119,6 +130,7 @@ async function enter() {
   if (signedIn()) signIn.close();
   else signIn.open();
   show(byId("workspace"), canSee);
+  show(byId("unseen-panels"), false);
   if (!canSee) return;
   applyScopes();
   feeds.status = new StatusFeed({ onStatus, onReachable });
