@@ -34,6 +34,11 @@ def _row(page, num: int):
     return next(row for row in page.queue_rows() if f"num={num}" in row.text)
 
 
+def _row_button(page, num: int, name: str):
+    (button,) = page.buttons(name, _row(page, num))
+    return button
+
+
 def _pick(page, num: int):
     return _row(page, num).find_element(By.CSS_SELECTOR, "input[type=checkbox]")
 
@@ -115,9 +120,14 @@ def test_drag_a_selection_and_move_items_to_the_ends_by_button_and_key(page, web
     wait_for(lambda: _counts(manager_idle) == [2, 3, 4, 1], 15, "Move to top")
 
 
-def test_execute_now_runs_a_copy_at_once_and_leaves_the_queue(page, web_gateway, manager_open):
+def test_execute_now_runs_a_copy_at_once_and_leaves_the_queue(page, web_gateway, manager_closed):
+    manager_open = manager_closed
     _queue_counts(web_gateway, page, 2)
-    page.button("Execute now", _row(page, 2)).click()
+    # possible only once the environment is open (the queue itself does not change)
+    page.wait(lambda: not _row_button(page, 2, "Execute now").is_enabled(), "no Execute now without the environment")
+    assert web_gateway.api("POST", "environment/open").json()["success"] is True
+    page.wait(lambda: _row_button(page, 2, "Execute now").is_enabled(), "Execute now, with the environment", timeout=90)
+    _row_button(page, 2, "Execute now").click()
     wait_for(lambda: manager_open.status()["items_in_history"] == 1, 60, "the item to run")
     done = manager_open.request("history_get")["items"][0]
     assert (done["name"], done["kwargs"], done["result"]["exit_status"]) == ("count", {"num": 2}, "completed")
@@ -203,6 +213,7 @@ def test_lock_with_a_key_and_a_note_write_with_the_key_and_unlock(page, web_gate
         # while the key is filled in, every change carries it
         page.button("Add queue stop").click()
         wait_for(lambda: manager_idle.status()["items_in_queue"] == 1, 15, "the instruction, sent with the key")
+        page.wait(lambda: len(page.queue_rows()) == 1, "the instruction in the page")
         page.field("Lock key", controls).clear()
         page.button("Remove", page.queue_rows()[0]).click()
         queue_message = page.driver.find_element(By.ID, "queue-message")

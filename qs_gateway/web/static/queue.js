@@ -8,7 +8,7 @@ import { dragToReorder } from "./dragdrop.js";
 import { QueueEditor } from "./queueedit.js";
 import { itemName, RunningView } from "./running.js";
 import { Selection } from "./selection.js";
-import { allowed, page, report } from "./state.js";
+import { allowed, report } from "./state.js";
 
 export { reusable } from "./queueedit.js";
 
@@ -25,6 +25,7 @@ export class QueueView {
     this.etag = null;
     this.queueUid = null;
     this.focusAfterRender = null;
+    this.canExecute = false; // RE Manager idle with its environment open (kept by onStatus)
     this.running = new RunningView({ onError: (error) => report(this.message, error) });
     this.editor = new QueueEditor(this, { onEdit });
     this.selection = new Selection(this.list, () => [...this.list.children], (uids) => this.selectionChanged(uids));
@@ -57,6 +58,12 @@ export class QueueView {
       this.refresh(this.queueUid);
     }
     if (allowed("read:monitor")) this.running.refreshRuns(status.run_list_uid);
+    // Execute now depends on RE Manager's state, not only on the queue
+    const canExecute = status.manager_state === "idle" && Boolean(status.worker_environment_exists);
+    if (canExecute !== this.canExecute) {
+      this.canExecute = canExecute;
+      [...this.list.children].forEach((row, index) => this.gateRow(row, this.items[index], index));
+    }
     this.selectionChanged(this.selection.selected());
   }
 
@@ -85,15 +92,15 @@ export class QueueView {
   }
 
   /** Each button of a row: enabled when the scopes and the item's place allow it. */
-  gateRow(row, item, index, nameId) {
-    const canExecute = page.status?.manager_state === "idle" && page.status?.worker_environment_exists;
+  gateRow(row, item, index) {
+    const nameId = `queue-item-${item.item_uid}`;
     const possible = {
       up: index > 0,
       top: index > 0,
       down: index < this.items.length - 1,
       bottom: index < this.items.length - 1,
       edit: item.item_type === "plan",
-      execute: canExecute,
+      execute: this.canExecute,
     };
     for (const button of row.querySelectorAll("button[data-row]")) {
       const action = button.dataset.row;
@@ -126,7 +133,7 @@ export class QueueView {
       row.setAttribute("aria-labelledby", name.id);
       row.querySelector(".params").textContent = describeParameters(item);
       row.querySelector(".user").textContent = item.user ? `by ${item.user}` : "";
-      this.gateRow(row, item, index, name.id);
+      this.gateRow(row, item, index);
       row.querySelector(".pick").setAttribute("aria-label", `Select item ${index + 1}, ${itemName(item)}`);
       return row;
     });
