@@ -6,6 +6,7 @@ the page did is checked in RE Manager itself."""
 
 from __future__ import annotations
 
+import openpyxl
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -144,6 +145,16 @@ def test_a_spreadsheet_upload_and_a_refused_one(page, web_gateway, manager_idle,
     wait_for(lambda: _counts(manager_idle) == [7, 8], 15, "the spreadsheet's plans in the queue")
     message = page.driver.find_element(By.ID, "upload-message")
     page.wait(lambda: message.text == "2 items from plans.csv added to the queue.", "the page's report")
+    # an Excel workbook the same way
+    workbook = tmp_path / "plans.xlsx"
+    sheet = (book := openpyxl.Workbook()).active
+    for row in (("plan_name", "args", "num"), ("'count'", "['det1']", 9)):
+        sheet.append(row)
+    book.save(workbook)
+    page.field("Spreadsheet (.xlsx, .xls, .csv)", queue).send_keys(str(workbook))
+    page.button("Upload spreadsheet", queue).click()
+    wait_for(lambda: _counts(manager_idle) == [7, 8, 9], 15, "the workbook's plan in the queue")
+    page.wait(lambda: message.text == "1 item from plans.xlsx added to the queue.", "the page's report")
 
     # RE Manager refuses a batch with an unknown plan: its message and the item's are shown
     bad = tmp_path / "bad.csv"
@@ -159,7 +170,7 @@ def test_a_spreadsheet_upload_and_a_refused_one(page, web_gateway, manager_idle,
     page.field("Spreadsheet (.xlsx, .xls, .csv)", queue).send_keys(str(text))
     page.button("Upload spreadsheet", queue).click()
     page.wait(lambda: "extension '.txt'" in message.text, "the converter's refusal")
-    assert _counts(manager_idle) == [7, 8]
+    assert _counts(manager_idle) == [7, 8, 9]
 
 
 def test_loop_mode_update_environment_interrupt_kernel_and_the_running_item(page, web_gateway, manager_open):
