@@ -125,8 +125,9 @@ async function enter() {
   }
   page.scopes = new Set(scopes.scopes || []);
   const canSee = allowed("read:status");
-  show(byId("account"), signedIn());
+  // named before it is shown: a person (or a test) never sees the bar without the name
   byId("account-name").textContent = await describeAccount();
+  show(byId("account"), signedIn());
   if (signedIn()) signIn.close();
   else signIn.open();
   show(byId("workspace"), canSee);

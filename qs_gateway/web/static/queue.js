@@ -100,7 +100,7 @@ export class QueueView {
       down: index < this.items.length - 1,
       bottom: index < this.items.length - 1,
       edit: item.item_type === "plan",
-      execute: this.canExecute,
+      execute: this.canExecute && item.item_type === "plan",
     };
     for (const button of row.querySelectorAll("button[data-row]")) {
       const action = button.dataset.row;
