@@ -32,7 +32,7 @@ STAMP = PLAIN / "requirements.sha256"
 HEADERS = {"Authorization": f"ApiKey {API_KEY}"}
 
 # A facility's converter: reads the file with pandas itself, as facilities' converters do.
-FACILITY_MODULE = """
+FACILITY_MODULE = '''
 import pandas as pd
 
 
@@ -42,7 +42,7 @@ def spreadsheet_to_plan_list(*, spreadsheet_file, file_name, data_type, user, **
     table = pd.read_csv(spreadsheet_file)
     plan = {"name": "count", "args": [["det1"]], "meta": {"by": user}}
     return [{**plan, "kwargs": {"num": int(n)}} for n in table["num"]]
-"""
+'''
 
 
 def _requirements_digest() -> str:
