@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 from .auth.setup import build_authenticator
+from .auth.sso import SingleSignOn
 from .config import Settings
 from .extending import load_custom_modules
 from .manager import ManagerClient, StatusCache, TimeoutPolicy
@@ -22,6 +23,7 @@ from .streaming.console import ConsoleLog
 from .streaming.hub import StreamHub
 from .streaming.ingest import Ingester
 from .streaming.keys import StreamKeys
+from .submissions import IdempotencyStore, SubmissionStore
 from .transport import CircuitBreaker, Codec, SocketPool, Timeouts
 from .transport.subscriber import Subscriber
 
@@ -54,6 +56,7 @@ class Services:
         self.item_validator = ItemValidator(self.manager)
         self.item_states = ItemStates(self.manager)
         self.auth, self.accounts = build_authenticator(settings.auth, self.store, settings.auth_limits)
+        self.sso = SingleSignOn(self.accounts)
         self.console = ConsoleLog(self.store)
         self.stream_keys = StreamKeys.of(self.store)
         self.hub = StreamHub(
@@ -71,6 +74,12 @@ class Services:
             status_max_age=streams.published_status_max_age,
         )
         self.notifications = NotificationStore(self.store, self.stream_keys.leader)
+        self.submissions = SubmissionStore(
+            self.store,
+            expiry_seconds=settings.submissions.submission_expiry_seconds,
+            retention_seconds=settings.submissions.submission_retention_seconds,
+        )
+        self.idempotency = IdempotencyStore(self.store, retention_seconds=settings.submissions.idempotency_seconds)
         self.notifier = None
         if settings.notifications.targets:
             self.notifier = Notifier(

@@ -1,20 +1,16 @@
 """The plain install carries every feature: ``pip install .`` into a virtual environment of its own,
 without any extra, serving against the suite's RE Manager and Redis.
 
-The environment is kept in ``.venv-plain`` and made anew whenever the declared requirements
-change (its packages then come from pip's cache); the gateway itself is reinstalled from this
-checkout on every run. The gateway runs from a directory outside the checkout, so nothing is
+The environment is ``.venv-plain``, the one ``scripts/conformance`` runs the reference's suites
+against (:mod:`conformance.environments`). The gateway runs from a directory outside the checkout, so nothing is
 imported from the source tree.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -22,17 +18,16 @@ import openpyxl
 import pytest
 from websockets.sync.client import connect
 
+from conformance import environments
 from qs_gateway.serving.stack import start_gateway
 
-from .support import API_KEY
+from .support import API_KEY, PLAN_COUNT
+from .test_mcp import call
 
-ROOT = Path(__file__).parents[1]
-PLAIN = ROOT / ".venv-plain"
-STAMP = PLAIN / "requirements.sha256"
 HEADERS = {"Authorization": f"ApiKey {API_KEY}"}
 
 # A facility's converter: reads the file with pandas itself, as facilities' converters do.
-FACILITY_MODULE = '''
+FACILITY_MODULE = """
 import pandas as pd
 
 
@@ -42,39 +37,19 @@ def spreadsheet_to_plan_list(*, spreadsheet_file, file_name, data_type, user, **
     table = pd.read_csv(spreadsheet_file)
     plan = {"name": "count", "args": [["det1"]], "meta": {"by": user}}
     return [{**plan, "kwargs": {"num": int(n)}} for n in table["num"]]
-'''
-
-
-def _requirements_digest() -> str:
-    declared = (ROOT / "setup.cfg").read_bytes() + (ROOT / "pyproject.toml").read_bytes()
-    return hashlib.sha256(declared).hexdigest()
-
-
-def _pip(*args: str) -> None:
-    subprocess.run(
-        [str(PLAIN / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q", *args],
-        check=True,
-        capture_output=True,
-    )
+"""
 
 
 @pytest.fixture(scope="module")
 def plain_python() -> str:
-    digest = _requirements_digest()
-    if not STAMP.exists() or STAMP.read_text() != digest:
-        shutil.rmtree(PLAIN, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(PLAIN)], check=True)
-        _pip("install", str(ROOT))  # exactly what the README tells facilities to run
-        STAMP.write_text(digest)
-    else:
-        _pip("install", "--no-deps", "--force-reinstall", str(ROOT))
-    python = str(PLAIN / "bin" / "python")
+    python = str(environments.plain_gateway())
     probe = subprocess.run(
         [python, "-c", "import qs_gateway, importlib.util as u; print(qs_gateway.__file__, u.find_spec('pytest'))"],
         check=True, capture_output=True, text=True, cwd="/",
     )  # fmt: skip
     installed, pytest_spec = probe.stdout.split()
-    assert installed.startswith(str(PLAIN)) and pytest_spec == "None"  # the package itself, and no test extras
+    # the package itself, and no test extras
+    assert installed.startswith(str(environments.PLAIN)) and pytest_spec == "None"
     return python
 
 
@@ -182,3 +157,16 @@ def test_live_streams_and_websockets(plain_gateway, manager_idle):
     uri = plain_gateway.replace("http://", "ws://") + "/api/status/ws"
     with connect(uri, additional_headers=HEADERS) as websocket:
         assert "status" in json.loads(websocket.recv(timeout=10))["msg"]
+
+
+def test_plan_schemas_and_the_mcp_server(plain_python, plain_gateway, manager_idle):
+    """The plan schemas and qs-gateway-mcp (the mcp SDK is a requirement, not an extra)."""
+    schemas = httpx.get(f"{plain_gateway}/api/plans/allowed/json_schema", headers=HEADERS).json()["schemas"]
+    assert schemas["count"]["properties"]["name"] == {"const": "count"}
+
+    async def steps(client) -> list:  # noqa: ANN001
+        return [await client.call_tool("get_status", {}), await client.call_tool("validate_item", {"item": PLAN_COUNT})]
+
+    status, verdict = call(plain_gateway, API_KEY, steps, command=str(Path(plain_python).parent / "qs-gateway-mcp"))
+    assert status.structured_content["manager_state"] == "idle"
+    assert verdict.structured_content["success"] is True

@@ -3,8 +3,8 @@ and Redis. One gateway (with password and OpenID Connect logins, short-lived acc
 one browser serve the whole module. Each test saves a screenshot under its temporary directory
 and prints where (pytest shows it when the test fails).
 
-``QS_GATEWAY_SCREENSHOT_DIR=docs pytest tests/test_web_ui.py`` also writes the README's picture
-(docs/web-ui.png).
+``QS_GATEWAY_SCREENSHOT_DIR=docs pytest tests/test_web_ui.py`` also writes the picture of the
+README and docs/web-page.md (docs/web-ui.png).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def driver(tmp_path_factory):
 
 @pytest.fixture
 def page(driver, tmp_path, request):
-    with recorded_page(driver, tmp_path / f"{request.node.name}.png") as page:
+    with recorded_page(driver, tmp_path, request.node.name) as page:
         yield page
 
 
@@ -242,7 +242,7 @@ def test_running_the_queue_shows_the_running_item_its_output_and_history(page, w
     page.wait_status("Queue", lambda text: text == "stopped", "stopped")
     assert page.queue_rows() == []
 
-    # copied back to the queue; the README's picture: something queued, something finished, output
+    # copied back to the queue; the picture of docs/web-page.md: something queued, something finished, output
     history.find_element(By.CSS_SELECTOR, "tbody tr .pick").click()
     page.button("Copy selected to queue", history).click()
     page.wait(lambda: len(page.queue_rows()) == 1, "the copy in the queue")
@@ -337,8 +337,7 @@ def test_openid_connect_sign_in(page, web_gateway, identity_provider, manager_id
     _, sign_in_page = identity_provider
     page.open(web_gateway.url + "/")
     signin = page.sign_in_region()
-    page.choose(page.field("Sign in with", signin), "oidc")
-    page.button("Sign in", signin).click()
+    page.button("Sign in with oidc", signin).click()  # an external provider has a button of its own
     page.wait(lambda: page.driver.find_element(By.ID, "account").is_displayed(), "the signed-in page")
     assert "Signed in as dana" in page.driver.find_element(By.ID, "account").text
     assert page.driver.current_url == f"{web_gateway.url}/ui/"  # the code is gone from the address

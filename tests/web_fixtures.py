@@ -31,7 +31,7 @@ def driver(tmp_path_factory):
 def page(driver, tmp_path, request, web_gateway):
     """The page signed in with bob's key, in a window of the usual size."""
     driver.set_window_size(*WINDOW)
-    with recorded_page(driver, tmp_path / f"{request.node.name}.png") as page:
+    with recorded_page(driver, tmp_path, request.node.name) as page:
         page.open(web_gateway.url + "/")
         page.sign_in_with_key(web_gateway.api_key)
         yield page

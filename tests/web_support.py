@@ -79,19 +79,6 @@ def start_web_gateway(
     return WebGateway(process, url, key.json()["secret"])
 
 
-@contextmanager
-def recorded_page(driver: webdriver.Chrome, screenshot: Path) -> Iterator[Page]:
-    """The page of one test; its screenshot and the browser's log are kept for when it fails."""
-    print(f"screenshot of the page: {screenshot}")  # shown by pytest when the test fails
-    driver.get_log("browser")  # what earlier tests left in the log
-    try:
-        yield Page(driver)
-    finally:
-        driver.save_screenshot(str(screenshot))
-        for entry in driver.get_log("browser"):  # shown by pytest when the test fails
-            print("browser:", entry["level"], entry["message"])
-
-
 def start_chromium(profile: Path, *extra_arguments: str) -> webdriver.Chrome:
     """Debian's headless Chromium through its chromedriver, offline, with its own profile."""
     os.environ["SE_OFFLINE"] = "true"  # selenium must not try to download anything
@@ -112,6 +99,19 @@ def start_chromium(profile: Path, *extra_arguments: str) -> webdriver.Chrome:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER, log_output=os.devnull))
+
+
+@contextmanager
+def recorded_page(driver: webdriver.Chrome, directory: Path, name: str) -> Iterator["Page"]:
+    """The page of one test: a screenshot of it afterwards, and the browser's log printed (pytest
+    shows both when the test fails)."""
+    screenshot = directory / f"{name}.png"
+    print(f"screenshot of the page: {screenshot}")
+    driver.get_log("browser")  # what earlier tests left in the log
+    yield Page(driver)
+    driver.save_screenshot(str(screenshot))
+    for entry in driver.get_log("browser"):
+        print("browser:", entry["level"], entry["message"])
 
 
 def _literal(text: str) -> str:

@@ -24,11 +24,14 @@ from .resources import resources
 from .run_engine import run_engine
 from .scripts import scripts
 from .spreadsheet import spreadsheet
+from .sso import sso
 from .status import status
+from .submissions import submissions
 
 RESOURCES: tuple[Resource, ...] = (
     status,
     queue,
+    submissions,
     spreadsheet,
     history,
     environment,
@@ -42,6 +45,7 @@ RESOURCES: tuple[Resource, ...] = (
     console,
     notifications,
     auth,
+    sso,
 )
 
 

@@ -25,6 +25,8 @@ from ..manager import method
 from .access import ANY_PRINCIPAL, PUBLIC
 from .browser import SAFE_METHODS
 from .declare import EndpointSpec
+from .idempotency import OPENAPI_PARAMETER as IDEMPOTENCY_PARAMETER
+from .idempotency import STATUSES as IDEMPOTENCY_STATUSES
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -202,6 +204,8 @@ def _operation(path: str, http_method: str, spec: EndpointSpec, path_parameters:
         statuses.add(404)
     if spec.manager_method:
         statuses |= {408, 502, 503}
+    if spec.idempotent:
+        statuses |= set(IDEMPOTENCY_STATUSES)
 
     operation: dict[str, Any] = {
         "operationId": f"{http_method}{re.sub(r'[^a-zA-Z0-9]+', '_', path)}".rstrip("_"),
@@ -227,13 +231,16 @@ def _operation(path: str, http_method: str, spec: EndpointSpec, path_parameters:
                 }
     if spec.location == "form":
         content_type = "multipart/form-data" if _has_files(spec.schema) else "application/x-www-form-urlencoded"
-        operation["requestBody"] = {"required": True, "content": {content_type: {"schema": spec.schema}}}
+        body = getattr(spec.schema, "openapi", spec.schema)  # as for JSON bodies below
+        operation["requestBody"] = {"required": True, "content": {content_type: {"schema": body}}}
     elif spec.schema is not None and spec.schema.fields:
         if http_method in ("get", "head", "delete") or spec.location == "query":
             operation["parameters"].append({"in": "query", "schema": spec.schema})
         else:
             # a schema may describe itself where its fields cannot (see queue.QueueModeSet)
             body = getattr(spec.schema, "openapi", spec.schema)
+            if getattr(spec.schema, "one_of", ()):
+                body = {"allOf": [body], "oneOf": [{"required": [key]} for key in spec.schema.one_of]}
             operation["requestBody"] = {
                 "required": not _accepts_nothing(spec.schema),
                 "content": {"application/json": {"schema": body}},
@@ -244,8 +251,10 @@ def _operation(path: str, http_method: str, spec: EndpointSpec, path_parameters:
             "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
         }
     if operation["parameters"]:
-        statuses.add(414)
-    else:
+        statuses.add(414)  # (a URL with its query string, not a header, can be too long)
+    if spec.idempotent:
+        operation["parameters"].append(IDEMPOTENCY_PARAMETER)
+    if not operation["parameters"]:
         del operation["parameters"]
     for status in sorted(statuses):
         responses[str(status)] = {"$ref": f"#/components/responses/{_component_name(status)}"}

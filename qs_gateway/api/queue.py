@@ -15,6 +15,7 @@ from .schemas import (
     LOCK_KEY_OPENAPI,
     Empty,
     LockKeyOnly,
+    PassedOn,
     Payload,
     Position,
     Reload,
@@ -89,8 +90,14 @@ class Destination(Payload):
     lock_key = lock_key_field()
 
 
-class Placement(Destination):
-    pos = Position(allow_none=True)
+class Placement(Payload):
+    """Where an added item goes. RE Manager prepares the item (a new uid, the user) before it
+    places it, and its refusal of a bad place carries that item: the place is its to judge."""
+
+    pos = PassedOn(Position())
+    before_uid = PassedOn(identifier())
+    after_uid = PassedOn(identifier())
+    lock_key = lock_key_field()
 
 
 class ItemAdd(Placement):
@@ -169,9 +176,11 @@ queue.forward("/queue/stop/cancel", "queue_stop_cancel", scope="write:queue:cont
 queue.forward("/queue/autostart", "queue_autostart", scope="write:queue:control", schema=QueueAutostart)
 queue.forward("/queue/mode/set", "queue_mode_set", scope="write:queue:control", schema=QueueModeSet)
 
-queue.forward("/queue/item/add", "queue_item_add", scope="write:queue:edit", schema=ItemAdd)
-queue.forward("/queue/item/add/batch", "queue_item_add_batch", scope="write:queue:edit", schema=ItemAddBatch)
-queue.forward("/queue/item/execute", "queue_item_execute", scope="write:execute", schema=ItemExecute)
+# A retry carrying the first request's Idempotency-Key gets its answer instead of adding again.
+ONCE = {"idempotent": True}
+queue.forward("/queue/item/add", "queue_item_add", scope="write:queue:edit", schema=ItemAdd, **ONCE)
+queue.forward("/queue/item/add/batch", "queue_item_add_batch", scope="write:queue:edit", schema=ItemAddBatch, **ONCE)
+queue.forward("/queue/item/execute", "queue_item_execute", scope="write:execute", schema=ItemExecute, **ONCE)
 queue.forward("/queue/item/update", "queue_item_update", scope="write:queue:edit", schema=ItemUpdate)
 queue.forward("/queue/item/get", "queue_item_get", methods=("GET",), scope="read:queue", schema=ItemGet)
 queue.forward("/queue/item/remove", "queue_item_remove", scope="write:queue:edit", schema=ItemRemove)
