@@ -12,6 +12,7 @@ const WHAT = {
   "write:execute": "execute an item at once",
   "write:history:edit": "clear the history",
   "write:lock": "lock or unlock RE Manager",
+  "write:queue:approve": "approve or deny proposals",
 };
 
 export function reasonText(scope) {

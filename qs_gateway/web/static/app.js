@@ -10,6 +10,7 @@ import { HistoryView } from "./history.js";
 import { LockForm } from "./lock.js";
 import { Notifier } from "./notify.js";
 import { PlanForm } from "./planform.js";
+import { ProposalsView } from "./proposals.js";
 import { QueueView } from "./queue.js";
 import { loadProviders, SignIn } from "./signin.js";
 import { allowed, page, report } from "./state.js";
@@ -28,6 +29,7 @@ const planForm = new PlanForm({
 });
 const historyView = new HistoryView({ onNewItems: (items) => notifier.itemsFinished(items) });
 const controls = new Controls({ onDone: () => feeds.status?.fetch() });
+const proposals = new ProposalsView({ onDecided: () => queueView.refresh() });
 const lockForm = new LockForm({ onDone: () => feeds.status?.fetch() });
 new SpreadsheetUpload({ onChanged: () => queueView.refresh() });
 const signIn = new SignIn({ onSignedIn: () => enter() });
@@ -35,6 +37,7 @@ const feeds = { status: null, console: null };
 let lockInfoUid = null;
 
 function stopFeeds() {
+  proposals.stop();
   feeds.status?.stop();
   feeds.console?.stop();
   feeds.status = feeds.console = null;
@@ -66,6 +69,7 @@ function onReachable(reachable, reason) {
 // The panels a person may not read, and the scope each needs: hidden, and said so.
 const PANELS = [
   ["queue", "read:queue", "the queue"],
+  ["proposals", "read:queue", "the proposals"],
   ["history", "read:history", "the history"],
   ["console", "read:console", "the console output"],
   ["plan-form", "read:resources", "the plans (to add one)"],
@@ -134,6 +138,7 @@ async function enter() {
   show(byId("unseen-panels"), false);
   if (!canSee) return;
   applyScopes();
+  if (allowed("read:queue")) proposals.start();
   feeds.status = new StatusFeed({ onStatus, onReachable });
   feeds.status.start();
   if (allowed("read:console")) {
