@@ -92,6 +92,7 @@ def _readme_screenshot(driver) -> None:
     directory = os.environ.get("QS_GATEWAY_SCREENSHOT_DIR")
     if directory:
         Path(directory).mkdir(parents=True, exist_ok=True)
+        driver.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
         driver.save_screenshot(str(Path(directory) / "web-ui.png"))
 
 
