@@ -25,33 +25,15 @@ from selenium.webdriver.support.ui import Select
 
 from qs_gateway.serving.stack import free_port, start_gateway, stopped_on_failure
 
-from .auth_support import PASSWORDS, ROLES, TOY_PROVIDER, auth_config, private_prefix, provider, write_config
+from .auth_support import PASSWORDS, ROLES, TOY_PROVIDER, private_prefix, provider
 from .support import API_KEY, PLAN_SLOW, self_signed_certificate, wait_for
 from .test_deploy import start_nginx
 from .test_oidc import CLIENT_ID, CLIENT_SECRET, GOOD_CODE, IdentityProvider
-from .web_support import Page, SignInPage, recorded_page, start_chromium
+from .web_support import Page, SignInPage, WebGateway, recorded_page, start_chromium, start_web_gateway
 
 ACCESS_TOKEN_SECONDS = 3
 TOY = "toy (user name and password)"
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-
-
-class WebGateway:
-    def __init__(self, process, url: str, api_key: str) -> None:
-        self.process = process
-        self.url = url
-        self.api_key = api_key  # bob's: admin and expert
-
-    def login(self, user: str) -> dict:
-        response = httpx.post(
-            f"{self.url}/api/auth/provider/toy/token", data={"username": user, "password": PASSWORDS[user]}
-        )
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def api(self, method: str, path: str, key: str | None = None, **kwargs) -> httpx.Response:
-        headers = {"Authorization": f"ApiKey {key or self.api_key}"}
-        return httpx.request(method, f"{self.url}/api/{path}", headers=headers, timeout=10, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -82,29 +64,11 @@ def web_gateway(tmp_path_factory, re_manager, identity_provider):
         issuer=idp.server.url,
     )
     users = {name: {"roles": roles} for name, roles in ROLES.items()} | {"dana": {"roles": "user"}}
-    config = auth_config(
-        [TOY_PROVIDER, oidc], users=users, secret_keys=["web-ui-test"], access_token_max_age=ACCESS_TOKEN_SECONDS
+    gateway = start_web_gateway(
+        workdir, re_manager, [TOY_PROVIDER, oidc], users, port=port, access_token_max_age=ACCESS_TOKEN_SECONDS
     )
-    env = re_manager.gateway_env(
-        QSERVER_HTTP_SERVER_CONFIG=write_config(workdir, config),
-        QS_GATEWAY_REDIS_PREFIX=private_prefix(),
-        QS_GATEWAY_WORKERS="2",
-        QS_GATEWAY_PROXY_HOPS="1",  # nginx in front for the prefix test; direct clients send no X-Forwarded-*
-    )
-    # SIGHUP restarts the workers (a test does it), as under systemd
-    process, url = start_gateway(workdir, env, port=port, log_name="gateway-web.log", serve_args=["--reload-on-hup"])
-    with stopped_on_failure(process):
-        tokens = httpx.post(
-            f"{url}/api/auth/provider/toy/token", data={"username": "bob", "password": PASSWORDS["bob"]}
-        )
-        key = httpx.post(
-            f"{url}/api/auth/apikey",
-            json={"expires_in": None, "note": "web page tests"},
-            headers={"Authorization": f"Bearer {tokens.json()['access_token']}"},
-        )
-        assert key.status_code == 200, key.text
-    yield WebGateway(process, url, key.json()["secret"])
-    process.stop()
+    yield gateway
+    gateway.process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +92,7 @@ def _readme_screenshot(driver) -> None:
     directory = os.environ.get("QS_GATEWAY_SCREENSHOT_DIR")
     if directory:
         Path(directory).mkdir(parents=True, exist_ok=True)
+        driver.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
         driver.save_screenshot(str(Path(directory) / "web-ui.png"))
 
 
@@ -271,14 +236,15 @@ def test_running_the_queue_shows_the_running_item_its_output_and_history(page, w
     page.wait(lambda: "Transient Scan ID" in page.console_text(), "the plan's output in the console")
 
     history = page.region("History")
-    page.wait(lambda: "completed" in history.text, "the history entry marked completed", timeout=60)
+    page.wait(lambda: "completed" in page.history_statuses(), "the history entry marked completed", timeout=60)
     exit_status = history.find_element(By.CSS_SELECTOR, "tbody tr .exit")
     assert exit_status.text == "completed" and "ok" in exit_status.get_attribute("class")
     page.wait_status("Queue", lambda text: text == "stopped", "stopped")
     assert page.queue_rows() == []
 
     # copied back to the queue; the picture of docs/web-page.md: something queued, something finished, output
-    page.button("Copy to queue", history).click()
+    history.find_element(By.CSS_SELECTOR, "tbody tr .pick").click()
+    page.button("Copy selected to queue", history).click()
     page.wait(lambda: len(page.queue_rows()) == 1, "the copy in the queue")
     assert manager_open.queue_get()["items"][0]["kwargs"] == {"num": 4, "delay": 0.5}
     _readme_screenshot(page.driver)
@@ -290,31 +256,33 @@ def test_running_the_queue_shows_the_running_item_its_output_and_history(page, w
     assert page.errors_in_browser_log() == []
 
 
-def test_an_observer_sees_no_write_controls_and_cannot_write(page, web_gateway, manager_idle):
+def test_an_observer_sees_the_write_controls_disabled_with_the_reason_and_cannot_write(page, web_gateway, manager_idle):
     web_gateway.api("POST", "queue/item/add", json={"item": {"item_type": "plan", "name": "count", "args": [["det1"]]}})
     page.open(web_gateway.url + "/")
     page.sign_in_with_password(TOY, "olga", PASSWORDS["olga"])
     page.wait(lambda: len(page.queue_rows()) == 1, "the queue")
     page.wait(lambda: page.status("Manager state") == "idle", "the status")
-    for name in (
-        "Open environment",
-        "Close environment",
-        "Start queue",
-        "Stop queue",
-        "Pause",
-        "Resume",
-        "Stop",
-        "Abort",
-        "Halt",
-        "Add to queue",
-        "Remove",
-        "Move up",
-        "Move down",
-        "Edit",
-        "Clear history",
-    ):
-        assert page.visible_buttons(name) == [], name
-    assert not page.region("Controls").is_displayed()
+    needs = {
+        "write:manager:control": ("Open environment", "Close environment"),
+        "write:queue:control": ("Start queue", "Stop queue", "Update environment", "Interrupt kernel"),
+        "write:plan:control": ("Pause", "Resume", "Stop", "Abort", "Halt"),
+        "write:queue:edit": ("Add to queue", "Add queue stop", "Upload spreadsheet", "Remove", "Move up", "Move down",
+                             "Move to top", "Move to bottom", "Edit", "Duplicate", "Remove selected", "Clear queue",
+                             "Copy selected to queue"),
+        "write:execute": ("Execute now",),
+        "write:history:edit": ("Clear history",),
+        "write:lock": ("Lock", "Unlock"),
+    }  # fmt: skip
+    for scope, names in needs.items():
+        for name in names:
+            (button,) = page.visible_buttons(name)
+            assert not button.is_enabled(), name
+            # the reason is written in the page and is the button's description
+            assert f"lacks the scope {scope}" in page.description(button), name
+            assert f"lacks the scope {scope}" in button.find_element(By.XPATH, "ancestor::section").text, name
+    for name in ("Autostart", "Loop mode", "Ignore failures"):
+        box = page.driver.find_element(By.XPATH, f"//label[normalize-space()='{name}']/input")
+        assert not box.is_enabled() and "lacks the scope write:queue:control" in page.description(box)
 
     tokens = web_gateway.login("olga")
     refused = httpx.post(
@@ -391,7 +359,7 @@ def test_the_console_catches_up_without_a_gap_after_the_workers_restart(page, we
     booted = web_gateway.process.log_path.read_text().count("Booting worker")
     os.kill(web_gateway.process.pid, signal.SIGHUP)  # the gunicorn master: new workers, old ones finish
     wait_for(lambda: web_gateway.process.log_path.read_text().count("Booting worker") >= booted + 2, 60, "new workers")
-    page.wait(lambda: "completed" in page.region("History").text, "the plan to complete", timeout=90)
+    page.wait(lambda: "completed" in page.history_statuses(), "the plan to complete", timeout=90)
     # streaming again, not polling (a refused stream is polled for and tried again a moment later)
     page.wait(lambda: page.driver.find_element(By.ID, "console-state").text == "", "the stream to be back")
     # a line RE Manager prints now, with an id of its own, reaches the page
@@ -459,7 +427,7 @@ def test_refused_streams_fall_back_to_polling_in_single_user_mode(page, single_u
                                             "user": "tests", "user_group": "primary"})  # fmt: skip
     page.button("Start queue").click()
     page.wait_status("Queue", lambda text: text == "running", "running")
-    page.wait(lambda: "completed" in page.region("History").text, "the history entry", timeout=60)
+    page.wait(lambda: "completed" in page.history_statuses(), "the history entry", timeout=60)
     page.wait(lambda: _reading(3) in page.console_text(), "the plan's output, polled")
 
     # idle and polling, the page asks at most once a second (an upper bound: a busy machine

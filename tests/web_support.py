@@ -1,8 +1,10 @@
 """Helpers of the web page tests: headless Chromium, finding things as a person names them, an
-identity provider whose sign-in page sends the browser straight back, nginx in front."""
+identity provider whose sign-in page sends the browser straight back, the gateway the pages are
+served by (gunicorn, two workers), axe-core's accessibility check."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import urllib.parse
@@ -11,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -18,7 +21,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from .auth_support import JsonServer
+from qs_gateway.serving.stack import free_port, start_gateway
+
+from .auth_support import PASSWORDS, JsonServer, auth_config, private_prefix, write_config
 
 # Where to look for something on the page: an element, or how to find it (found again at each
 # look, since the page may re-render it meanwhile: a queue row after each status poll).
@@ -27,6 +32,58 @@ Scope = WebElement | Callable[[], WebElement] | None
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WAIT_SECONDS = 60  # generous: a busy machine renders late
+# installed from npm by scripts/setup (tests/web/package.json); never served by the gateway
+AXE_SCRIPT = Path(__file__).parent / "web" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+class WebGateway:
+    def __init__(self, process: Any, url: str, api_key: str) -> None:
+        self.process = process
+        self.url = url
+        self.api_key = api_key  # bob's: admin and expert
+
+    def login(self, user: str) -> dict:
+        response = httpx.post(
+            f"{self.url}/api/auth/provider/toy/token", data={"username": user, "password": PASSWORDS[user]}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def api(self, method: str, path: str, key: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"ApiKey {key or self.api_key}"}
+        return httpx.request(method, f"{self.url}/api/{path}", headers=headers, timeout=10, **kwargs)
+
+
+def start_web_gateway(
+    workdir: Path, manager: Any, providers: list[dict], users: dict, port: int | None = None, **auth: Any
+) -> WebGateway:
+    """gunicorn with two workers in front of ``manager``, with these login providers and users,
+    and an API key of bob's (admin and expert) for the test to act with."""
+    config = auth_config(providers, users=users, secret_keys=["web-ui-test"], **auth)
+    env = manager.gateway_env(
+        QSERVER_HTTP_SERVER_CONFIG=write_config(workdir, config),
+        QS_GATEWAY_REDIS_PREFIX=private_prefix(),
+        QS_GATEWAY_WORKERS="2",
+        QS_GATEWAY_PROXY_HOPS="1",  # nginx in front for the prefix test; direct clients send no X-Forwarded-*
+    )
+    # SIGHUP restarts the workers (a test does it), as under systemd
+    process, url = start_gateway(
+        workdir, env, port=port or free_port(), log_name=f"gateway-{workdir.name}.log", serve_args=["--reload-on-hup"]
+    )
+    try:
+        tokens = httpx.post(
+            f"{url}/api/auth/provider/toy/token", data={"username": "bob", "password": PASSWORDS["bob"]}
+        )
+        key = httpx.post(
+            f"{url}/api/auth/apikey",
+            json={"expires_in": None, "note": "web page tests"},
+            headers={"Authorization": f"Bearer {tokens.json()['access_token']}"},
+        )
+        assert key.status_code == 200, key.text
+    except BaseException:
+        process.stop()
+        raise
+    return WebGateway(process, url, key.json()["secret"])
 
 
 def start_chromium(profile: Path, *extra_arguments: str) -> webdriver.Chrome:
@@ -142,6 +199,10 @@ class Page:
         target = next(each.get_attribute("for") for each in labels if each.get_attribute("for"))
         return self.driver.find_element(By.ID, target)
 
+    def field_by_text(self, label: str) -> WebElement:
+        """The control inside a <label> of that text (a check box with its words beside it)."""
+        return self.driver.find_element(By.XPATH, f"//label[normalize-space()={_literal(label)}]//input")
+
     def status(self, name: str) -> str:
         """The value shown beside ``name`` in the Status region."""
         term = self.region("Status").find_elements(By.XPATH, f".//dt[normalize-space()={_literal(name)}]")
@@ -155,6 +216,10 @@ class Page:
 
     def queue_names(self) -> list[str]:
         return [row.find_element(By.CSS_SELECTOR, ".item-main").text for row in self.queue_rows()]
+
+    def history_statuses(self) -> list[str]:
+        """The exit statuses the History region shows, newest first."""
+        return [cell.text for cell in self.region("History").find_elements(By.CSS_SELECTOR, "tbody .exit")]
 
     def choose(self, select: WebElement, text: str) -> None:
         """Pick the option ``text`` of a <select>, once the page has filled it in."""
@@ -184,6 +249,33 @@ class Page:
 
     def console_text(self) -> str:
         return self.driver.execute_script("return document.getElementById('console-text').textContent")
+
+    def description(self, element: WebElement) -> str:
+        """The text of the elements ``element`` is described by (aria-describedby)."""
+        ids = (element.get_attribute("aria-describedby") or "").split()
+        return " ".join(self.driver.find_element(By.ID, each).text for each in ids)
+
+    def accessibility_violations(self, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+        """What axe-core finds wrong in the page as it is now, at these impacts, one line each."""
+        assert AXE_SCRIPT.exists(), "axe-core is missing: run scripts/setup test (npm ci in tests/web)"
+        if not self.driver.execute_script("return Boolean(window.axe)"):
+            self.driver.execute_script(AXE_SCRIPT.read_text(encoding="utf-8"))
+        found = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations), e => done(String(e)));"
+        )
+        assert isinstance(found, list), found  # axe's own error
+        return [
+            f"{v['id']} ({v['impact']}): {v['help']} at {json.dumps([n['target'] for n in v['nodes']])}"
+            for v in found
+            if v["impact"] in impacts
+        ]
+
+    def sideways_overflow(self) -> int:
+        """How many pixels the document is wider than the window (0: no sideways scrolling)."""
+        return self.driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
 
     def errors_in_browser_log(self) -> list[str]:
         return [entry["message"] for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"]

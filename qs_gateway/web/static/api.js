@@ -57,14 +57,16 @@ async function readBody(response) {
  * before anything reaches RE Manager, so the request is sent once more after the renewal.
  */
 export async function request(method, path, options = {}) {
-  const { query, body, form, etag, anonymous = false, signal } = options;
+  const { query, body, form, multipart, etag, anonymous = false, signal } = options;
   for (let attempt = 0; ; attempt += 1) {
     const headers = { Accept: "application/json" };
     const authorization = anonymous ? null : credentials.header();
     if (authorization) headers.Authorization = authorization;
     if (etag) headers["If-None-Match"] = etag;
     const init = { method, headers, credentials: "omit", cache: "no-store", signal };
-    if (form) {
+    if (multipart) {
+      init.body = multipart; // the browser writes the Content-Type with its boundary
+    } else if (form) {
       init.body = new URLSearchParams(form);
     } else if (body !== undefined) {
       init.body = JSON.stringify(body);
@@ -109,6 +111,11 @@ export async function get(path, query) {
 
 export async function post(path, body = {}) {
   return (await request("POST", path, { body })).data;
+}
+
+/** POST a FormData (files) as multipart/form-data. */
+export async function upload(path, formData) {
+  return (await request("POST", path, { multipart: formData })).data;
 }
 
 /** A command to RE Manager: its refusal ("success": false) becomes an error with its message. */

@@ -1,17 +1,21 @@
 // The page: sign in, then keep the Status, Controls, Queue, History and Console panels live.
 
+import { clearReasons, gate } from "./access.js";
 import { ApiError, get } from "./api.js";
 import { finishExternalLogin, method, restore, signOut, signedIn, whenLost } from "./auth.js";
 import { ConsoleFeed, ConsoleView } from "./console.js";
 import { Controls } from "./controls.js";
 import { byId, show } from "./dom.js";
 import { HistoryView } from "./history.js";
+import { LockForm } from "./lock.js";
 import { Notifier } from "./notify.js";
 import { PlanForm } from "./planform.js";
+import { ProposalsView } from "./proposals.js";
 import { QueueView } from "./queue.js";
 import { loadProviders, SignIn } from "./signin.js";
 import { allowed, page, report } from "./state.js";
 import { StatusFeed, StatusView } from "./status.js";
+import { SpreadsheetUpload } from "./upload.js";
 
 const statusView = new StatusView();
 const consoleView = new ConsoleView();
@@ -25,11 +29,15 @@ const planForm = new PlanForm({
 });
 const historyView = new HistoryView({ onNewItems: (items) => notifier.itemsFinished(items) });
 const controls = new Controls({ onDone: () => feeds.status?.fetch() });
+const proposals = new ProposalsView({ onDecided: () => queueView.refresh() });
+const lockForm = new LockForm({ onDone: () => feeds.status?.fetch() });
+new SpreadsheetUpload({ onChanged: () => queueView.refresh() });
 const signIn = new SignIn({ onSignedIn: () => enter() });
 const feeds = { status: null, console: null };
 let lockInfoUid = null;
 
 function stopFeeds() {
+  proposals.stop();
   feeds.status?.stop();
   feeds.console?.stop();
   feeds.status = feeds.console = null;
@@ -42,10 +50,13 @@ function onStatus(status) {
   notifier.onStatus(status);
   if (allowed("read:queue")) queueView.onStatus(status);
   if (allowed("read:history")) historyView.onStatus(status);
-  if (allowed("write:queue:edit") && allowed("read:resources")) planForm.onStatus(status);
+  if (allowed("read:resources")) planForm.onStatus(status);
   if (status.lock_info_uid !== lockInfoUid && allowed("read:lock")) {
     lockInfoUid = status.lock_info_uid;
-    get("lock/info").then((answer) => statusView.setLockInfo(answer.lock_info), () => {});
+    get("lock/info").then((answer) => {
+      statusView.setLockInfo(answer.lock_info);
+      lockForm.setInfo(answer.lock_info);
+    }, () => {});
   }
 }
 
@@ -55,13 +66,32 @@ function onReachable(reachable, reason) {
   byId("connection").textContent = reachable ? "" : reason;
 }
 
+// The panels a person may not read, and the scope each needs: hidden, and said so.
+const PANELS = [
+  ["queue", "read:queue", "the queue"],
+  ["proposals", "read:queue", "the proposals"],
+  ["history", "read:history", "the history"],
+  ["console", "read:console", "the console output"],
+  ["plan-form", "read:resources", "the plans (to add one)"],
+];
+
 function applyScopes() {
-  show(byId("queue"), allowed("read:queue"));
-  show(byId("history"), allowed("read:history"));
-  show(byId("console"), allowed("read:console"));
-  const editable = allowed("write:queue:edit");
-  show(byId("plan-form"), editable && allowed("read:resources"));
+  const unseen = [];
+  for (const [id, scope, what] of PANELS) {
+    show(byId(id), allowed(scope));
+    if (!allowed(scope)) unseen.push(`${what} (${scope})`);
+  }
+  byId("unseen-panels").textContent = unseen.length ? `Your account may not see ${unseen.join(", ")}.` : "";
+  show(byId("unseen-panels"), unseen.length > 0);
+  // what the scopes forbid stays in view, disabled, with the reason
+  const queueDenied = byId("queue-denied");
+  clearReasons(queueDenied);
+  for (const id of ["plan-submit", "add-stop", "upload-submit", "upload-file"]) {
+    byId(id).disabled = false;
+    gate(byId(id), "write:queue:edit", queueDenied);
+  }
   controls.applyScopes();
+  lockForm.applyScopes();
 }
 
 async function describeAccount() {
@@ -81,6 +111,7 @@ async function enter() {
   queueView.reset();
   historyView.reset();
   consoleView.clear();
+  lockForm.reset();
   lockInfoUid = null;
   let scopes;
   try {
@@ -98,13 +129,16 @@ async function enter() {
   }
   page.scopes = new Set(scopes.scopes || []);
   const canSee = allowed("read:status");
-  show(byId("account"), signedIn());
+  // named before it is shown: a person (or a test) never sees the bar without the name
   byId("account-name").textContent = await describeAccount();
+  show(byId("account"), signedIn());
   if (signedIn()) signIn.close();
   else signIn.open();
   show(byId("workspace"), canSee);
+  show(byId("unseen-panels"), false);
   if (!canSee) return;
   applyScopes();
+  if (allowed("read:queue")) proposals.start();
   feeds.status = new StatusFeed({ onStatus, onReachable });
   feeds.status.start();
   if (allowed("read:console")) {

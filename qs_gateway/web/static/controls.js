@@ -1,9 +1,10 @@
-// The Controls panel: each control shown only to a person whose scopes allow it, enabled only
-// while RE Manager's state allows it; a lock key field while the queue or environment is locked.
+// The Controls panel: each control enabled while RE Manager's state and the person's scopes
+// allow it (a control the scopes forbid is disabled, with the reason beside it).
 
 import { command } from "./api.js";
+import { clearReasons, gate } from "./access.js";
 import { byId, confirmAction } from "./dom.js";
-import { allowed, page, report, withLockKey } from "./state.js";
+import { page, report, withLockKey } from "./state.js";
 
 const idle = (s) => s.manager_state === "idle";
 const executing = (s) => s.manager_state === "executing_queue";
@@ -16,6 +17,13 @@ const ACTIONS = {
   },
   "environment-close": {
     path: "environment/close", scope: "write:manager:control", enabled: (s) => idle(s) && environment(s),
+  },
+  "environment-update": {
+    path: "environment/update", scope: "write:queue:control", enabled: (s) => idle(s) && environment(s),
+  },
+  "kernel-interrupt": {
+    path: "kernel/interrupt", scope: "write:queue:control", enabled: environment,
+    confirm: "Interrupt the kernel of the worker environment (as Ctrl+C would)?",
   },
   "environment-destroy": {
     path: "environment/destroy", scope: "write:manager:control", enabled: environment,
@@ -34,6 +42,14 @@ const ACTIONS = {
     path: "queue/autostart", scope: "write:queue:control", enabled: () => true,
     body: () => ({ enable: byId("autostart").checked }),
   },
+  "queue-loop": {
+    path: "queue/mode/set", scope: "write:queue:control", enabled: () => true,
+    body: () => ({ mode: { loop: byId("loop-mode").checked } }),
+  },
+  "queue-ignore-failures": {
+    path: "queue/mode/set", scope: "write:queue:control", enabled: () => true,
+    body: () => ({ mode: { ignore_failures: byId("ignore-failures").checked } }),
+  },
   "re-pause": {
     path: "re/pause", scope: "write:plan:control", enabled: executing, body: () => ({ option: "deferred" }),
   },
@@ -49,14 +65,18 @@ const ACTIONS = {
   },
 };
 
-const WRITE_SCOPES = ["write:manager:control", "write:queue:control", "write:plan:control", "write:queue:edit"];
+// The check boxes of the panel, by action, and the status field each shows.
+const TOGGLES = {
+  "queue-autostart": { id: "autostart", shows: (s) => s.queue_autostart_enabled },
+  "queue-loop": { id: "loop-mode", shows: (s) => s.plan_queue_mode?.loop },
+  "queue-ignore-failures": { id: "ignore-failures", shows: (s) => s.plan_queue_mode?.ignore_failures },
+};
 
 export class Controls {
   constructor({ onDone }) {
     this.panel = byId("controls");
     this.message = byId("controls-message");
-    this.lockField = byId("lock-key-field");
-    this.autostart = byId("autostart");
+    this.denied = byId("controls-denied");
     this.onDone = onDone;
     this.reachable = true;
     this.pending = new Set();
@@ -64,29 +84,23 @@ export class Controls {
       const button = event.target.closest("button[data-action]");
       if (button) this.run(button.dataset.action);
     });
-    this.autostart.addEventListener("change", () => this.run("queue-autostart"));
-    this.lockField.addEventListener("submit", (event) => event.preventDefault());
-    byId("lock-key").addEventListener("input", (event) => {
-      page.lockKey = event.target.value;
-    });
+    for (const [action, toggle] of Object.entries(TOGGLES)) {
+      byId(toggle.id).addEventListener("change", () => this.run(action));
+    }
+  }
+
+  control(element) {
+    return element.tagName === "LABEL" ? byId(TOGGLES[element.dataset.action].id) : element;
   }
 
   elements() {
     return this.panel.querySelectorAll("[data-action]");
   }
 
-  /** Show the controls the scopes allow; hide the whole panel if none. */
+  /** A new sign-in: the reasons of the last one go. */
   applyScopes() {
-    let any = false;
-    for (const element of this.elements()) {
-      const visible = allowed(ACTIONS[element.dataset.action].scope);
-      element.hidden = !visible;
-      any ||= visible;
-    }
-    for (const group of this.panel.querySelectorAll('[role="group"]')) {
-      group.hidden = ![...group.querySelectorAll("[data-action]")].some((element) => !element.hidden);
-    }
-    this.panel.hidden = !any;
+    clearReasons(this.denied);
+    if (page.status) this.update(page.status);
   }
 
   setReachable(reachable) {
@@ -97,12 +111,15 @@ export class Controls {
   update(status) {
     for (const element of this.elements()) {
       const action = element.dataset.action;
-      const control = element.tagName === "LABEL" ? this.autostart : element;
-      control.disabled = !this.reachable || this.pending.has(action) || !ACTIONS[action].enabled(status);
+      const control = this.control(element);
+      control.disabled = false;
+      if (gate(control, ACTIONS[action].scope, this.denied)) {
+        control.disabled = !this.reachable || this.pending.has(action) || !ACTIONS[action].enabled(status);
+      }
     }
-    if (!this.pending.has("queue-autostart")) this.autostart.checked = Boolean(status.queue_autostart_enabled);
-    const locked = Boolean(status.lock?.environment || status.lock?.queue);
-    this.lockField.hidden = !locked || !WRITE_SCOPES.some(allowed);
+    for (const [action, toggle] of Object.entries(TOGGLES)) {
+      if (!this.pending.has(action)) byId(toggle.id).checked = Boolean(toggle.shows(status));
+    }
   }
 
   async run(name) {

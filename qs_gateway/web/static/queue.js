@@ -1,42 +1,54 @@
-// The Queue panel: the running item with its runs, and the queued items, which can be
-// reordered (drag and drop, "Move up"/"Move down", Alt+arrow keys), edited, duplicated and removed.
+// The Queue panel: the running item with its runs, and the queued items, which can be selected,
+// reordered (drag and drop, buttons, Alt+arrow keys), edited, duplicated, executed and removed.
 
-import { command, get, getVersion, post } from "./api.js";
-import { byId, describeParameters, el, fromTemplate } from "./dom.js";
-import { allowed, report, withLockKey } from "./state.js";
+import { getVersion } from "./api.js";
+import { gate } from "./access.js";
+import { byId, describeParameters, fromTemplate } from "./dom.js";
+import { dragToReorder } from "./dragdrop.js";
+import { QueueEditor } from "./queueedit.js";
+import { itemName, RunningView } from "./running.js";
+import { Selection } from "./selection.js";
+import { allowed, report } from "./state.js";
 
-function itemName(item) {
-  return item.item_type === "instruction" ? `instruction: ${item.name}` : item.name;
-}
+export { reusable } from "./queueedit.js";
 
-/** An item as it can be sent again: without its uid, result and owner. */
-export function reusable(item) {
-  const copy = { item_type: item.item_type, name: item.name };
-  if (item.args?.length) copy.args = item.args;
-  if (item.kwargs && Object.keys(item.kwargs).length) copy.kwargs = item.kwargs;
-  if (item.meta && Object.keys(item.meta).length) copy.meta = item.meta;
-  return copy;
-}
+const BATCH_NEEDS_SELECTION = ["top", "bottom", "duplicate", "remove"];
+const BATCH_NEEDS_ITEMS = ["select-all", "clear"];
 
 export class QueueView {
   constructor({ onEdit }) {
     this.list = byId("queue-list");
     this.message = byId("queue-message");
-    this.onEdit = onEdit;
+    this.denied = byId("queue-denied");
+    this.bar = document.querySelector(".selection-bar");
     this.items = [];
     this.etag = null;
     this.queueUid = null;
-    this.runListUid = null;
     this.focusAfterRender = null;
-    this.list.addEventListener("click", (event) => this.clicked(event));
-    this.list.addEventListener("keydown", (event) => this.keyed(event));
-    this.list.addEventListener("pointerdown", (event) => this.dragStart(event));
+    this.canExecute = false; // RE Manager idle with its environment open (kept by onStatus)
+    this.running = new RunningView({ onError: (error) => report(this.message, error) });
+    this.editor = new QueueEditor(this, { onEdit });
+    this.selection = new Selection(this.list, () => [...this.list.children], (uids) => this.selectionChanged(uids));
+    this.list.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-row]");
+      if (button) this.editor.rowAction(button.closest("li").dataset.uid, button.dataset.row);
+    });
+    this.list.addEventListener("keydown", (event) => {
+      if (allowed("write:queue:edit")) this.editor.keyed(event);
+    });
+    this.bar.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-batch]");
+      if (button) this.editor.batch(button.dataset.batch);
+    });
+    dragToReorder(this.list, (uid, where, target) => this.editor.drop(uid, where, target));
   }
 
   reset() {
     this.items = [];
-    this.etag = this.queueUid = this.runListUid = null;
+    this.etag = this.queueUid = null;
     this.list.replaceChildren();
+    this.running.reset();
+    this.selection.clear();
   }
 
   /** Fetch the queue again only when RE Manager says it changed. */
@@ -45,10 +57,14 @@ export class QueueView {
       this.queueUid = status.plan_queue_uid;
       this.refresh(this.queueUid);
     }
-    if (status.run_list_uid !== this.runListUid && allowed("read:monitor")) {
-      this.runListUid = status.run_list_uid;
-      this.refreshRuns();
+    if (allowed("read:monitor")) this.running.refreshRuns(status.run_list_uid);
+    // Execute now depends on RE Manager's state, not only on the queue
+    const canExecute = status.manager_state === "idle" && Boolean(status.worker_environment_exists);
+    if (canExecute !== this.canExecute) {
+      this.canExecute = canExecute;
+      [...this.list.children].forEach((row, index) => this.gateRow(row, this.items[index], index));
     }
+    this.selectionChanged(this.selection.selected());
   }
 
   /** Fetch the queue; `wanted`: the plan_queue_uid a status announced (after our own change the
@@ -64,34 +80,49 @@ export class QueueView {
     }
   }
 
-  async refreshRuns() {
-    try {
-      // re/runs/active takes no reload; re/runs (POST, a read) does
-      let answer = await get("re/runs/active");
-      if (answer.run_list_uid !== this.runListUid) answer = await post("re/runs", { option: "active", reload: true });
-      this.renderRuns(answer.run_list || []);
-    } catch (error) {
-      report(this.message, error);
+  selectionChanged(uids) {
+    const editable = allowed("write:queue:edit");
+    for (const button of this.bar.querySelectorAll("button[data-batch]")) {
+      button.disabled = false;
+      if (!gate(button, "write:queue:edit", this.denied)) continue;
+      if (BATCH_NEEDS_SELECTION.includes(button.dataset.batch)) button.disabled = uids.length === 0;
+      if (BATCH_NEEDS_ITEMS.includes(button.dataset.batch)) button.disabled = this.items.length === 0;
     }
+    byId("queue-selected").textContent = editable && uids.length ? `${uids.length} selected` : "";
+  }
+
+  /** Each button of a row: enabled when the scopes and the item's place allow it. */
+  gateRow(row, item, index) {
+    const nameId = `queue-item-${item.item_uid}`;
+    const possible = {
+      up: index > 0,
+      top: index > 0,
+      down: index < this.items.length - 1,
+      bottom: index < this.items.length - 1,
+      edit: item.item_type === "plan",
+      execute: this.canExecute && item.item_type === "plan",
+    };
+    for (const button of row.querySelectorAll("button[data-row]")) {
+      const action = button.dataset.row;
+      button.disabled = false;
+      const scope = action === "execute" ? "write:execute" : "write:queue:edit";
+      if (gate(button, scope, this.denied, nameId)) button.disabled = possible[action] === false;
+    }
+    const pick = row.querySelector(".pick");
+    pick.setAttribute("aria-describedby", nameId);
+    row.querySelector(".handle").setAttribute("aria-disabled", String(!allowed("write:queue:edit")));
   }
 
   render(data) {
-    // The rows are built anew: the focus stays on the same button of the same item.
+    // The rows are built anew: the focus stays on the same control of the same item.
     const active = document.activeElement;
     const activeRow = this.list.contains(active) ? active.closest("li[data-uid]") : null;
-    const focus = this.focusAfterRender || (activeRow && { uid: activeRow.dataset.uid, action: active.dataset.row });
+    const focus =
+      this.focusAfterRender ||
+      (activeRow && { uid: activeRow.dataset.uid, action: active.dataset.row ?? (active.classList.contains("pick") ? "pick" : null) });
     this.focusAfterRender = null;
     this.items = data.items || [];
-    const running = data.running_item || {};
-    const isRunning = Boolean(running.item_uid);
-    byId("running-empty").hidden = isRunning;
-    byId("running-item").hidden = !isRunning;
-    if (isRunning) {
-      byId("running-name").textContent = itemName(running);
-      byId("running-params").textContent = describeParameters(running);
-      byId("running-user").textContent = running.user ? `by ${running.user}` : "";
-    }
-    const editable = allowed("write:queue:edit");
+    this.running.show(data.running_item || {});
     const rows = this.items.map((item, index) => {
       const row = fromTemplate("queue-row");
       row.dataset.uid = item.item_uid;
@@ -102,132 +133,21 @@ export class QueueView {
       row.setAttribute("aria-labelledby", name.id);
       row.querySelector(".params").textContent = describeParameters(item);
       row.querySelector(".user").textContent = item.user ? `by ${item.user}` : "";
-      row.querySelector(".row-actions").hidden = !editable;
-      row.querySelector(".handle").hidden = !editable;
-      for (const button of row.querySelectorAll("button")) button.setAttribute("aria-describedby", name.id);
-      row.querySelector('[data-row="up"]').disabled = index === 0;
-      row.querySelector('[data-row="down"]').disabled = index === this.items.length - 1;
-      row.querySelector('[data-row="edit"]').disabled = item.item_type !== "plan";
+      this.gateRow(row, item, index);
+      row.querySelector(".pick").setAttribute("aria-label", `Select item ${index + 1}, ${itemName(item)}`);
       return row;
     });
     this.list.replaceChildren(...rows);
+    this.selection.changed();
     byId("queue-empty").hidden = this.items.length > 0;
-    if (focus) {
-      const { uid, action } = focus;
-      const row = this.rowOf(uid);
-      let target = row?.querySelector(`[data-row="${action}"]`);
-      if (target?.disabled) target = row.querySelector('[data-row="edit"]');
-      (target || row)?.focus();
-    }
+    if (focus) this.restoreFocus(focus);
   }
 
-  renderRuns(runs) {
-    byId("running-runs").replaceChildren(
-      ...runs.map((run) =>
-        el("li", { text: `run ${run.uid.slice(0, 8)} — ${run.is_open ? "open" : run.exit_status || "closed"}` }),
-      ),
-    );
-  }
-
-  rowOf(uid) {
-    return [...this.list.children].find((row) => row.dataset.uid === uid);
-  }
-
-  indexOf(uid) {
-    return this.items.findIndex((item) => item.item_uid === uid);
-  }
-
-  async act(work, success, focus = null) {
-    try {
-      await work();
-      this.focusAfterRender = focus;
-      report(this.message, null, success);
-      await this.refresh();
-    } catch (error) {
-      report(this.message, error);
-    }
-  }
-
-  /** Move the item `uid` to just before or after the item `target`. */
-  move(uid, where, target, focusAction = null) {
-    if (!target || target === uid) return;
-    const body = { uid, [where === "before" ? "before_uid" : "after_uid"]: target };
-    const name = this.items[this.indexOf(uid)]?.name ?? "item";
-    return this.act(() => command("queue/item/move", withLockKey(body)), `Moved ${name}.`, { uid, action: focusAction });
-  }
-
-  step(uid, direction, focusAction) {
-    const index = this.indexOf(uid);
-    const neighbour = this.items[index + direction];
-    if (neighbour) this.move(uid, direction < 0 ? "before" : "after", neighbour.item_uid, focusAction);
-  }
-
-  clicked(event) {
-    const button = event.target.closest("button[data-row]");
-    if (!button) return;
-    const uid = button.closest("li").dataset.uid;
-    const item = this.items[this.indexOf(uid)];
-    if (!item) return;
-    switch (button.dataset.row) {
-      case "up":
-        return this.step(uid, -1, "up");
-      case "down":
-        return this.step(uid, +1, "down");
-      case "edit":
-        return this.onEdit(item);
-      case "duplicate":
-        return this.act(
-          () => command("queue/item/add", withLockKey({ item: reusable(item), after_uid: uid })),
-          `Duplicated ${item.name}.`,
-        );
-      case "remove":
-        return this.act(() => command("queue/item/remove", withLockKey({ uid })), `Removed ${item.name}.`);
-    }
-  }
-
-  keyed(event) {
-    if (!event.altKey || !["ArrowUp", "ArrowDown"].includes(event.key)) return;
-    const row = event.target.closest("li[data-uid]");
-    if (!row || !allowed("write:queue:edit")) return;
-    event.preventDefault();
-    const up = event.key === "ArrowUp";
-    this.step(row.dataset.uid, up ? -1 : +1, up ? "up" : "down");
-  }
-
-  // Dragging by the handle, with pointer events (mouse, pen and touch alike).
-  dragStart(event) {
-    const handle = event.target.closest(".handle");
-    if (!handle || event.button !== 0) return;
-    const row = handle.closest("li[data-uid]");
-    event.preventDefault();
-    handle.setPointerCapture(event.pointerId);
-    row.classList.add("dragging");
-    let drop = null;
-    const clearMarks = () => {
-      for (const other of this.list.children) other.classList.remove("drop-before", "drop-after");
-    };
-    const moved = (move) => {
-      clearMarks();
-      drop = null;
-      for (const other of this.list.children) {
-        const box = other.getBoundingClientRect();
-        if (move.clientY >= box.top && move.clientY <= box.bottom && other !== row) {
-          const where = move.clientY < box.top + box.height / 2 ? "before" : "after";
-          other.classList.add(`drop-${where}`);
-          drop = { where, target: other.dataset.uid };
-        }
-      }
-    };
-    const listening = new AbortController();
-    const ended = (cancelled) => {
-      listening.abort();
-      row.classList.remove("dragging");
-      clearMarks();
-      if (drop && !cancelled) this.move(row.dataset.uid, drop.where, drop.target);
-    };
-    const options = { signal: listening.signal };
-    handle.addEventListener("pointermove", moved, options);
-    handle.addEventListener("pointerup", () => ended(false), options);
-    handle.addEventListener("pointercancel", () => ended(true), options);
+  restoreFocus({ uid, action }) {
+    const row = [...this.list.children].find((each) => each.dataset.uid === uid);
+    if (!row) return;
+    let target = action === "pick" ? row.querySelector(".pick") : row.querySelector(`[data-row="${action}"]`);
+    if (target?.disabled) target = row.querySelector(".pick");
+    (target || row).focus();
   }
 }

@@ -177,6 +177,7 @@ export class StatusView {
         ["Queue", queueState(status)],
         ["Autostart", yesNo(status.queue_autostart_enabled)],
         ["Loop mode", yesNo(status.plan_queue_mode?.loop)],
+        ["Ignore failures", yesNo(status.plan_queue_mode?.ignore_failures)],
         ["Lock", lockText(status, this.lockInfo)],
         ["Items in queue", String(status.items_in_queue ?? 0)],
         ["Items in history", String(status.items_in_history ?? 0)],
