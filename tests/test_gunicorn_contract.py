@@ -246,7 +246,8 @@ def test_headers_are_read_by_the_loop_and_cut_in_time(served):
 def test_a_body_is_waited_for_at_its_pace(served):
     head = b"POST /body HTTP/1.1\r\nHost: contract\r\nContent-Length: 10\r\n\r\n"
     holds(
-        exchange(served, head + b"0123456789", 5, first=True).split(b"\r\n\r\n")[-1] == b"10",
+        # the answer may come in pieces on a busy machine: read up to its body
+        exchange(served, head + b"0123456789", 5, enough=b"\r\n\r\n10").split(b"\r\n\r\n")[-1] == b"10",
         "a whole body was not read",
     )
     started = time.monotonic()
