@@ -1,11 +1,17 @@
 """``scripts/bench --profile``: where the time of one ``GET /api/status`` goes, in µs per request.
 
 The gateway runs as in the benchmark (2 workers × 16 threads, metrics on). While wrk loads
-``/api/status`` at 32 connections, py-spy samples one worker, counting only the thread that
-holds the GIL at each sample (``--gil``): a worker's threads share one GIL, so that time is
-what limits a worker's requests per second. Each sample's stack is put in one group
-(:data:`GROUPS`), and a group's cost per request is its samples × the sampling interval / the
-requests that worker answered in the window (read from its own metrics file).
+``/api/status`` at 32 connections, py-spy records one worker twice:
+
+* **CPU**: only the thread that holds the GIL at each sample (``--gil``). A worker's threads
+  share one GIL, so this is the Python work that bounds a worker's requests per second.
+* **wall**: every request thread at each sample, running or waiting (``--idle``), while it
+  serves a request (threads idle in the pool are left out). This is where a request spends its
+  time in the worker, waiting for Redis or for the GIL included.
+
+Each sample's stack is put in one group (:data:`GROUPS`), and a group's cost per request is its
+samples × the sampling interval / the requests that worker answered in that recording (read
+from its own metrics file).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ FRAMEWORK_PATHS = ("/flask/", "/werkzeug/")
 # Our code around the framework (as a server is): what the framework does under it is the framework's.
 WRAPPERS = ("_serve_paced", "MetricsListener", "__call__")
 OTHER = "other (interpreter, threads, sockets)"
+SERVING_FRAME = "_WorkItem.run"  # in the stack of a pool thread that serves a request
 SERVER_GROUPS = ("worker's own reading (event loop, pacing)", "gunicorn (parsing, response, thread pool)")
 # py-spy's collapsed stacks: "frame;frame;... count", a frame being "function (file:line)"
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
@@ -89,26 +96,35 @@ def group_of(frames: list[str]) -> tuple[str, str]:
 
 
 @dataclass
-class Breakdown:
+class Recording:
     requests: int
-    seconds: float
-    interval: float
     samples: Counter[str]
     frames: dict[str, Counter[str]]
 
-    def micros(self, samples: int) -> float:
-        return samples * self.interval * 1e6 / self.requests if self.requests else 0.0
+
+@dataclass
+class Breakdown:
+    seconds: float
+    interval: float
+    cpu: Recording
+    wall: Recording
+
+    def micros(self, recording: Recording, samples: int) -> float:
+        return samples * self.interval * 1e6 / recording.requests if recording.requests else 0.0
 
     def table(self) -> str:
-        total = sum(self.samples.values())
         lines = [
-            "| group | µs per request | share | where most of it is |",
+            "| group | CPU µs per request (GIL held) | wall µs per request (request thread) | where most of it is |",
             "|---|---|---|---|",
         ]
-        for name, count in self.samples.most_common():
-            top = ", ".join(_short(frame) for frame, _ in self.frames[name].most_common(3))
-            lines.append(f"| {name} | {self.micros(count):,.0f} | {100 * count / total:.0f}% | {top} |")
-        lines.append(f"| **all (GIL held)** | **{self.micros(total):,.0f}** | 100% | |")
+        groups = sorted(set(self.cpu.samples) | set(self.wall.samples), key=lambda g: -self.cpu.samples[g])
+        for name in groups:
+            top = [f for rec in (self.cpu, self.wall) for f, _ in rec.frames.get(name, Counter()).most_common(2)]
+            where = ", ".join(dict.fromkeys(_short(frame) for frame in top))
+            cpu, wall = self.micros(self.cpu, self.cpu.samples[name]), self.micros(self.wall, self.wall.samples[name])
+            lines.append(f"| {name} | {cpu:,.0f} | {wall:,.0f} | {where} |")
+        cpu, wall = (self.micros(rec, sum(rec.samples.values())) for rec in (self.cpu, self.wall))
+        lines.append(f"| **all** | **{cpu:,.0f}** | **{wall:,.0f}** | |")
         return "\n".join(lines)
 
 
@@ -124,12 +140,16 @@ def _short(frame: str) -> str:
     return f"`{match['function']}` ({path})"
 
 
-def read_collapsed(path: Path) -> tuple[Counter[str], dict[str, Counter[str]]]:
+def read_collapsed(path: Path, *, serving_only: bool) -> tuple[Counter[str], dict[str, Counter[str]]]:
+    """Samples per group, and per deciding frame. ``serving_only``: only the stacks of a pool
+    thread serving a request (with ``--idle``, the others wait for work or for connections)."""
     samples: Counter[str] = Counter()
     frames: dict[str, Counter[str]] = {}
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
+            continue
+        if serving_only and SERVING_FRAME not in stack:
             continue
         names = [frame for frame in stack.split(";") if not frame.startswith(("process ", "thread "))]
         group, frame = group_of(names)
@@ -143,24 +163,13 @@ def py_spy() -> str:
     return str(local) if local.exists() else "py-spy"
 
 
-def profile(
-    url: str, headers: dict[str, str], worker_pid: int, answered: Callable[[], int], workdir: Path,
-    args: argparse.Namespace,
-) -> Breakdown:  # fmt: skip
-    """Load ``url`` with wrk while py-spy records ``worker_pid``; the breakdown of its samples.
-    ``answered()`` is how many requests the worker has answered so far."""
-    output = workdir / f"profile-{worker_pid}.txt"
-    rate = args.profile_rate
-    command = [py_spy(), "record", "--pid", str(worker_pid), "--gil", "--format", "raw", "--rate", str(rate),
-               "--duration", str(round(args.seconds)), "--output", str(output)]  # fmt: skip
+def _record(pid: int, mode: str, answered: Callable[[], int], workdir: Path, args: argparse.Namespace) -> Recording:
+    output = workdir / f"profile-{pid}-{mode}.txt"
+    command = [py_spy(), "record", "--pid", str(pid), "--format", "raw", "--rate", str(args.profile_rate),
+               "--duration", str(round(args.seconds)), "--output", str(output), f"--{mode}"]  # fmt: skip
     if args.profile_nonblocking:
         command.append("--nonblocking")
     recorder = ManagedProcess("py-spy", command, workdir / "py-spy.log")
-    load = threading.Thread(
-        target=lambda: wrk.run(url, connections=32, seconds=args.seconds + 3, headers=headers), daemon=True
-    )
-    load.start()
-    threading.Event().wait(1.0)  # wrk's connections are open and busy when the recording starts
     before = answered()
     recorder.start()
     try:
@@ -169,17 +178,26 @@ def profile(
         recorder.stop()
         raise RuntimeError(f"py-spy did not finish; see {recorder.log_path}") from None
     after = answered()
-    load.join()
     if not output.exists():
         raise RuntimeError(f"py-spy recorded nothing: {recorder.log_path.read_text()[-500:]}")
-    samples, frames = read_collapsed(output)
-    return Breakdown(
-        requests=max(1, after - before),
-        seconds=args.seconds,
-        interval=1.0 / rate,
-        samples=samples,
-        frames=frames,
+    return Recording(max(1, after - before), *read_collapsed(output, serving_only=mode == "idle"))
+
+
+def profile(
+    url: str, headers: dict[str, str], worker_pid: int, answered: Callable[[], int], workdir: Path,
+    args: argparse.Namespace,
+) -> Breakdown:  # fmt: skip
+    """Load ``url`` with wrk while py-spy records ``worker_pid`` (CPU, then wall); the breakdown.
+    ``answered()`` is how many requests the worker has answered so far."""
+    load = threading.Thread(
+        target=lambda: wrk.run(url, connections=32, seconds=2 * args.seconds + 4, headers=headers), daemon=True
     )
+    load.start()
+    threading.Event().wait(1.0)  # wrk's connections are open and busy when the recording starts
+    cpu = _record(worker_pid, "gil", answered, workdir, args)
+    wall = _record(worker_pid, "idle", answered, workdir, args)
+    load.join()
+    return Breakdown(seconds=args.seconds, interval=1.0 / args.profile_rate, cpu=cpu, wall=wall)
 
 
 def floor_answered(floor_url: str, pid: int) -> int:
@@ -199,16 +217,19 @@ def worker_pids(master_pid: int) -> list[int]:
 def report(path: str, gateway: Breakdown, floor: Breakdown) -> str:
     def line(what: str, breakdown: Breakdown) -> str:
         return (
-            f"{what}: {breakdown.requests:,} requests answered by the sampled worker in {breakdown.seconds:g} s, "
-            f"{sum(breakdown.samples.values()):,} samples"
+            f"{what}: {breakdown.cpu.requests:,} and {breakdown.wall.requests:,} requests answered by the sampled "
+            f"worker in the two recordings of {breakdown.seconds:g} s"
         )
 
-    floor_total = floor.micros(sum(floor.samples.values()))
-    floor_parts = ", ".join(f"{name} {floor.micros(count):,.0f}" for name, count in floor.samples.most_common())
+    def total(breakdown: Breakdown, recording: Recording) -> float:
+        return breakdown.micros(recording, sum(recording.samples.values()))
+
+    floor_parts = ", ".join(f"{name} {floor.micros(floor.cpu, n):,.0f}" for name, n in floor.cpu.samples.most_common())
     return (
-        f"`GET {path}` at 32 connections, one worker of 2 (16 threads) sampled by py-spy --gil at "
+        f"`GET {path}` at 32 connections, one worker of 2 (16 threads) sampled by py-spy at "
         f"{1 / gateway.interval:g} Hz, {os.cpu_count()} CPUs\n"
         f"{line('gateway', gateway)}\n{line('floor (bare Flask, stock gthread)', floor)}\n\n"
         f"{gateway.table()}\n\n"
-        f"The framework floor under the same load: **{floor_total:,.0f} µs** per request ({floor_parts})."
+        f"The framework floor under the same load: **{total(floor, floor.cpu):,.0f} µs** CPU per request "
+        f"({floor_parts}); **{total(floor, floor.wall):,.0f} µs** wall in a request thread."
     )
