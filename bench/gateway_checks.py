@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from qs_gateway.metrics import MULTIPROCESS_DIR_ENV
@@ -71,7 +72,9 @@ def _load_until(url: str, headers: dict[str, str], pids: list[int], metrics_dir:
 
 class Growth:
     """RSS per worker once each has answered GROWTH_EARLY requests (:meth:`early`, at the start
-    of the run) and GROWTH_LATE (:meth:`late`, after every row: the rows' mixed load counts)."""
+    of the run, after a warm-up with every kind of request the rows send: its caches are filled
+    then, which is not growth) and GROWTH_LATE (:meth:`late`, after every row: the rows' mixed
+    load counts)."""
 
     def __init__(self, gateway_pid: int, metrics_dir: Path) -> None:
         self.usage = ProcessUsage(gateway_pid)
@@ -79,7 +82,8 @@ class Growth:
         self.pids = self.usage.pids()[1:]
         self.before: list[float] = []
 
-    def early(self, url: str, headers: dict[str, str]) -> None:
+    def early(self, url: str, headers: dict[str, str], warm_up: Callable[[], None]) -> None:
+        warm_up()
         _load_until(url, headers, self.pids, self.metrics_dir, GROWTH_EARLY)
         time.sleep(1)
         self.before = [ProcessUsage.rss_mb(pid) for pid in self.pids]

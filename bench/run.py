@@ -36,6 +36,7 @@ from .usage import ProcessUsage, requests_answered
 API_KEY = "BenchmarkKeyOfTheGateway20261202xyz"  # 32+ letters and digits: shorter keys are refused
 HEADERS = {"Authorization": f"ApiKey {API_KEY}"}
 ITEM = {"item_type": "plan", "name": "count", "args": [["det1", "det2"]]}
+ADD_BODY = orjson.dumps({"item": ITEM})
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -109,9 +110,8 @@ def http_rows(name: str, url: str, floor_url: str, control_address: str, seconds
         rows.append(compare(from_wrk(f"{name} `GET /api/status`", c, result), ceiling))
     direct_add = direct_add_row(control_address, seconds)
     rows.append(direct_add)
-    body = httpx.Request("POST", url, json={"item": ITEM}).content
     result = wrk.run(
-        f"{url}/api/queue/item/add", connections=8, seconds=seconds, headers=HEADERS, method="POST", body=body
+        f"{url}/api/queue/item/add", connections=8, seconds=seconds, headers=HEADERS, method="POST", body=ADD_BODY
     )
     rows.append(compare(from_wrk(f"{name} `POST /api/queue/item/add`", 8, result), direct_add))
     fill_queue(control_address, 1000)
@@ -121,6 +121,15 @@ def http_rows(name: str, url: str, floor_url: str, control_address: str, seconds
         rows.append(compare(from_wrk(f"{name} `GET /api/queue/get`, 1,000 items", c, result), ceiling))
     fill_queue(control_address, 0)
     return rows
+
+
+def warm_up(url: str, control_address: str) -> None:
+    """A second of each request the rows send, at 8 connections (both workers get some)."""
+    wrk.run(f"{url}/api/queue/item/add", connections=8, seconds=1, headers=HEADERS, method="POST", body=ADD_BODY)
+    fill_queue(control_address, 1000)
+    wrk.run(f"{url}/api/queue/get", connections=8, seconds=1, headers=HEADERS)
+    fill_queue(control_address, 0)
+    wrk.run(f"{url}/api/status", connections=8, seconds=1, headers=HEADERS)
 
 
 def queue_body_size(control_address: str) -> int:
@@ -170,7 +179,7 @@ def gateway_http_rows(
     seconds = args.seconds
     rss = ProcessUsage(gateway.pid)
     growth = gateway_checks.Growth(gateway.pid, args.metrics_dir)
-    growth.early(url, HEADERS)
+    growth.early(url, HEADERS, lambda: warm_up(url, ports.control_address))
     idle = rss.workers_now()
 
     print("direct ZeroMQ ...", file=sys.stderr)

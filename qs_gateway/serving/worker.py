@@ -55,6 +55,7 @@ class GatewayWorker(ThreadWorker):
         self.header_timeout = ServingSettings().header_timeout
         self.pace = BodyPace(ServingSettings().body_timeout, ServingSettings().body_min_rate)
         self.places = WaitingPlaces(1)
+        self.keepalive_seconds = self.cfg.keepalive  # read once: gunicorn's cfg attributes are slow
 
     def init_process(self) -> None:
         if self.cfg.is_ssl:
@@ -82,10 +83,12 @@ class GatewayWorker(ThreadWorker):
             environ[DRAIN_BODY] = partial(unreader.drain, environ["wsgi.input"])
 
         def start(status: str, headers: list, exc_info: Any = None) -> Any:
-            if any(name.lower() == "connection" and value.strip().lower() == "close" for name, value in headers):
-                gunicorn_response = getattr(start_response, "__self__", None)
-                if gunicorn_response is not None:
-                    gunicorn_response.force_close()
+            for name, value in headers:
+                if len(name) == 10 and name.lower() == "connection" and value.strip().lower() == "close":
+                    gunicorn_response = getattr(start_response, "__self__", None)
+                    if gunicorn_response is not None:
+                        gunicorn_response.force_close()
+                    break
             return start_response(status, headers, exc_info)
 
         return app(environ, start)
@@ -237,7 +240,7 @@ class GatewayWorker(ThreadWorker):
         if pipelined:
             self._await_head(conn, bytearray(pipelined))
             return
-        conn.set_timeout()
+        conn.timeout = time.monotonic() + self.keepalive_seconds  # as conn.set_timeout()
         if not self.alive:
             conn.timeout = min(conn.timeout, time.monotonic() + STOP_KEEPALIVE_LINGER)
         self.keepalived_conns.append(conn)
