@@ -129,7 +129,7 @@ def account_for_request(response: Response) -> Response:
 
     if request_log.isEnabledFor(logging.INFO):
         _log_request(request_id, status, seconds)
-    if current.method not in READ_ONLY_METHODS:
+    if current.method not in READ_ONLY_METHODS and audit_log.isEnabledFor(logging.INFO):
         audit = {
             "request_id": request_id,
             **_who(),
