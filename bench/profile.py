@@ -167,8 +167,8 @@ def _record(pid: int, mode: str, answered: Callable[[], int], workdir: Path, arg
     output = workdir / f"profile-{pid}-{mode}.txt"
     command = [py_spy(), "record", "--pid", str(pid), "--format", "raw", "--rate", str(args.profile_rate),
                "--duration", str(round(args.seconds)), "--output", str(output), f"--{mode}"]  # fmt: skip
-    if args.profile_nonblocking:
-        command.append("--nonblocking")
+    if not args.profile_blocking:
+        command.append("--nonblocking")  # pausing a worker 250 times a second slows it several times
     recorder = ManagedProcess("py-spy", command, workdir / "py-spy.log")
     before = answered()
     recorder.start()

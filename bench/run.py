@@ -338,9 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples per second (default 250)")
     parser.add_argument(
-        "--profile-nonblocking",
+        "--profile-blocking",
         action="store_true",
-        help="py-spy does not pause the worker to sample it (less overhead, stacks may be torn)",
+        help="py-spy pauses the worker for each sample (exact stacks, but the worker serves far fewer requests)",
     )
     args = parser.parse_args(argv)
     started = time.monotonic()
