@@ -3,6 +3,7 @@ RE Manager and applications the fixtures make."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from qs_gateway.config import load_settings
 from qs_gateway.serving.proxy import self_signed_certificate  # noqa: F401 - the tests take it from here
 from qs_gateway.serving.stack import ManagedProcess, ManagerPorts
 
-# At least 32 letters and digits: a shorter single-user key is warned about, under 16 refused.
+# At least 32 letters and digits: a shorter single-user key is warned about, under 8 refused.
 API_KEY = "TestApiKeyOfTheGatewaySuite20261125"
 
 PLAN_COUNT = {"item_type": "plan", "name": "count", "args": [["det1", "det2"]]}
@@ -67,6 +68,32 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, period: f
             return
         time.sleep(period)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def read_answer(sock: socket.socket, within: float, *, first: bool = False, enough: bytes = b"") -> bytes:
+    """What the peer sends on ``sock`` within ``within`` seconds, ending in ``<closed>`` if it closed
+    the connection; it stops early after the first piece (``first``) or once ``enough`` came."""
+    received = b""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and not (enough and enough in received):
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not data:
+            return received + b"<closed>"
+        received += data
+        if first:
+            break
+    return received
+
+
+def exchange(address: tuple[str, int], data: bytes, within: float, **read: Any) -> bytes:
+    """Send ``data`` on a new connection, then :func:`read_answer` (``read``: its options)."""
+    with socket.create_connection(address, timeout=within) as sock:
+        sock.sendall(data)
+        return read_answer(sock, within, **read)
 
 
 def answers_of_every_worker(send: Callable[[], Any], workers: int, within: float = 30.0) -> dict[str, Any]:

@@ -408,7 +408,7 @@ def test_anonymous_access_gives_the_public_role_only(build_app):
 
 # -- every route is protected, except a short list --------------------------------------------
 
-# Also listed in the README ("Public routes").
+# Also listed in docs/authentication.md ("Public routes").
 PUBLIC_ROUTES = {
     ("POST", "/api/auth/provider/<provider>/token"),
     ("GET", "/api/auth/provider/<provider>/code"),
@@ -433,9 +433,9 @@ def test_every_api_route_refuses_anonymous_requests_except_the_public_ones(toy):
                 answered.add((method, rule.rule))
     assert checked > 60
     assert answered == PUBLIC_ROUTES
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    page = (Path(__file__).parents[1] / "docs" / "authentication.md").read_text()
     for method, rule in PUBLIC_ROUTES:
-        assert f"`{method} {rule}`" in readme, f"README does not list {method} {rule}"
+        assert f"`{method} {rule}`" in page, f"docs/authentication.md does not list {method} {rule}"
 
 
 # -- browsers: cookies, CSRF, CORS ---------------------------------------------------------------

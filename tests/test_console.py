@@ -399,7 +399,7 @@ def test_leader_takeover_loses_at_most_the_lease(console_gateway, manager_open):
     missing = sorted(set(range(600)) - set(got))
     lost_seconds = len(missing) * period
     print(f"takeover after {takeover:.2f} s; lost {len(missing)} lines (~{lost_seconds:.2f} s of output)")
-    # Bound (also in the README): the lease, plus one retry period, plus reconnecting the SUB socket.
+    # Bound (also in docs/streams.md, "Takeover"): the lease, plus one retry period, plus reconnecting the SUB socket.
     bound = LEASE_SECONDS + LEASE_SECONDS / 4 + 1.0
     assert lost_seconds <= bound
     assert got[-1] == 599, "output after the takeover must arrive"

@@ -57,10 +57,6 @@ def test_values_the_reference_checks_itself_are_400_with_field_errors(client, se
 
 # RE Manager's words for each method, and the rest of its failing reply
 REFUSED_AS_RE_MANAGER_DOES = [
-    ("/api/queue/item/add", {"item": PLAN_COUNT, "pos": "middle"}, "pos", "Failed to add an item: ",
-     {"qsize": None, "item": PLAN_COUNT}),
-    ("/api/queue/item/add", {"item": PLAN_COUNT, "pos": True}, "pos", "Failed to add an item: ",
-     {"qsize": None, "item": PLAN_COUNT}),
     ("/api/queue/item/add", {"item": {**PLAN_COUNT, "args": "det1"}}, "item.args", "Failed to add an item: ",
      {"qsize": None, "item": {**PLAN_COUNT, "args": "det1"}}),
     ("/api/queue/item/remove/batch", {"uids": "abc"}, "uids", "Failed to remove a batch of items: ",
@@ -111,13 +107,27 @@ def test_a_batch_with_refused_items_is_answered_item_by_item(client, sent, manag
     assert set(sent) <= {"status"}  # the queue's size, as RE Manager reports it
 
 
-def test_field_errors_reach_into_items(client, sent):
-    bad = {"item_type": "plan", "name": "count", "args": "det1", "kwargs": {"num": 1}}
-    body = client.post("/api/queue/item/add/batch", json={"items": [PLAN_COUNT, bad], "pos": "x"}).get_json()
-    assert body["errors"] == {"items": {"1": {"args": ["Not a valid list."]}}, "pos": [body["errors"]["pos"][0]]}
-    assert "items.1.args" in body["msg"] and body["msg"].startswith("Failed to add an item: ")
-    assert body["items"] == [] and body["results"] == []
-    assert set(sent) <= {"status"}
+# RE Manager prepares a new item (a new uid, the user) before it places it, and its refusal of a
+# bad place carries that item: a refusal made by the gateway could not carry the same uid-bearing
+# item, so the place is sent on and RE Manager's own answer comes back.
+@pytest.mark.parametrize(
+    "path, place",
+    [
+        ("/api/queue/item/add", {"pos": "some"}),
+        ("/api/queue/item/add", {"before_uid": 5}),
+        ("/api/queue/item/add/batch", {"pos": "x"}),
+        ("/api/queue/item/add/batch", {"after_uid": "no-such-item"}),
+    ],
+)
+def test_a_bad_place_for_new_items_is_re_managers_to_refuse(client, sent, manager_idle, path, place):
+    batch = path.endswith("/batch")
+    payload = {"items": [PLAN_COUNT]} if batch else {"item": PLAN_COUNT}
+    body = client.post(path, json={**payload, **place}).get_json()
+    assert sent == ["queue_item_add_batch" if batch else "queue_item_add"]
+    assert body["success"] is False and body["msg"].startswith("Failed to add")
+    assert "errors" not in body  # RE Manager's reply, as it made it
+    if not batch:
+        assert body["qsize"] is None and body["item"]["item_uid"]  # the uid RE Manager gave it
 
 
 def test_missing_required_keys(client, sent):

@@ -2,7 +2,7 @@
 restarted, also under load; a worker killed; many writers at once.
 
 These tests own their RE Manager, so they can stop it without disturbing the others. The
-bounds asserted are the ones the gateway promises (README, "Hardening"): every request is
+bounds asserted are the ones the gateway promises (docs/security.md, "Hardening"): every request is
 answered within its deadline (send + receive timeout, the wait for a socket included) plus
 0.5 s, and all workers serve again within a second of RE Manager answering again.
 """
@@ -31,7 +31,7 @@ SEND_TIMEOUT = 0.5
 TIMEOUT_PREFIX = "Request timeout: ZMQ communication error"
 WORKERS = 3
 THREADS = 16  # the default: more threads than sockets, so some wait for a socket
-# The stated bounds (README, "Hardening").
+# The stated bounds (docs/security.md, "Hardening").
 DEADLINE = SEND_TIMEOUT + RECEIVE_TIMEOUT  # the gateway's deadline for one request
 ANSWERED_WITHIN = DEADLINE + 0.5
 RECOVERED_WITHIN = 1.0  # of RE Manager answering again, on every worker (breaker_open_seconds 0.5)

@@ -1,34 +1,27 @@
 """The plain install carries every feature: ``pip install .`` into a virtual environment of its own,
 without any extra, serving against the suite's RE Manager and Redis.
 
-The environment is kept in ``.venv-plain`` and made anew whenever the declared requirements
-change (its packages then come from pip's cache); the gateway itself is reinstalled from this
-checkout on every run. The gateway runs from a directory outside the checkout, so nothing is
+The environment is ``.venv-plain``, the one ``scripts/conformance`` runs the reference's suites
+against (:mod:`conformance.environments`). The gateway runs from a directory outside the checkout, so nothing is
 imported from the source tree.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import openpyxl
 import pytest
 from websockets.sync.client import connect
 
+from conformance import environments
 from qs_gateway.serving.stack import start_gateway
 
 from .support import API_KEY
 
-ROOT = Path(__file__).parents[1]
-PLAIN = ROOT / ".venv-plain"
-STAMP = PLAIN / "requirements.sha256"
 HEADERS = {"Authorization": f"ApiKey {API_KEY}"}
 
 # A facility's converter: reads the file with pandas itself, as facilities' converters do.
@@ -45,36 +38,16 @@ def spreadsheet_to_plan_list(*, spreadsheet_file, file_name, data_type, user, **
 '''
 
 
-def _requirements_digest() -> str:
-    declared = (ROOT / "setup.cfg").read_bytes() + (ROOT / "pyproject.toml").read_bytes()
-    return hashlib.sha256(declared).hexdigest()
-
-
-def _pip(*args: str) -> None:
-    subprocess.run(
-        [str(PLAIN / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q", *args],
-        check=True,
-        capture_output=True,
-    )
-
-
 @pytest.fixture(scope="module")
 def plain_python() -> str:
-    digest = _requirements_digest()
-    if not STAMP.exists() or STAMP.read_text() != digest:
-        shutil.rmtree(PLAIN, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(PLAIN)], check=True)
-        _pip("install", str(ROOT))  # exactly what the README tells facilities to run
-        STAMP.write_text(digest)
-    else:
-        _pip("install", "--no-deps", "--force-reinstall", str(ROOT))
-    python = str(PLAIN / "bin" / "python")
+    python = str(environments.plain_gateway())
     probe = subprocess.run(
         [python, "-c", "import qs_gateway, importlib.util as u; print(qs_gateway.__file__, u.find_spec('pytest'))"],
         check=True, capture_output=True, text=True, cwd="/",
     )  # fmt: skip
     installed, pytest_spec = probe.stdout.split()
-    assert installed.startswith(str(PLAIN)) and pytest_spec == "None"  # the package itself, and no test extras
+    # the package itself, and no test extras
+    assert installed.startswith(str(environments.PLAIN)) and pytest_spec == "None"
     return python
 
 

@@ -11,7 +11,7 @@ is killed (SIGKILL). Then:
   succeeds;
 * every session and API key the gateway handed out still works on the new master;
 * one worker takes the console ingest again, the SSE stream goes on, and the console output lost
-  in the failover is one gap, measured here (see README, "Scaling out").
+  in the failover is one gap, measured here (see docs/deployment.md, "Redis that fails over").
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import pytest
 
 from qs_gateway.serving.stack import start_gateway
 
-from .support import API_KEY, self_signed_certificate, wait_for
+from .support import API_KEY, exchange, read_answer, self_signed_certificate, wait_for
 from .test_deploy import PREFIX, start_nginx
 
 BODY_LENGTH = 1000
@@ -147,40 +147,16 @@ def test_48_slow_clients_do_not_stop_status(exposed, manager_idle):
     assert answers["silent"]["closed"] >= 16
 
 
-def _exchange(address, data: bytes, read_for: float) -> bytes:
-    """Send ``data``, then read what the gateway answers within ``read_for`` seconds."""
-    with socket.create_connection(address, timeout=read_for) as sock:
-        sock.sendall(data)
-        return _read_rest(sock, read_for)
-
-
-def _read_rest(sock: socket.socket, read_for: float = 2) -> bytes:
-    """What the gateway sends on ``sock`` within ``read_for`` seconds, ending in ``<closed>`` if it
-    closed the connection."""
-    received = b""
-    deadline = time.monotonic() + read_for
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            break
-        if not chunk:
-            return received + b"<closed>"
-        received += chunk
-    return received
-
-
 def test_401_comes_before_the_body_and_the_connection_closes(exposed):
     # 30 bytes are announced, one is sent: no credentials, so the body is never waited for
-    answer = _exchange(exposed, _request_head(key=False, length=30) + b"{", read_for=3)
+    answer = exchange(exposed, _request_head(key=False, length=30) + b"{", 3)
     assert answer.startswith(b"HTTP/1.1 401 "), answer
     assert b"Not enough permissions" in answer and answer.endswith(b"<closed>")
     assert b"connection: close" in answer.lower()
 
 
 def test_413_comes_before_the_body(exposed):
-    answer = _exchange(exposed, _request_head(length=1 << 30) + b"{", read_for=3)
+    answer = exchange(exposed, _request_head(length=1 << 30) + b"{", 3)
     assert answer.startswith(b"HTTP/1.1 413 "), answer
     assert answer.endswith(b"<closed>")
 
@@ -197,21 +173,21 @@ def test_a_body_too_slow_is_cut_with_408(exposed):
                 answer = sock.recv(65536)
             except TimeoutError:
                 pass
-        answer += _read_rest(sock)
+        answer += read_answer(sock, 2)
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert b"did not arrive in time" in answer
 
 
 def test_slow_headers_get_408_and_silence_is_closed(exposed):
-    answer = _exchange(exposed, b"GET /api/status HTTP/1.1\r\nHost: gateway\r\n", read_for=4)
+    answer = exchange(exposed, b"GET /api/status HTTP/1.1\r\nHost: gateway\r\n", 4)
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert b"headers did not arrive in time" in answer and answer.endswith(b"<closed>")
-    assert _exchange(exposed, b"", read_for=4) == b"<closed>"
+    assert exchange(exposed, b"", 4) == b"<closed>"
 
 
 def test_pipelined_and_kept_alive_requests_are_served(exposed):
     request = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n"
-    answer = _exchange(exposed, request * 3, read_for=1)
+    answer = exchange(exposed, request * 3, 1)
     assert answer.count(b"HTTP/1.1 200 ") == 3
     with httpx.Client(base_url=f"http://{exposed[0]}:{exposed[1]}") as client:
         for _ in range(5):
@@ -240,7 +216,7 @@ def test_only_so_many_requests_wait_for_bodies(one_waiting_place):
     with socket.create_connection(one_waiting_place, timeout=5) as waiting:
         waiting.sendall(_request_head(VALIDATE, length=30) + b"{")
         time.sleep(0.3)  # it waits for the rest, in the one place there is
-        answer = _exchange(one_waiting_place, _request_head(VALIDATE, length=30) + b"{", read_for=2)
+        answer = exchange(one_waiting_place, _request_head(VALIDATE, length=30) + b"{", 2)
         assert answer.startswith(b"HTTP/1.1 503 "), answer
         assert b"Retry-After: " in answer and b"still sending their bodies" in answer
         # whole requests are served meanwhile
@@ -253,7 +229,7 @@ def test_only_so_many_requests_wait_for_bodies(one_waiting_place):
     whole = b'{"item": {}}'
     wait_for(
         lambda: (
-            _exchange(one_waiting_place, _request_head(VALIDATE, length=len(whole)) + whole[:1], read_for=0.5) == b""
+            exchange(one_waiting_place, _request_head(VALIDATE, length=len(whole)) + whole[:1], 0.5) == b""
         ),  # it waits for the rest (read_for passes): the place is free again
         5,
         "the waiting place to be free again",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 from websockets.frames import Close, Frame, Opcode
 
 from qs_gateway.streaming.fanout import Fanout
-from qs_gateway.streaming.stream import Sink, Stream, StreamClosed
-from qs_gateway.streaming.wire import END_OF_CHUNKS, HttpStream, WebSocketStream, chunk
+from qs_gateway.streaming.stream import Admission, Sink, Stream, StreamClosed
+from qs_gateway.streaming.wire import END_OF_CHUNKS, HttpStream, WebSocketLogin, WebSocketStream, chunk
 
 from .support import wait_for
 
@@ -154,3 +155,61 @@ def test_thread_held_streams_read_a_sink_until_it_closes(fanout):
     fanout.drop(stream)
     with pytest.raises(StreamClosed):
         wait_for(lambda: sink.take(0.1) is None, 5, "the sink to close")
+
+
+def waiting_for_login(fanout: Fanout, seconds: float, on_message=lambda text: None) -> tuple[Stream, socket.socket]:
+    server, client = socket.socketpair()
+    stream = Stream("k", brackets, (0, 0))
+    fanout.add(stream)
+    fanout.backlog(stream, [("1-0", b"")])
+    protocol = WebSocketLogin(on_message, longest=100)
+    fanout.attach(stream, server, protocol, b"head:", Admission(seconds, 4401, "No credentials"))
+    return stream, client
+
+
+def test_a_socket_not_admitted_gets_nothing_of_its_stream_until_it_is(fanout):
+    messages = []
+    stream, client = waiting_for_login(fanout, 30, messages.append)
+    fanout.entries("k", [("2-0", b"")])
+    client.settimeout(5)
+    assert client.recv(100) == b"head:"
+    client.sendall(client_frame(Opcode.TEXT, b'{"type": "auth"}'))
+    client.sendall(client_frame(Opcode.TEXT, b"later messages are not logins"))
+    wait_for(lambda: messages == ['{"type": "auth"}'], 5, "the first message to be handed on")
+    client.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        client.recv(100)
+    fanout.admit(stream)
+    fanout.entries("k", [("3-0", b"")])
+    client.settimeout(5)
+    received = b""
+    while len(received) < len(b"[1-0][2-0][3-0]"):
+        received += client.recv(100)
+    assert received == b"[1-0][2-0][3-0]"
+
+
+def test_no_admission_in_time_closes_and_a_trickling_client_is_cut_after_the_linger(fanout):
+    stream, client = waiting_for_login(fanout, 0.3)
+    client.settimeout(5)
+    received = b""
+    while b"\x88" not in received:
+        received += client.recv(100)
+    close = received[received.index(b"\x88") :]
+    assert int.from_bytes(close[2:4], "big") == 4401 and b"[1-0]" not in received
+    closed_at, client_left = time.monotonic(), False
+    client.settimeout(0.2)
+    while not client_left and time.monotonic() - closed_at < 10:
+        try:
+            client_left = client.recv(100) == b""
+        except TimeoutError:
+            client.send(b"x")  # never the close the server waits for
+    assert client_left, "the refused client was served for 10 s"
+    assert time.monotonic() - closed_at < fanout.linger_seconds + 2
+    wait_for(lambda: stream in fanout.finished, 5, "the stream to finish")
+
+
+def test_a_too_long_first_message_is_handed_on_cut_one_past_the_limit():
+    messages = []
+    protocol = WebSocketLogin(messages.append, longest=10)
+    protocol.received(client_frame(Opcode.TEXT, b"x" * 50))
+    assert messages == ["x" * 11]

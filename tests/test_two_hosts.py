@@ -12,7 +12,7 @@ load of reads and writes through nginx:
 * one host is cut from Redis only: it answers what needs Redis 503 with ``Retry-After``, the rest
   as before, and the other host takes the lease;
 
-and no status any host answered was older than the documented bounds (README, "Scaling out").
+and no status any host answered was older than the documented bounds (docs/deployment.md, "A second host").
 Everything runs as root (CI does); the namespaces, links and processes are made here and removed
 here, also when a test fails.
 """

@@ -3,8 +3,8 @@ and Redis. One gateway (with password and OpenID Connect logins, short-lived acc
 one browser serve the whole module. Each test saves a screenshot under its temporary directory
 and prints where (pytest shows it when the test fails).
 
-``QS_GATEWAY_SCREENSHOT_DIR=docs pytest tests/test_web_ui.py`` also writes the README's picture
-(docs/web-ui.png).
+``QS_GATEWAY_SCREENSHOT_DIR=docs pytest tests/test_web_ui.py`` also writes the picture of the
+README and docs/web-page.md (docs/web-ui.png).
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ def test_running_the_queue_shows_the_running_item_its_output_and_history(page, w
     page.wait_status("Queue", lambda text: text == "stopped", "stopped")
     assert page.queue_rows() == []
 
-    # copied back to the queue; the README's picture: something queued, something finished, output
+    # copied back to the queue; the picture of docs/web-page.md: something queued, something finished, output
     page.button("Copy to queue", history).click()
     page.wait(lambda: len(page.queue_rows()) == 1, "the copy in the queue")
     assert manager_open.queue_get()["items"][0]["kwargs"] == {"num": 4, "delay": 0.5}

@@ -264,7 +264,7 @@ class Resource(Blueprint):
         )(view)
 
 
-# What facility code builds its own resources with (see the README's "Extending").
+# What facility code builds its own resources with (see docs/extending.md).
 __all__ = [
     "ANY_PRINCIPAL",
     "PUBLIC",

@@ -15,6 +15,7 @@ from .schemas import (
     LOCK_KEY_OPENAPI,
     Empty,
     LockKeyOnly,
+    PassedOn,
     Payload,
     Position,
     Reload,
@@ -89,8 +90,14 @@ class Destination(Payload):
     lock_key = lock_key_field()
 
 
-class Placement(Destination):
-    pos = Position(allow_none=True)
+class Placement(Payload):
+    """Where an added item goes. RE Manager prepares the item (a new uid, the user) before it
+    places it, and its refusal of a bad place carries that item: the place is its to judge."""
+
+    pos = PassedOn(Position())
+    before_uid = PassedOn(identifier())
+    after_uid = PassedOn(identifier())
+    lock_key = lock_key_field()
 
 
 class ItemAdd(Placement):

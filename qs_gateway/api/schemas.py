@@ -12,7 +12,9 @@ as it is and RE Manager's own explanation comes back, as bluesky-httpserver does
 A value of the wrong kind is refused before it reaches RE Manager. How the refusal is answered
 follows bluesky-httpserver: a field marked :data:`CHECKED` is one that bluesky-httpserver checks
 itself (a 400); any other is one it passes on for RE Manager to refuse, so the gateway answers
-in RE Manager's refusal shape (see :mod:`qs_gateway.api.refusing`).
+in RE Manager's refusal shape (see :mod:`qs_gateway.api.refusing`). A field wrapped in
+:class:`PassedOn` is not refused at all: RE Manager's refusal of it carries what only RE Manager
+makes, so the gateway sends the value and passes its answer on.
 """
 
 from __future__ import annotations
@@ -67,6 +69,26 @@ class Position(fields.Field):
         if isinstance(value, bool) or not isinstance(value, int) or abs(value) > INT64_MAX:
             raise self.make_error("invalid")
         return value
+
+
+class PassedOn(fields.Raw):
+    """Any value, sent on for RE Manager to judge: its refusal of a wrong one carries what only
+    RE Manager makes (the item it prepared, with a new ``item_uid``), which a refusal made by the
+    gateway could not reproduce. ``documented`` is what the OpenAPI document says is accepted.
+
+    Only a value longer than any identifier (a hostile one: RE Manager's uids have 36
+    characters) is still refused here, so that it is neither sent nor echoed back."""
+
+    def __init__(self, documented: fields.Field) -> None:
+        super().__init__(allow_none=True, validate=validate.Length(max=IDENTIFIER_MAX_LENGTH))
+        self.openapi = dict(getattr(documented, "openapi", {})) or {
+            "type": "string",
+            "maxLength": IDENTIFIER_MAX_LENGTH,
+        }
+
+    def _validate(self, value: Any) -> None:
+        if isinstance(value, str | list | dict):
+            super()._validate(value)
 
 
 def _integral(value: Any) -> Any:

@@ -5,7 +5,8 @@ Credentials, in the order they are looked for:
 * the ``Authorization`` header, ``ApiKey <key>`` (bluesky-httpserver's only way) or
   ``Bearer <access token>``: checked before the handshake; wrong ones get a plain 401 answer;
 * the query parameters ``?api_key=`` or ``?access_token=`` (browsers cannot set headers on a
-  websocket): checked after the handshake; wrong ones close the socket with code 4001;
+  websocket): checked before the handshake too, but wrong ones are told after it, by closing the
+  socket with code 4001;
 * nothing at the handshake: the public role, if it has the scope; otherwise the first text
   message must be ``{"type": "auth", "api_key": "..."}`` or ``{"type": "auth", "access_token":
   "..."}`` within :data:`AUTH_MESSAGE_SECONDS`: code 4401 if none came, 4001 if it is wrong.
@@ -14,43 +15,53 @@ Scopes are checked as for HTTP, and again every :data:`RECHECK_SECONDS` while th
 open: a deleted key, a revoked or expired token closes it (4001). No cookie is read or set.
 
 The stream is opened before the handshake, so a worker at its stream limit (or without Redis)
-answers 503 with ``Retry-After`` instead of opening a socket it would not serve. Once the
-handshake is written (and the credentials are settled) the socket belongs to the worker's
-fan-out thread, like every stream (see :mod:`.streams`); only the wait for a first message
-holds the request thread, for at most :data:`AUTH_MESSAGE_SECONDS`.
+answers 503 with ``Retry-After`` instead of opening a socket it would not serve. No request
+thread waits for a client's bytes: the handshake itself is written by the worker's fan-out
+thread, which serves the socket from then on (see :mod:`.streams`). A socket that must still log
+in is handed over *not admitted* (nothing of its stream is sent); the fan-out collects its first
+message, the hub's login thread checks it (Redis, not the client) and admits the socket or closes
+it. A close is the fan-out's too: it waits for the client's answer for a short time in all.
 """
 
 from __future__ import annotations
 
 import functools
-import socket
-import time
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import orjson
 from flask import Response, request
-from wsproto.events import CloseConnection, Ping, TextMessage
 
-from ..auth import Credentials, Principal
+from ..auth import Credentials
+from ..auth.authenticator import Authenticator
 from ..exceptions import BadRequest, TooManyRequests, Unauthorized
 from ..extensions import services
-from ..streaming.hub import RECHECK_SECONDS
-from ..streaming.stream import Encoder, Entry, Stream
+from ..redis_store import StoreUnavailable
+from ..streaming.hub import RECHECK_SECONDS, StreamHub
+from ..streaming.stream import Admission, Encoder, Entry, Stream
 from ..streaming.takeover import can_take, end_request, take
 from ..streaming.wire import (
     CLOSE_INVALID_CREDENTIALS,
+    WebSocketLogin,
     WebSocketStream,
     text_frame,
     valid_websocket_key,
     websocket_accept,
 )
 from .access import authorize
-from .streams import grant_of, open_stream
+from .streams import Grant, open_stream
+
+logger = logging.getLogger(__name__)
 
 AUTH_MESSAGE_SECONDS = 10.0
 CLOSE_NO_CREDENTIALS = 4401
+CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455 registry: the credentials could not be checked (Redis is away)
+CLOSE_INTERNAL_ERROR = 1011
 _LONGEST_AUTH_MESSAGE = 64 * 1024
-_CLOSING_SECONDS = 2.0  # a refused client has this long to answer the close
+_NO_CREDENTIALS = Admission(
+    AUTH_MESSAGE_SECONDS, CLOSE_NO_CREDENTIALS, 'No credentials: send {"type": "auth", "api_key": ...} first'
+)
 
 __all__ = [
     "AUTH_MESSAGE_SECONDS",
@@ -75,10 +86,10 @@ def handshake_credentials() -> tuple[Credentials, str]:
     return Credentials(), ""
 
 
-def _credentials_of_message(text: str | None) -> Credentials | None:
+def _credentials_of_message(text: str) -> Credentials | None:
     """The credentials of a first message ``{"type": "auth", ...}``; None if it is not one."""
     try:
-        message = orjson.loads(text) if text is not None else None
+        message = orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
     if not isinstance(message, dict) or message.get("type") != "auth":
@@ -99,18 +110,22 @@ class Refused(Exception):
         self.code, self.reason = code, reason
 
 
-class ClientLeft(Exception):
-    pass
+@dataclass(frozen=True)
+class _Checker:
+    """Checks credentials for one scope, for a client at ``address``, in any thread."""
 
+    auth: Authenticator
+    scope: str
+    address: str | None
 
-def _check(credentials: Credentials, scope: str) -> Principal:
-    auth = services().auth
-    try:
-        principal = auth.authenticate(credentials, request.remote_addr)
-        auth.require(principal, frozenset({scope}))
-    except (Unauthorized, TooManyRequests) as exc:  # 429: the address guessed too often
-        raise Refused(CLOSE_INVALID_CREDENTIALS, str(exc.detail)[:120]) from None
-    return principal
+    def grant(self, credentials: Credentials) -> Grant:
+        """The grant the socket is served with; Refused if the credentials may not read the stream."""
+        try:
+            principal = self.auth.authenticate(credentials, self.address)
+            self.auth.require(principal, frozenset({self.scope}))
+        except (Unauthorized, TooManyRequests) as exc:  # 429: the address guessed too often
+            raise Refused(CLOSE_INVALID_CREDENTIALS, str(exc.detail)[:120]) from None
+        return Grant(self.auth, credentials, self.scope)
 
 
 @functools.cache
@@ -134,101 +149,66 @@ def serve_websocket(scope: str, key: str, kind: str, accept: Callable[[bytes], b
         raise BadRequest("A websocket handshake needs Sec-WebSocket-Version: 13 and a valid Sec-WebSocket-Key")
     if not can_take(request.environ):
         raise BadRequest("Websockets need a server that hands its connections over: gunicorn, without TLS of its own")
+    checker = _Checker(services().auth, scope, request.remote_addr)
+    settled: Grant | Refused | None = None  # None: the first message will tell
+    if where == "query":
+        try:
+            settled = checker.grant(credentials)  # refused: told after the handshake
+        except Refused as refused:
+            settled = refused
+    elif where == "header" or scope in services().auth.public.scopes:
+        settled = Grant(checker.auth, credentials, scope)  # checked above, or the public role reads this
     stream = open_stream(key, kind, websocket_encoder(accept))  # 503 before the handshake when full
-    return _Handshake(stream, websocket_accept(client_key), credentials, where, scope)
+    return _Handshake(stream, websocket_accept(client_key), settled, checker)
 
 
 class _Handshake(Response):
-    """The 101 answer (logged as such). Called by gunicorn, it takes the connection, writes the
-    handshake, settles the credentials and hands the socket to the fan-out. The app's hooks
-    leave no header on it: the handshake carries no cookie, no CORS and no caching headers."""
+    """The 101 answer (logged as such). Called by gunicorn, it takes the connection and hands it
+    to the fan-out, which writes the handshake. The app's hooks leave no header on it: the
+    handshake carries no cookie, no CORS and no caching headers."""
 
-    def __init__(self, stream: Stream, accept: str, credentials: Credentials, where: str, scope: str) -> None:
+    def __init__(self, stream: Stream, accept: str, settled: Grant | Refused | None, checker: _Checker) -> None:
         super().__init__(status=101)
         self._handshake = (
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
         ).encode("ascii")
-        self._stream, self._credentials, self._where, self._scope = stream, credentials, where, scope
-        self._hub = services().hub
-        self._public = scope in services().auth.public.scopes
+        self._stream, self._settled, self._checker = stream, settled, checker
+        self._hub: StreamHub = services().hub
 
     def __call__(self, environ: dict, start_response: Callable) -> object:
-        hub, stream = self._hub, self._stream
+        hub, stream, settled = self._hub, self._stream, self._settled
         connection = take(environ)
-        protocol = WebSocketStream()
-        try:
-            connection.sendall(self._handshake)
-            credentials = self._settle(connection, protocol)
-        except Refused as refused:
-            hub.release(stream)  # before any frame of it is sent
-            _refuse(connection, protocol, refused.code, refused.reason)
-        except (ClientLeft, OSError):
-            hub.release(stream)
-            connection.close()
+        if isinstance(settled, Grant):
+            grant = None if settled.credentials.empty else settled
+            hub.attach(stream, connection, WebSocketStream(), self._handshake, grant=grant)
+        elif isinstance(settled, Refused):  # nothing of the stream is sent before the close
+            hub.attach(stream, connection, WebSocketStream(), self._handshake, admission=_NO_CREDENTIALS)
+            hub.end(stream, settled.code, settled.reason)
         else:
-            grant = None if credentials.empty else grant_of(credentials, self._scope)
-            hub.attach(stream, connection, protocol, grant=grant)
+            protocol = WebSocketLogin(self._first_message, _LONGEST_AUTH_MESSAGE)
+            hub.attach(stream, connection, protocol, self._handshake, admission=_NO_CREDENTIALS)
         end_request()
 
-    def _settle(self, connection: socket.socket, protocol: WebSocketStream) -> Credentials:
-        """The credentials the socket is served with, once the handshake is done."""
-        if self._where == "header":
-            return self._credentials  # checked before the handshake
-        if self._where == "query":
-            _check(self._credentials, self._scope)
-            return self._credentials
-        if self._public:
-            return self._credentials  # the public role may read this
-        text = _first_message(connection, protocol, AUTH_MESSAGE_SECONDS)
-        if text is None:
-            raise Refused(CLOSE_NO_CREDENTIALS, 'No credentials: send {"type": "auth", "api_key": ...} first')
-        sent = _credentials_of_message(text)
-        if sent is None:
-            raise Refused(CLOSE_INVALID_CREDENTIALS, 'The first message must be {"type": "auth", ...}')
-        _check(sent, self._scope)
-        return sent
+    def _first_message(self, text: str) -> None:
+        """In the fan-out thread: the client's first message is checked on the login thread."""
+        self._hub.check_login(functools.partial(self._log_in, text))
 
-
-def _first_message(connection: socket.socket, protocol: WebSocketStream, seconds: float) -> str | None:
-    """The first text message, waiting up to ``seconds``; None if none came in time."""
-    deadline = time.monotonic() + seconds
-    parts: list[str] = []
-    ws = protocol.connection
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        connection.settimeout(remaining)
+    def _log_in(self, text: str) -> None:
+        hub, stream = self._hub, self._stream
         try:
-            data = connection.recv(65536)
-        except TimeoutError:
-            return None
-        if not data:
-            raise ClientLeft()
-        ws.receive_data(data)
-        for event in ws.events():
-            if isinstance(event, Ping):
-                connection.sendall(ws.send(event.response()))
-            elif isinstance(event, CloseConnection):
-                raise ClientLeft()
-            elif isinstance(event, TextMessage):
-                parts.append(event.data)
-                if event.message_finished:
-                    return "".join(parts)
-                if sum(map(len, parts)) > _LONGEST_AUTH_MESSAGE:
-                    raise Refused(CLOSE_INVALID_CREDENTIALS, "The first message is too long")
-
-
-def _refuse(connection: socket.socket, protocol: WebSocketStream, code: int, reason: str) -> None:
-    """Close with ``code`` and wait briefly for the client's answer, so that it reads the code."""
-    try:
-        connection.settimeout(_CLOSING_SECONDS)
-        connection.sendall(protocol.goodbye(code, reason))
-        connection.shutdown(socket.SHUT_WR)
-        while connection.recv(65536):
-            pass
-    except OSError:
-        pass
-    finally:
-        connection.close()
+            if len(text) > _LONGEST_AUTH_MESSAGE:
+                raise Refused(CLOSE_INVALID_CREDENTIALS, "The first message is too long")
+            sent = _credentials_of_message(text)
+            if sent is None:
+                raise Refused(CLOSE_INVALID_CREDENTIALS, 'The first message must be {"type": "auth", ...}')
+            grant = self._checker.grant(sent)
+        except Refused as refused:
+            hub.end(stream, refused.code, refused.reason)
+        except StoreUnavailable:
+            hub.end(stream, CLOSE_TRY_AGAIN_LATER, "The credentials cannot be checked now; try again later")
+        except Exception:
+            logger.exception("Checking the first message of a websocket failed")
+            hub.end(stream, CLOSE_INTERNAL_ERROR, "The credentials could not be checked")
+        else:
+            hub.admit(stream, grant)

@@ -37,9 +37,14 @@ WRITE_SCOPES = OPERATOR_WRITES | {
     "write:testing",
 }
 
-ADMIN_SCOPES = frozenset({"admin:apikeys", "admin:read:principals", "admin:metrics", "admin:notifications"})
+ADMIN_SCOPES = frozenset({"admin:apikeys", "admin:read:principals", "admin:metrics"})
 
-ALL_SCOPES = READ_SCOPES | WRITE_SCOPES | ADMIN_SCOPES | {"user:apikeys"}
+# Scopes of the gateway's own additions. No default role holds them: the default roles keep
+# exactly bluesky-httpserver's scope sets (its clients and tests compare them), so an operator
+# grants these (``api_access.args.roles.<role>.scopes_add``).
+GATEWAY_SCOPES = frozenset({"admin:notifications"})
+
+ALL_SCOPES = READ_SCOPES | WRITE_SCOPES | ADMIN_SCOPES | GATEWAY_SCOPES | {"user:apikeys"}
 
 DEFAULT_ROLES: dict[str, frozenset[str]] = {
     "admin": frozenset({"read:status", "user:apikeys"}) | ADMIN_SCOPES,

@@ -2,7 +2,7 @@
 names), its default, its parser and its help text.
 
 A setting is declared once, as a field of a settings dataclass (:mod:`.settings`) made with
-:func:`setting`; the option table, the loader's precedence loop and the README's table all come
+:func:`setting`; the option table, the loader's precedence loop and docs/configuration.md's table all come
 from those fields.
 """
 

@@ -10,7 +10,10 @@ handed to this thread (see :mod:`.takeover`), which keeps all of them in one sel
 * a client that leaves makes its connection readable at end of file: the stream ends at once
   and its slot is free for the next client;
 * the server ends a stream politely (the last chunk, a websocket close frame), then waits
-  briefly for the client to close its side.
+  briefly for the client to close its side: ``linger_seconds`` in all, whatever the client sends;
+* a stream may be handed over before its client is admitted (a websocket whose first message
+  carries its credentials): its entries are held meanwhile (bounded like its queue), and it ends
+  if no admission comes in time. So no request thread ever waits for a client's bytes.
 
 Every method but the ones starting with ``_`` may be called from any thread: it posts a command
 that the fan-out thread carries out in order. Stream state is touched by the fan-out thread only.
@@ -28,7 +31,7 @@ import time
 from collections.abc import Callable
 
 from .keys import parse_id
-from .stream import Encoder, Entry, Sink, Stream, WireProtocol
+from .stream import Admission, Encoder, Entry, Sink, Stream, WireProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +88,15 @@ class Fanout:
     def entries(self, key: str, entries: list[Entry]) -> None:
         self._post(self._on_entries, key, entries)
 
-    def attach(self, stream: Stream, target: socket.socket | Sink, protocol: WireProtocol, head: bytes) -> None:
-        """Serve ``stream`` on ``target`` (a taken connection, or a sink), ``head`` first."""
-        self._post(self._on_attach, stream, target, protocol, head)
+    def attach(self, stream: Stream, target: socket.socket | Sink, protocol: WireProtocol, head: bytes,
+               admission: Admission | None = None) -> None:  # fmt: skip
+        """Serve ``stream`` on ``target`` (a taken connection, or a sink), ``head`` first; with an
+        ``admission``, its entries wait for :meth:`admit` (a connection only)."""
+        self._post(self._on_attach, stream, target, protocol, head, admission)
+
+    def admit(self, stream: Stream) -> None:
+        """The client is admitted: what was held for it, and what comes, is sent."""
+        self._post(self._on_admit, stream)
 
     def end(self, stream: Stream, code: int, reason: str) -> None:
         """End the stream as the server: the last chunk, or a websocket close with ``code``."""
@@ -175,7 +184,7 @@ class Fanout:
             fresh = [entry for entry in batch if parse_id(entry[0]) > stream.last_id]
             if fresh:
                 stream.last_id = parse_id(fresh[-1][0])
-                self._send(stream, stream.encode(fresh))
+                self._deliver(stream, stream.encode(fresh))
 
     def _on_entries(self, key: str, entries: list[Entry]) -> None:
         ids = [parse_id(entry_id) for entry_id, _ in entries]
@@ -194,14 +203,19 @@ class Fanout:
                     continue
                 data = stream.encode(fresh)
             stream.last_id = ids[-1]
-            self._send(stream, data)
+            self._deliver(stream, data)
 
-    def _on_attach(self, stream: Stream, target: socket.socket | Sink, protocol: WireProtocol, head: bytes) -> None:
+    def _on_attach(self, stream: Stream, target: socket.socket | Sink, protocol: WireProtocol, head: bytes,
+                   admission: Admission | None) -> None:  # fmt: skip
         if stream.finished:
             target.close()
             return
         stream.protocol = protocol
         stream.since = self._now
+        if admission is not None and not isinstance(target, Sink):
+            # all that is queued so far is the stream's own: it waits for the admission
+            stream.admission, stream.admit_by = admission, self._now + admission.seconds
+            stream.gated, stream.out = stream.out, collections.deque()
         if isinstance(target, Sink):
             stream.sink = target
             for data in (head, *stream.out) if head else stream.out:
@@ -214,6 +228,13 @@ class Fanout:
             stream.out.appendleft(head)
         self._selector.register(target, selectors.EVENT_READ, stream)
         self._flush(stream)
+
+    def _on_admit(self, stream: Stream) -> None:
+        if stream.finished or stream.closing_until is not None or stream.gated is None:
+            return
+        gated, stream.gated, stream.admission = stream.gated, None, None
+        for data in gated:
+            self._send(stream, data)
 
     def _on_end(self, stream: Stream, code: int, reason: str) -> None:
         if stream.finished or stream.closing_until is not None:
@@ -235,7 +256,19 @@ class Fanout:
         self._stopped = True
         done.set()
 
+    def _deliver(self, stream: Stream, data: bytes) -> None:
+        """Send the stream's own bytes (entries), or hold them while its client is not admitted."""
+        gated = stream.gated
+        if gated is None:
+            self._send(stream, data)
+        elif data:
+            gated.append(data)
+            if len(gated) > self.queue_length:
+                gated.popleft()
+                stream.dropped += 1
+
     def _send(self, stream: Stream, data: bytes) -> None:
+        """Write ``data`` (or queue what cannot be written yet); not held back by an admission."""
         if not data or stream.finished:
             return
         if stream.sink is not None:
@@ -333,6 +366,9 @@ class Fanout:
                 if now - stream.since > self.attach_seconds:
                     logger.warning("A stream was opened but never served; its slot is freed")
                     self._finish(stream)
+            elif stream.admission is not None:
+                if now >= stream.admit_by:
+                    self._on_end(stream, stream.admission.code, stream.admission.reason)
             elif stream.protocol.heartbeat and not stream.out and now - stream.since >= self.heartbeat_seconds:
                 self._send(stream, stream.protocol.heartbeat)
 
@@ -349,7 +385,7 @@ class Fanout:
         if stream.sink is not None:
             stream.sink.close()
         stream.out.clear()
-        stream.held = None
+        stream.held = stream.gated = None
         self._streams.discard(stream)
         peers = self._by_key.get(stream.key)
         if peers is not None:

@@ -8,6 +8,9 @@
   and hands each batch to the fan-out (:mod:`.fanout`), which writes it to every connection.
 * One guard thread checks the grant of every open stream again every ``recheck_seconds`` (each
   distinct grant once): a deleted key, an expired or revoked token ends its streams.
+* One login thread runs the checks of credentials that clients send on a stream already handed
+  over (a websocket's first message): they ask Redis, and neither the fan-out nor a request
+  thread may wait for that.
 
 No thread is started and no connection made before the first stream is opened (so never before
 gunicorn forks).
@@ -19,6 +22,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import redis
@@ -27,7 +31,7 @@ from ..redis_connect import redis_client
 from ..redis_store import StoreUnavailable
 from .fanout import Fanout
 from .keys import format_id, parse_id
-from .stream import Encoder, Entry, Grant, Sink, Stream, StreamClosed, WireProtocol
+from .stream import Admission, Encoder, Entry, Grant, Sink, Stream, StreamClosed, WireProtocol
 from .wire import CLOSE_GOING_AWAY, CLOSE_INVALID_CREDENTIALS
 
 if TYPE_CHECKING:
@@ -69,6 +73,7 @@ class StreamHub:
         self._guard: threading.Thread | None = None
         self._client: redis.Redis | None = None
         self._shutting_down = threading.Event()
+        self._logins = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qs-gateway-logins")  # no thread yet
 
     @property
     def open_streams(self) -> int:
@@ -118,10 +123,24 @@ class StreamHub:
         protocol: WireProtocol,
         head: bytes = b"",
         grant: Grant | None = None,
+        admission: Admission | None = None,
     ) -> None:
-        """Serve ``stream`` on a taken connection (or a sink), checked again by ``grant``."""
+        """Serve ``stream`` on a taken connection (or a sink), checked again by ``grant``; with an
+        ``admission``, nothing of the stream is sent before :meth:`admit`."""
         stream.grant = grant
-        self.fanout.attach(stream, target, protocol, head)
+        self.fanout.attach(stream, target, protocol, head, admission)
+
+    def admit(self, stream: Stream, grant: Grant) -> None:
+        """The client of a stream attached with an admission logged in: serve it, checked by ``grant``."""
+        stream.grant = grant
+        self.fanout.admit(stream)
+
+    def check_login(self, check: Callable[[], None]) -> None:
+        """Run ``check`` (it ends with :meth:`admit` or :meth:`end`) on the login thread, in turn."""
+        try:
+            self._logins.submit(check)
+        except RuntimeError:  # shutting down: the stream is ended anyway
+            pass
 
     def release(self, stream: Stream) -> None:
         self.fanout.drop(stream)
@@ -134,6 +153,7 @@ class StreamHub:
         if self._shutting_down.is_set():
             return
         self._shutting_down.set()
+        self._logins.shutdown(wait=False, cancel_futures=True)
         if self._streams:
             # briefly: the clients are told before the process goes (they reconnect elsewhere)
             self.fanout.shutdown(CLOSE_GOING_AWAY, "The server is shutting down").wait(1.0)

@@ -1,4 +1,4 @@
-"""A stream as the fan-out holds it, and what it is served with: encoders, sinks, protocols, grants."""
+"""A stream as the fan-out holds it, and what it is served with: encoders, sinks, protocols, grants, admissions."""
 
 from __future__ import annotations
 
@@ -70,6 +70,17 @@ class Sink:
             self._cond.notify_all()
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A stream served before its client is admitted (a websocket that must log in with its first
+    message): its entries are held, and if no admission comes within ``seconds`` of the hand-over,
+    the stream ends with ``code`` and ``reason``."""
+
+    seconds: float
+    code: int
+    reason: str
+
+
 @dataclass(eq=False)
 class Stream:
     key: str  # the Redis stream it reads
@@ -86,6 +97,9 @@ class Stream:
     sink: Sink | None = field(default=None, repr=False)
     protocol: WireProtocol | None = field(default=None, repr=False)
     since: float = 0.0  # added (not yet attached) / the last bytes written (attached)
+    admission: Admission | None = None  # while not None: not admitted yet
+    admit_by: float = 0.0  # the end of the wait for admission
+    gated: collections.deque | None = field(default=None, repr=False)  # bytes held until admission
     closing_until: float | None = None  # ending: the client has until then to close its side
     write_shut: bool = False
     finished: bool = False

@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+from collections.abc import Callable
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import CloseConnection, Ping
+from wsproto.events import CloseConnection, Ping, TextMessage
 
 END_OF_CHUNKS = b"0\r\n\r\n"
 _WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
@@ -77,19 +78,49 @@ class WebSocketStream:
         self.connection = connection or Connection(ConnectionType.SERVER)
 
     def received(self, data: bytes) -> tuple[bytes, bool]:
-        self.connection.receive_data(data)
+        ws = self.connection
+        if ws.state is ConnectionState.CLOSED:  # bytes after both closes: the connection is done
+            return b"", True
+        ws.receive_data(data)
         reply = []
-        for event in self.connection.events():
+        for event in ws.events():
             if isinstance(event, Ping):
-                reply.append(self.connection.send(event.response()))
+                if ws.state is ConnectionState.OPEN:  # no pong once our close is sent
+                    reply.append(ws.send(event.response()))
+            elif isinstance(event, TextMessage):
+                self.message(event)
             elif isinstance(event, CloseConnection):
                 # the client's close (or a frame it got wrong, which wsproto reports as one)
-                if self.connection.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-                    reply.append(self.connection.send(CloseConnection(event.code, event.reason or "")))
+                if ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+                    reply.append(ws.send(CloseConnection(event.code, event.reason or "")))
                 return b"".join(reply), True
         return b"".join(reply), False
+
+    def message(self, event: TextMessage) -> None:
+        """A text message (or a part of one) from the client: clients of a stream only listen."""
 
     def goodbye(self, code: int, reason: str) -> bytes:
         if self.connection.state is not ConnectionState.OPEN:
             return b""
         return self.connection.send(CloseConnection(code, reason))
+
+
+class WebSocketLogin(WebSocketStream):
+    """A websocket whose client logs in with its first text message: the message (at most
+    ``longest`` characters and one more, to tell that it is too long) goes to ``on_message``,
+    which is called in the fan-out thread and must not wait; later messages are ignored."""
+
+    def __init__(self, on_message: Callable[[str], None], longest: int) -> None:
+        super().__init__()
+        self._on_message, self._longest = on_message, longest
+        self._parts: list[str] | None = []
+
+    def message(self, event: TextMessage) -> None:
+        parts = self._parts
+        if parts is None:
+            return
+        parts.append(event.data)
+        size = sum(map(len, parts))
+        if event.message_finished or size > self._longest:
+            self._parts = None
+            self._on_message("".join(parts)[: self._longest + 1])

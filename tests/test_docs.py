@@ -1,0 +1,296 @@
+"""The documentation, checked like code.
+
+* No relative link or anchor in README.md and docs/*.md is broken (anchors as GitHub makes them).
+* docs/configuration.md lists exactly the settings the code has, with the code's defaults.
+* The README's quick start (its curl lines and its Python) works against the gateway under gunicorn.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qs_gateway.config.loader import all_options, section_keys
+from qs_gateway.config.options import OPTION, default_of
+from qs_gateway.config.settings import GROUPS
+
+from .support import API_KEY, wait_for
+
+ROOT = Path(__file__).parents[1]
+PAGES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
+
+
+# -- Markdown, as GitHub reads it ------------------------------------------------------------------
+
+
+def prose_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of every line outside fenced code blocks."""
+    fence = None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.lstrip()
+        marker = re.match(r"(`{3,}|~{3,})", stripped)
+        if marker:
+            if fence is None:
+                fence = marker.group(1)
+                continue
+            if stripped.startswith(fence):
+                fence = None
+                continue
+        if fence is None:
+            yield number, line
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a heading: its text without markup, lower case, punctuation removed,
+    spaces as hyphens."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # links and images: their text
+    text = _CODE_SPAN.sub(lambda m: m.group(2), text).replace("*", "")
+    text = re.sub(r"[^\w\- ]", "", text.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(text: str) -> set[str]:
+    """Every heading's anchor; a repeated heading gets -1, -2, ... as on GitHub."""
+    seen: dict[str, int] = {}
+    found = set()
+    for _, line in prose_lines(text):
+        match = _HEADING.match(line)
+        if not match:
+            continue
+        anchor = github_anchor(match.group(2))
+        count = seen.get(anchor, 0)
+        seen[anchor] = count + 1
+        found.add(anchor if count == 0 else f"{anchor}-{count}")
+    return found
+
+
+def relative_links(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, target) of every link and image that is not a URL with a scheme."""
+    for number, line in prose_lines(text):
+        for match in _LINK.finditer(_CODE_SPAN.sub("", line)):
+            target = match.group(1)
+            if not _SCHEME.match(target):
+                yield number, target
+
+
+def broken_links(page: Path, root: Path = ROOT) -> list[str]:
+    problems = []
+    for number, target in relative_links(page.read_text()):
+        path, _, anchor = target.partition("#")
+        destination = (page.parent / path).resolve() if path else page
+        where = f"{page.relative_to(root)}:{number}: {target}"
+        if not destination.exists():
+            problems.append(f"{where}: no such file")
+        elif anchor and destination.suffix != ".md":
+            problems.append(f"{where}: an anchor into a file that is not Markdown")
+        elif anchor and anchor not in anchors(destination.read_text()):
+            problems.append(f"{where}: no heading with this anchor in {destination.name}")
+    return problems
+
+
+def test_github_anchors():
+    assert github_anchor("Refusals in RE Manager's shape") == "refusals-in-re-managers-shape"
+    assert github_anchor("Bounds (with the defaults)") == "bounds-with-the-defaults"
+    assert github_anchor("`redis_url` and **TLS**") == "redis_url-and-tls"
+    assert github_anchor("A beamline host: nginx and systemd") == "a-beamline-host-nginx-and-systemd"
+    assert anchors("# Limits\n```sh\n# not a heading\n```\n## Limits\n") == {"limits", "limits-1"}
+
+
+def test_the_link_check_finds_what_is_broken(tmp_path):
+    (tmp_path / "other.md").write_text("# Other page\n\n## A section\n")
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Page\n\n[fine](other.md#a-section) [fine](#page) [web](https://example.org/x#y) `[code](nowhere.md)`\n"
+        "[no file](missing.md) [no anchor](other.md#no-section) ![no picture](pic.png)\n"
+        "```md\n[in a fence](missing.md)\n```\n"
+    )
+    assert [problem.split(": ", 1)[1] for problem in broken_links(page, tmp_path)] == [
+        "missing.md: no such file",
+        "other.md#no-section: no heading with this anchor in other.md",
+        "pic.png: no such file",
+    ]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_no_broken_relative_link_or_anchor(page):
+    assert broken_links(page) == []
+
+
+def test_the_readme_reaches_every_page_in_one_click():
+    linked = {target.partition("#")[0] for _, target in relative_links((ROOT / "README.md").read_text())}
+    assert {f"docs/{page.name}" for page in PAGES[1:]} <= linked
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 300
+
+
+# -- docs/configuration.md and the settings ---------------------------------------------------------
+
+
+def documented_settings() -> list[dict[str, str]]:
+    """The rows of the tables of settings in docs/configuration.md: ``env`` (the variable and its
+    deprecated names), ``yaml`` (full YAML names) and ``default`` (the cell as written)."""
+    rows: list[dict[str, str]] = []
+    section, header = "", None
+    for _, line in prose_lines(CONFIGURATION.read_text()):
+        heading = _HEADING.match(line)
+        if heading:
+            section = heading.group(2)
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+            continue
+        if set(cells) <= {"---"} or not {"variable", "YAML key"} <= set(header):
+            continue
+        row = dict(zip(header, cells, strict=True))
+        prefix = "gateway." if section == "The gateway's own settings" else ""
+        rows.append(
+            {
+                "env": [span for span in _spans(row["variable"]) if re.fullmatch(r"[A-Z][A-Z0-9_]+", span)],
+                "yaml": [prefix + span for span in _spans(row["YAML key"])],
+                "default": row["default"],
+            }
+        )
+    return rows
+
+
+def _spans(cell: str) -> list[str]:
+    return [match.group(2) for match in _CODE_SPAN.finditer(cell)]
+
+
+def _read_by_the_code(variable: str) -> bool:
+    """Whether a variable that is no option's is read somewhere in the package (the config path,
+    gunicorn's log level, prometheus_client's directory)."""
+    sources = [*(ROOT / "qs_gateway").rglob("*.py"), ROOT / "gunicorn.conf.py"]
+    return any(f'"{variable}"' in source.read_text() for source in sources)
+
+
+def _known_yaml_name(name: str) -> bool:
+    """A YAML name the loader accepts: a section, and a key of it (``*``: any)."""
+    keys = section_keys()
+    section, _, rest = name.partition(".")
+    if section not in keys:
+        return False
+    allowed = keys[section]
+    key = rest.split(".")[0]
+    return not rest or key == "*" or not isinstance(allowed, frozenset) or key in allowed
+
+
+def test_every_setting_in_the_code_is_documented_and_nothing_else():
+    rows = documented_settings()
+    variables = {env for row in rows for env in row["env"]}
+    yaml_names = {name for row in rows for name in row["yaml"]}
+    assert len(rows) > 60
+    options = list(all_options())
+    for option in options:
+        assert option.yaml_name in yaml_names, f"{option.yaml_name} is not in docs/configuration.md"
+        for env in (option.env, *option.deprecated_env):
+            assert env is None or env in variables, f"{env} is not in docs/configuration.md"
+    read_as_options = {env for option in options for env in (option.env, *option.deprecated_env)}
+    for env in variables - read_as_options:
+        assert _read_by_the_code(env), f"docs/configuration.md names {env}, which the code does not read"
+    for name in yaml_names:
+        assert _known_yaml_name(name), f"docs/configuration.md names the YAML key {name}, which the code does not read"
+
+
+def _matches(cell: str, value: object) -> bool:
+    """Whether a documented default (a table cell) says the code's default."""
+    spans = _spans(cell)
+    if value is None or value in ("", (), {}):
+        return not spans  # written out in words: none, generated, the system's
+    if len(spans) != 1:
+        return False
+    text = spans[0]
+    if isinstance(value, bool):
+        return text in (("1", "true") if value else ("0", "false"))
+    if isinstance(value, int | float):
+        try:
+            return float(text) == value
+        except ValueError:
+            return False
+    if isinstance(value, tuple):  # rate limits and lists, as the variable writes them
+        return text in (";".join(map(str, value)), ",".join(map(str, value)), " ".join(map(str, value)))
+    return text == str(value)
+
+
+def test_documented_defaults_are_the_codes():
+    documented = {name: row["default"] for row in documented_settings() for name in row["yaml"]}
+    checked = 0
+    for group in GROUPS.values():
+        for field in group.__dataclass_fields__.values():
+            option = field.metadata.get(OPTION)
+            if option is None or option.yaml_name not in documented:
+                continue  # a missing row is the test above's finding
+            value = default_of(field)
+            assert _matches(documented[option.yaml_name], value), (
+                f"docs/configuration.md gives {option.yaml_name} the default {documented[option.yaml_name]}; "
+                f"the code's is {value!r}"
+            )
+            checked += 1
+    assert checked > 60
+
+
+# -- the quick start ---------------------------------------------------------------------------------
+
+
+def quick_start_block(language: str) -> str:
+    """The first fenced block in ``language`` under the README's "Using it"."""
+    section = (ROOT / "README.md").read_text().split("\n## Using it\n", 1)[1]
+    return re.search(rf"^```{language}\n(.*?)^```", section, re.MULTILINE | re.DOTALL).group(1)
+
+
+def quick_start_commands() -> list[str]:
+    """The commands of the quick start's ``sh`` block, continuation lines joined."""
+    block = quick_start_block("sh")
+    return [command.strip() for command in block.replace("\\\n", " ").splitlines() if command.strip()]
+
+
+def test_the_quick_start_works(gateway_url, manager_closed):
+    commands = quick_start_commands()
+    assert commands[0].startswith("KEY=")  # the key the demo printed: here the suite's
+    curls = [command for command in commands[1:] if command.startswith("curl ")]
+    assert len(curls) == len(commands) - 1 >= 5, commands
+    for command in curls:
+        # one after the other, as a person types them: each once RE Manager is done with the last
+        wait_for(lambda: manager_closed.status()["manager_state"] == "idle", 60, "RE Manager idle")
+        command = command.replace("http://127.0.0.1:60610", gateway_url) + " -w '\\n%{http_code}'"
+        done = subprocess.run(
+            ["bash", "-c", command],
+            env={"KEY": API_KEY, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, (command, done.stderr)
+        body, _, status = done.stdout.rpartition("\n")
+        assert status.startswith("2"), (command, status, body)
+        answer = json.loads(body)
+        assert answer.get("success", True) is True, (command, answer)
+    # what the example says it does: the plan ran
+    wait_for(lambda: manager_closed.status()["items_in_history"] == 1, 60, "the plan in the history")
+    finished = manager_closed.request("history_get")["items"][-1]
+    assert (finished["name"], finished["result"]["exit_status"]) == ("count", "completed")
+
+
+def test_the_quick_start_in_python_works(gateway_url, manager_closed, capsys):
+    code = quick_start_block("python").replace("http://127.0.0.1:60610", gateway_url)
+    code = code.replace('api_key="..."', f'api_key="{API_KEY}"')
+    namespace: dict = {}
+    try:
+        exec(compile(code, "README.md (Using it)", "exec"), namespace)
+    finally:
+        if "RM" in namespace:
+            namespace["RM"].close()
+    assert capsys.readouterr().out.strip() == "completed"
