@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from qs_gateway.metrics import MULTIPROCESS_DIR_ENV
 from qs_gateway.serving.cli import GUNICORN_CONFIG
@@ -61,20 +62,24 @@ def worker_rows(workdir: Path, env: dict[str, str], url: str, headers: dict[str,
         stock.stop()
 
 
-def _load_until(url: str, headers: dict[str, str], pids: list[int], metrics_dir: Path, count: int) -> None:
-    """``/api/status`` at 32 connections until every worker has answered ``count`` requests."""
+def load_until(
+    url: str, pids: list[int], metrics_dir: Path, count: int, endpoint: str | None = None, **request: Any
+) -> None:
+    """``url`` (wrk's ``request`` options) at 32 connections until every worker has answered
+    ``count`` requests (to ``endpoint``, if given): the kernel does not share connections out
+    evenly between workers, so a fixed time is not enough."""
     deadline = time.monotonic() + 900
-    while min(requests_answered(metrics_dir, pid) for pid in pids) < count:
+    while min(requests_answered(metrics_dir, pid, endpoint) for pid in pids) < count:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the workers did not answer {count:,} requests each in 15 minutes")
-        wrk.run(f"{url}/api/status", connections=32, seconds=2, headers=headers)
+        wrk.run(url, connections=32, seconds=1, **request)
 
 
 class Growth:
     """RSS per worker once each has answered GROWTH_EARLY requests (:meth:`early`, at the start
-    of the run, after a warm-up with every kind of request the rows send: its caches are filled
-    then, which is not growth) and GROWTH_LATE (:meth:`late`, after every row: the rows' mixed
-    load counts)."""
+    of the run, after a warm-up in which each worker answered every kind of request the rows
+    send: its caches are filled then, which is not growth) and GROWTH_LATE (:meth:`late`, after
+    every row: the rows' mixed load counts)."""
 
     def __init__(self, gateway_pid: int, metrics_dir: Path) -> None:
         self.usage = ProcessUsage(gateway_pid)
@@ -82,14 +87,14 @@ class Growth:
         self.pids = self.usage.pids()[1:]
         self.before: list[float] = []
 
-    def early(self, url: str, headers: dict[str, str], warm_up: Callable[[], None]) -> None:
-        warm_up()
-        _load_until(url, headers, self.pids, self.metrics_dir, GROWTH_EARLY)
+    def early(self, url: str, headers: dict[str, str], warm_up: Callable[[list[int]], None]) -> None:
+        warm_up(self.pids)
+        load_until(f"{url}/api/status", self.pids, self.metrics_dir, GROWTH_EARLY, headers=headers)
         time.sleep(1)
         self.before = [ProcessUsage.rss_mb(pid) for pid in self.pids]
 
     def late(self, url: str, headers: dict[str, str]) -> Row:
-        _load_until(url, headers, self.pids, self.metrics_dir, GROWTH_LATE)
+        load_until(f"{url}/api/status", self.pids, self.metrics_dir, GROWTH_LATE, headers=headers)
         time.sleep(1)
         after = [ProcessUsage.rss_mb(pid) for pid in self.pids]
         served = ", ".join(f"{requests_answered(self.metrics_dir, pid):,}" for pid in self.pids)

@@ -123,13 +123,18 @@ def http_rows(name: str, url: str, floor_url: str, control_address: str, seconds
     return rows
 
 
-def warm_up(url: str, control_address: str) -> None:
-    """A second of each request the rows send, at 8 connections (both workers get some)."""
-    wrk.run(f"{url}/api/queue/item/add", connections=8, seconds=1, headers=HEADERS, method="POST", body=ADD_BODY)
+WARM_UP_REQUESTS = 300  # of each kind, per worker
+
+
+def warm_up(url: str, control_address: str, pids: list[int], metrics_dir: Path) -> None:
+    """Every kind of request the rows send, until each worker has answered WARM_UP_REQUESTS."""
+    add = "/api/queue/item/add"
+    gateway_checks.load_until(f"{url}{add}", pids, metrics_dir, WARM_UP_REQUESTS, add, headers=HEADERS,
+                              method="POST", body=ADD_BODY)  # fmt: skip
     fill_queue(control_address, 1000)
-    wrk.run(f"{url}/api/queue/get", connections=8, seconds=1, headers=HEADERS)
+    get = "/api/queue/get"
+    gateway_checks.load_until(f"{url}{get}", pids, metrics_dir, WARM_UP_REQUESTS, get, headers=HEADERS)
     fill_queue(control_address, 0)
-    wrk.run(f"{url}/api/status", connections=8, seconds=1, headers=HEADERS)
 
 
 def queue_body_size(control_address: str) -> int:
@@ -179,7 +184,7 @@ def gateway_http_rows(
     seconds = args.seconds
     rss = ProcessUsage(gateway.pid)
     growth = gateway_checks.Growth(gateway.pid, args.metrics_dir)
-    growth.early(url, HEADERS, lambda: warm_up(url, ports.control_address))
+    growth.early(url, HEADERS, lambda pids: warm_up(url, ports.control_address, pids, args.metrics_dir))
     idle = rss.workers_now()
 
     print("direct ZeroMQ ...", file=sys.stderr)
