@@ -133,7 +133,8 @@ class BadGateway(ApiError):
 class ServiceUnavailable(ApiError):
     status = 503
     description = (
-        "No connection to RE Manager became free in time, Redis (shared state) does not answer, too many "
+        "No connection to RE Manager became free in time, Redis (shared state) or the identity provider does "
+        "not answer, too many "
         "streams are open, too many requests are still sending their bodies, or another test sleep runs; "
         "`Retry-After` says when to try again."
     )

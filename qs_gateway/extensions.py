@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 from .auth.setup import build_authenticator
+from .auth.sso import SingleSignOn
 from .config import Settings
 from .extending import load_custom_modules
 from .manager import ManagerClient, StatusCache, TimeoutPolicy
@@ -54,6 +55,7 @@ class Services:
         self.item_validator = ItemValidator(self.manager)
         self.item_states = ItemStates(self.manager)
         self.auth, self.accounts = build_authenticator(settings.auth, self.store, settings.auth_limits)
+        self.sso = SingleSignOn(self.accounts)
         self.console = ConsoleLog(self.store)
         self.stream_keys = StreamKeys.of(self.store)
         self.hub = StreamHub(

@@ -8,7 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 REDACTED = "***"
 
 # Query parameters whose values are secrets: credentials, the OIDC authorization code and state
-# (a code is exchanged for tokens), and lock keys (who holds one may unlock the queue).
+# (a code is exchanged for tokens), the device sign-in's codes (a user code lets a person approve
+# someone's device) and lock keys (who holds one may unlock the queue).
 SECRET_NAMES = frozenset(
     {
         "api_key",
@@ -22,6 +23,8 @@ SECRET_NAMES = frozenset(
         "csrf",
         "code",
         "state",
+        "user_code",
+        "device_code",
         "lock_key",
     }
 )

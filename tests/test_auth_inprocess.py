@@ -417,6 +417,11 @@ PUBLIC_ROUTES = {
     ("GET", "/api/auth/scopes"),
     ("POST", "/api/auth/logout"),
     ("GET", "/api/auth/providers"),
+    # single sign-on (docs/authentication.md): a browser or a script starts it before it has credentials
+    ("GET", "/api/auth/provider/<provider>/authorize"),
+    ("POST", "/api/auth/provider/<provider>/authorize"),
+    ("GET", "/api/auth/provider/<provider>/device_code"),
+    ("POST", "/api/auth/provider/<provider>/device_code"),
 }
 
 

@@ -184,10 +184,11 @@ def test_a_url_cannot_forge_log_lines_or_fields(client, text_log, manager_idle):
 
 
 def test_oidc_code_state_and_lock_keys_are_redacted(client, text_log):
-    client.get("/api/status?code=the-code&state=the-state&lock_key=the-lock-key&reload=true")
+    client.get("/api/status?code=the-code&state=the-state&lock_key=the-lock-key&user_code=BCDF-GHJK&reload=true")
     logged = text_log.getvalue()
     assert "code=***" in logged and "state=***" in logged and "lock_key=***" in logged
     assert "the-code" not in logged and "the-state" not in logged and "the-lock-key" not in logged
+    assert "user_code=***" in logged and "BCDF-GHJK" not in logged  # the device sign-in's user code
 
 
 def test_the_audit_line_of_a_large_compressed_write_answer(client, text_log, manager_idle):

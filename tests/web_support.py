@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,19 @@ def start_chromium(profile: Path, *extra_arguments: str) -> webdriver.Chrome:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER, log_output=os.devnull))
+
+
+@contextmanager
+def recorded_page(driver: webdriver.Chrome, directory: Path, name: str) -> Iterator["Page"]:
+    """The page of one test: a screenshot of it afterwards, and the browser's log printed (pytest
+    shows both when the test fails)."""
+    screenshot = directory / f"{name}.png"
+    print(f"screenshot of the page: {screenshot}")
+    driver.get_log("browser")  # what earlier tests left in the log
+    yield Page(driver)
+    driver.save_screenshot(str(screenshot))
+    for entry in driver.get_log("browser"):
+        print("browser:", entry["level"], entry["message"])
 
 
 def _literal(text: str) -> str:

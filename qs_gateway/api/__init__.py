@@ -24,6 +24,7 @@ from .resources import resources
 from .run_engine import run_engine
 from .scripts import scripts
 from .spreadsheet import spreadsheet
+from .sso import sso
 from .status import status
 
 RESOURCES: tuple[Resource, ...] = (
@@ -42,6 +43,7 @@ RESOURCES: tuple[Resource, ...] = (
     console,
     notifications,
     auth,
+    sso,
 )
 
 

@@ -8,10 +8,11 @@ bluesky-httpserver; the other endpoints of a principal need credentials.
 from __future__ import annotations
 
 from flask import Response, request
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from ..auth.credentials import API_KEY_COOKIE
-from ..auth.providers import EXTERNAL, PASSWORD, Provider
+from ..auth.providers import EXTERNAL, PASSWORD, PROXIED, Provider
+from ..exceptions import InvalidPayload, NotFound
 from ..extensions import services
 from ..manager import dump_json
 from ..web import oidc_return
@@ -19,17 +20,65 @@ from .access import ANY_PRINCIPAL, PUBLIC
 from .browser import CSRF_COOKIE
 from .declare import Call, Resource
 from .schemas import IDENTIFIER_MAX_LENGTH, TEXT_MAX_LENGTH, Int64, Payload, identifier
+from .sso import provider_returned
+
+MISSING = "Missing data for required field."
 
 
-class PasswordLogin(Payload):
-    """OAuth2 password-flow form fields; only username and password are used."""
+def _text(max_length: int, min_length: int = 0) -> dict:
+    return {"type": "string", "minLength": min_length, "maxLength": max_length}
 
-    username = fields.String(required=True, validate=validate.Length(min=1, max=IDENTIFIER_MAX_LENGTH))
-    password = fields.String(required=True, validate=validate.Length(min=1, max=TEXT_MAX_LENGTH))
-    grant_type = identifier(allow_none=True)
+
+_OAUTH_FORM_FIELDS = {
+    "grant_type": _text(TEXT_MAX_LENGTH),
+    "scope": _text(TEXT_MAX_LENGTH),
+    "client_id": _text(IDENTIFIER_MAX_LENGTH),
+    "client_secret": _text(TEXT_MAX_LENGTH),
+}
+
+
+class TokenRequest(Payload):
+    """OAuth2 password-flow form fields (only username and password are used), or the
+    ``device_code`` of a device sign-in at an external provider."""
+
+    username = fields.String(validate=validate.Length(min=1, max=IDENTIFIER_MAX_LENGTH))
+    password = fields.String(validate=validate.Length(min=1, max=TEXT_MAX_LENGTH))
+    device_code = fields.String(validate=validate.Length(min=1, max=TEXT_MAX_LENGTH))
+    grant_type = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
     scope = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
     client_id = identifier(allow_none=True)
     client_secret = fields.String(allow_none=True, validate=validate.Length(max=TEXT_MAX_LENGTH))
+
+    # The document shows the two forms: the fields alone cannot say which are required when.
+    openapi = {
+        "oneOf": [
+            {
+                "type": "object",
+                "description": "A login with user name and password (OAuth2 password-flow form)",
+                "properties": {
+                    "username": _text(IDENTIFIER_MAX_LENGTH, 1),
+                    "password": _text(TEXT_MAX_LENGTH, 1),
+                    **_OAUTH_FORM_FIELDS,
+                },
+                "required": ["username", "password"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "description": "A poll of a device sign-in at an external provider",
+                "properties": {"device_code": _text(TEXT_MAX_LENGTH, 1), **_OAUTH_FORM_FIELDS},
+                "required": ["device_code"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+
+    @validates_schema
+    def _credentials(self, data: dict, **kwargs: object) -> None:
+        if "device_code" not in data:
+            missing = {name: [MISSING] for name in ("username", "password") if name not in data}
+            if missing:
+                raise ValidationError(missing)
 
 
 class AuthorizationCode(Schema):
@@ -66,9 +115,17 @@ def _describe(provider: Provider) -> dict:
         described["token_url"] = f"{root}/token"
     elif provider.mode == EXTERNAL:
         described["code_url"] = f"{root}/code"
-        authorization_url = getattr(provider.authenticator, "authorization_url", None)
-        described["authorization_url"] = authorization_url() if callable(authorization_url) else None
-        described["confirmation_message"] = getattr(provider.authenticator, "confirmation_message", None)
+        authenticator = provider.authenticator
+        authorization_url = getattr(authenticator, "authorization_url", None)
+        if getattr(authenticator, "discovered", False):  # the gateway sends the browser on (PKCE)
+            described["authorization_url"] = (
+                f"{request.url_root.rstrip('/')}/api/auth/provider/{provider.name}/authorize"
+            )
+        else:
+            described["authorization_url"] = authorization_url() if callable(authorization_url) else None
+        described["confirmation_message"] = getattr(authenticator, "confirmation_message", None)
+    elif provider.mode == PROXIED:  # clients get tokens from the provider itself
+        described.update(provider.authenticator.client_settings())
     return described
 
 
@@ -87,16 +144,23 @@ def login_providers(call: Call) -> dict:
     "/auth/provider/<provider>/token",
     methods=("POST",),
     scope=PUBLIC,
-    schema=PasswordLogin,
+    schema=TokenRequest,
     location="form",
     errors=(401, 429, 503),
 )
 def password_login(call: Call) -> dict:
-    """Log in with user name and password (form-encoded); answers an access and a refresh token."""
-    payload = call.payload
-    return services().accounts.password_login(
-        call.path["provider"], payload["username"], payload["password"], request.remote_addr
-    )
+    """Log in with user name and password (form-encoded), or poll a device sign-in with its
+    `device_code`; answers an access and a refresh token."""
+    payload, name, accounts = call.payload, call.path["provider"], services().accounts
+    polling = "device_code" in payload and "username" not in payload
+    if not accounts.has_provider(name, EXTERNAL if polling else PASSWORD):
+        raise NotFound("Not Found")  # bluesky-httpserver has a route per provider and mode
+    if polling:
+        return services().sso.device_token(name, payload["device_code"], request.remote_addr)
+    missing = {field: [MISSING] for field in ("username", "password") if field not in payload}
+    if missing:
+        raise InvalidPayload(f"{' and '.join(missing)}: {MISSING}", missing)
+    return accounts.password_login(name, payload["username"], payload["password"], request.remote_addr)
 
 
 @auth.endpoint(
@@ -109,6 +173,14 @@ def password_login(call: Call) -> dict:
 )
 def code_login(call: Call) -> Response:
     """The identity provider's redirect (OIDC): exchanges `?code=`, answers the refresh token."""
+    name, code, state = call.path["provider"], call.payload["code"], request.args.get("state", "")
+    sso_flows = services().sso
+    if request.method == "GET" and sso_flows.is_pending(state):  # a sign-in the gateway started
+        return provider_returned(name, code, state)
+    if request.method == "POST" and services().accounts.has_provider(name, EXTERNAL):
+        refresh_token = sso_flows.redeem(code)  # the hand-over code of a browser sign-in
+        if refresh_token is not None:
+            return Response(dump_json(refresh_token), mimetype="application/json")
     if services().settings.http.ui:
         to_the_page = oidc_return(call.payload["code"], request.args.get("state", ""))
         if to_the_page is not None:  # the web page started this sign-in: it exchanges the code

@@ -227,7 +227,8 @@ def _operation(path: str, http_method: str, spec: EndpointSpec, path_parameters:
                 }
     if spec.location == "form":
         content_type = "multipart/form-data" if _has_files(spec.schema) else "application/x-www-form-urlencoded"
-        operation["requestBody"] = {"required": True, "content": {content_type: {"schema": spec.schema}}}
+        body = getattr(spec.schema, "openapi", spec.schema)  # as for JSON bodies below
+        operation["requestBody"] = {"required": True, "content": {content_type: {"schema": body}}}
     elif spec.schema is not None and spec.schema.fields:
         if http_method in ("get", "head", "delete") or spec.location == "query":
             operation["parameters"].append({"in": "query", "schema": spec.schema})

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..exceptions import BadRequest, NotFound
-from .authenticator import INHERIT, INVALID_TOKEN, SESSION_EXPIRED, Authenticator, unauthorized
+from .authenticator import INHERIT, INVALID_TOKEN, NOT_AUTHORIZED, SESSION_EXPIRED, Authenticator, unauthorized
 from .principal import Principal
 from .providers import EXTERNAL, PASSWORD, Provider
 from .sessions import Spent
@@ -18,7 +18,6 @@ from .state import ApiKeyRecord, dashed, iso, normalize_uuid
 from .tokens import TokenExpired, TokenInvalid, new_token_id
 
 INCORRECT_LOGIN = "Incorrect username or password"
-NOT_AUTHORIZED = "User is not authorized to access the server"
 EXTERNAL_FAILURE = "Authentication failure"
 NO_API_KEY = "No API key was provided with this request."
 NOT_AUTHENTICATED = "Not authenticated: this request needs credentials"
@@ -65,6 +64,22 @@ class Accounts:
         throttle.login_succeeded(username)
         return tokens
 
+    def has_provider(self, name: str, mode: str) -> bool:
+        provider = self.auth.providers.get(name)
+        return provider is not None and provider.mode == mode
+
+    def external_provider(self, name: str) -> Provider:
+        return self._provider(name, EXTERNAL)
+
+    def sign_in(self, provider: str, user: str) -> dict[str, Any]:
+        """A new session of ``user`` (whom ``provider`` vouched for): tokens as a login answers."""
+        return self._tokens(*self._start_session(provider, user), as_float=True)
+
+    def external_sign_in(self, provider: str, user: str) -> str:
+        """A new session of ``user``: the external flow's answer, the refresh token alone."""
+        _, session, refresh_token_id = self._start_session(provider, user)
+        return self.auth.tokens.refresh_token(session, refresh_token_id)
+
     def code_login(self, provider_name: str, code: str, address: str | None) -> str:
         """The external flow's answer is the refresh token alone (a bare JSON string)."""
         provider = self._provider(provider_name, EXTERNAL)
@@ -73,8 +88,7 @@ class Accounts:
         if user is None:
             self.auth.throttle.login_failed(None, address)
             raise unauthorized(EXTERNAL_FAILURE)
-        _, session, refresh_token_id = self._start_session(provider.name, user)
-        return self.auth.tokens.refresh_token(session, refresh_token_id)
+        return self.external_sign_in(provider.name, user)
 
     def _start_session(self, provider: str, user: str) -> tuple[Principal, str, str]:
         """The principal, its new session and the id of the session's first refresh token."""
@@ -253,7 +267,10 @@ class Accounts:
         return {
             "uuid": None,
             "type": "user",
-            "identities": [{"id": principal.username, "provider": "__anonymous__", "latest_login": None}],
+            "identities": [
+                {"id": identity, "provider": provider, "latest_login": None}
+                for provider, identity in principal.identities or (("__anonymous__", principal.username),)
+            ],
             "api_keys": [],
             "sessions": [],
             "latest_activity": None,

@@ -19,7 +19,7 @@ from ..exceptions import Unauthorized
 from .credentials import Credentials
 from .policies import BasicAPIAccessControl, DefaultResourceAccessControl
 from .principal import Principal
-from .providers import Provider
+from .providers import PROXIED, Provider
 from .scopes import PUBLIC_USER, SINGLE_USER
 from .sessions import Sessions
 from .state import ApiKeyRecord, AuthState, normalize_uuid
@@ -30,6 +30,7 @@ INVALID_API_KEY = "Invalid API key"
 INVALID_TOKEN = "Could not validate credentials"
 TOKEN_EXPIRED = "Access token has expired. Refresh token."
 SESSION_EXPIRED = "Session has expired. Please re-authenticate."
+NOT_AUTHORIZED = "User is not authorized to access the server"
 INHERIT = "inherit"
 
 
@@ -203,7 +204,10 @@ class Authenticator:
         except TokenExpired:
             raise unauthorized(TOKEN_EXPIRED) from None
         except TokenInvalid:
-            raise unauthorized(INVALID_TOKEN, BadCredentials) from None
+            principal = self._of_provider_token(token)
+            if principal is None:
+                raise unauthorized(INVALID_TOKEN, BadCredentials) from None
+            return principal
         principal, session = str(claims["sub"]), normalize_uuid(str(claims["sid"]))
         if session is None:
             raise unauthorized(INVALID_TOKEN, BadCredentials)
@@ -211,6 +215,41 @@ class Authenticator:
             raise unauthorized(SESSION_EXPIRED)
         identities = [(i.get("idp"), i.get("id")) for i in claims.get("ids", []) if isinstance(i, dict)]
         return self.principal_of_record(principal, identities, method="token", session=session)
+
+    def _of_provider_token(self, token: str) -> Principal | None:
+        """The principal of an access token a proxied OpenID provider signed, or None.
+
+        Its roles: the policy's roles of the user, and those its groups are mapped to; its
+        scopes: those of its roles (in the policy's role definitions)."""
+        for provider in self.providers.values():
+            if provider.mode != PROXIED:
+                continue
+            authenticator = provider.authenticator
+            claims = authenticator.claims(token)
+            username = authenticator.user_name(claims) if claims else None
+            if username is None:
+                continue
+            roles = self.api_access.get_user_roles(username) | authenticator.mapped_roles(claims)
+            if not roles and not self.api_access.is_user_known(username):
+                raise unauthorized(NOT_AUTHORIZED)
+            scopes = set(self.api_access.get_user_scopes(username))
+            for role in roles:
+                scopes |= getattr(self.api_access, "roles", {}).get(role, frozenset())
+            principal = self._principal(
+                username,
+                method="provider_token",
+                uuid=None,
+                identities=((provider.name, username),),
+                key=None,
+                session=None,
+            )
+            return replace(
+                principal,
+                displayed_name=self.api_access.get_displayed_user_name(username),
+                roles=frozenset(roles),
+                scopes=frozenset(scopes),
+            )
+        return None
 
     @staticmethod
     def require(principal: Principal, scopes: frozenset[str]) -> None:

@@ -18,6 +18,8 @@ _OURS = {
     "PAMAuthenticator": "qs_gateway.auth.providers.pam:PAMAuthenticator",
     "LDAPAuthenticator": "qs_gateway.auth.providers.ldap:LDAPAuthenticator",
     "OIDCAuthenticator": "qs_gateway.auth.providers.oidc:OIDCAuthenticator",
+    "EntraAuthenticator": "qs_gateway.auth.providers.oidc:EntraAuthenticator",
+    "ProxiedOIDCAuthenticator": "qs_gateway.auth.providers.proxied:ProxiedOIDCAuthenticator",
     "BasicAPIAccessControl": "qs_gateway.auth.policies:BasicAPIAccessControl",
     "DictionaryAPIAccessControl": "qs_gateway.auth.policies:DictionaryAPIAccessControl",
     "ServerBasedAPIAccessControl": "qs_gateway.auth.server_based:ServerBasedAPIAccessControl",
@@ -32,6 +34,9 @@ _BLUESKY_MODULES = {
         "PAMAuthenticator",
         "LDAPAuthenticator",
         "OIDCAuthenticator",
+        # bluesky-httpserver's development line (its pull request 81)
+        "EntraAuthenticator",
+        "ProxiedOIDCAuthenticator",
     ),
     "bluesky_httpserver.authorization": (
         "BasicAPIAccessControl",

@@ -12,7 +12,8 @@ class Principal:
     user_group: str  # sent as ``user_group``: chooses the allowed plans and devices
     roles: frozenset[str] = field(default_factory=frozenset)
     scopes: frozenset[str] = field(default_factory=frozenset)  # what this request may do
-    # how the request proved it: "single_user_key", "api_key", "token" or "anonymous"
+    # how the request proved it: "single_user_key", "api_key", "token",
+    # "provider_token" (an OpenID provider's own access token) or "anonymous"
     method: str = "anonymous"
     uuid: str | None = None  # hex uuid of the principal kept in Redis (logged-in users only)
     identities: tuple[tuple[str, str], ...] = ()  # (provider, id) of the configured providers

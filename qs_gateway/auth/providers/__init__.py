@@ -6,7 +6,9 @@ with a ``mode`` and an ``authenticate`` method:
 
 * ``mode = "password"``: ``authenticate(username, password)`` returns the user name, or None;
 * ``mode = "external"`` (OIDC): ``authenticate(code)`` exchanges an authorization code and
-  returns the user name, or None.
+  returns the user name, or None;
+* ``mode = "proxied"`` (OIDC): no login at the gateway; the provider's own access tokens are
+  accepted as bearer tokens (see ``proxied``).
 
 ``authenticate`` may also be a coroutine function, and may return an object with a ``user_name``
 attribute (as bluesky-httpserver's ``UserSessionState``): custom authenticators written for
@@ -26,6 +28,8 @@ from ..plugins import instantiate
 
 PASSWORD = "password"
 EXTERNAL = "external"
+PROXIED = "proxied"
+MODES = (PASSWORD, EXTERNAL, PROXIED)
 _PROVIDER_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 
@@ -74,8 +78,8 @@ def build_providers(entries: Any) -> dict[str, Provider]:
             raise ConfigError(f"{where}.provider: provider {name!r} is defined twice")
         authenticator = instantiate(entry.get("authenticator"), entry.get("args"), where, "authenticator")
         mode = _mode_of(authenticator)
-        if mode not in (PASSWORD, EXTERNAL):
-            raise ConfigError(f"{where}.authenticator: unsupported mode {mode!r} (expected password or external)")
+        if mode not in MODES:
+            raise ConfigError(f"{where}.authenticator: unsupported mode {mode!r} (expected one of {', '.join(MODES)})")
         if not callable(getattr(authenticator, "authenticate", None)):
             raise ConfigError(f"{where}.authenticator: the class has no 'authenticate' method")
         providers[name] = Provider(name, authenticator, mode)

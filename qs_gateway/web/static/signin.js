@@ -2,8 +2,9 @@
 // OpenID Connect), whichever the gateway offers.
 
 import { ApiError, get } from "./api.js";
-import { passwordLogin, startExternalLogin, useApiKey } from "./auth.js";
+import { passwordLogin, useApiKey } from "./auth.js";
 import { byId, el, show } from "./dom.js";
+import { offerProviderButtons } from "./sso.js";
 
 const API_KEY = "api-key";
 
@@ -31,7 +32,8 @@ export class SignIn {
 
   offer(info) {
     this.providers = info.providers || [];
-    const usable = this.providers.filter((p) => p.mode === "password" || p.authorization_url);
+    offerProviderButtons(this.providers); // external providers: a button each
+    const usable = this.providers.filter((p) => p.mode === "password");
     this.method.replaceChildren(
       ...usable.map((p) => el("option", { value: p.name, text: p.mode === "password" ? `${p.name} (user name and password)` : p.name })),
       el("option", { value: API_KEY, text: "API key" }),
@@ -48,9 +50,6 @@ export class SignIn {
     const provider = this.provider();
     show(byId("apikey-fields"), !provider);
     show(byId("password-fields"), provider?.mode === "password");
-    const note = byId("external-note");
-    note.textContent = provider && provider.mode !== "password" ? `You will be sent to ${provider.name} to sign in.` : "";
-    show(note, Boolean(note.textContent));
   }
 
   open(message = "") {
@@ -77,11 +76,8 @@ export class SignIn {
         const key = byId("api-key").value.trim();
         if (!key) throw new Error("Enter an API key.");
         useApiKey(key, byId("remember").checked);
-      } else if (provider.mode === "password") {
-        await passwordLogin(provider.name, byId("username").value.trim(), byId("password").value);
       } else {
-        startExternalLogin(provider);
-        return;
+        await passwordLogin(provider.name, byId("username").value.trim(), byId("password").value);
       }
     } catch (error) {
       this.error.textContent = error.message;
