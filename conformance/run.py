@@ -133,23 +133,29 @@ def _lay_out(suite: Suite, site: Path, workdir: Path) -> Path:
 
 
 def _read_junit(path: Path, result: Result) -> None:
+    """Counts tests, not reports: a test that fails and then errors in its teardown is one failure."""
     if not path.exists():
         result.failures.append(("(the whole suite)", "pytest wrote no report: it did not run"))
         result.failed += 1
         return
+    outcomes: dict[str, str] = {}
     for case in ElementTree.parse(path).iter("testcase"):
         test_id = f"{case.get('classname', '')}::{case.get('name', '')}"
         problem = case.find("failure")
         if problem is None:
             problem = case.find("error")
         if problem is not None:
-            result.failed += 1
-            message = (problem.get("message") or problem.text or "").strip().splitlines()
-            result.failures.append((test_id, message[0][:300] if message else ""))
+            if outcomes.get(test_id) != "failed":
+                message = (problem.get("message") or problem.text or "").strip().splitlines()
+                result.failures.append((test_id, message[0][:300] if message else ""))
+            outcomes[test_id] = "failed"
         elif case.find("skipped") is not None:
-            result.skipped += 1
+            outcomes.setdefault(test_id, "skipped")
         else:
-            result.passed += 1
+            outcomes.setdefault(test_id, "passed")
+    outcomes_list = list(outcomes.values())
+    result.passed, result.failed = outcomes_list.count("passed"), outcomes_list.count("failed")
+    result.skipped = outcomes_list.count("skipped")
 
 
 def run_suite(suite: Suite, python: Path, gateway_python: Path, site: Path, workdir: Path, extra: list[str]) -> Result:

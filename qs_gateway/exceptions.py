@@ -109,9 +109,23 @@ class URITooLong(ApiError):
     body = "html"  # gunicorn answers it itself, before the gateway sees the request
 
 
+class Conflict(ApiError):
+    status = 409
+    description = (
+        "A request with the same `Idempotency-Key` is still being carried out; retry shortly (`Retry-After`) "
+        "to get its answer."
+    )
+
+    def __init__(self, detail: str, retry_seconds: float = 1.0) -> None:
+        super().__init__(detail, headers=retry_after(retry_seconds))
+
+
 class UnreadableBody(ApiError):
     status = 422
-    description = "The body is not a JSON object (or not the form the endpoint reads)."
+    description = (
+        "The body is not a JSON object (or not the form the endpoint reads), or its `Idempotency-Key` was used "
+        "before with a different request."
+    )
 
 
 class TooManyRequests(ApiError):

@@ -23,6 +23,7 @@ from .streaming.console import ConsoleLog
 from .streaming.hub import StreamHub
 from .streaming.ingest import Ingester
 from .streaming.keys import StreamKeys
+from .submissions import IdempotencyStore, SubmissionStore
 from .transport import CircuitBreaker, Codec, SocketPool, Timeouts
 from .transport.subscriber import Subscriber
 
@@ -73,6 +74,12 @@ class Services:
             status_max_age=streams.published_status_max_age,
         )
         self.notifications = NotificationStore(self.store, self.stream_keys.leader)
+        self.submissions = SubmissionStore(
+            self.store,
+            expiry_seconds=settings.submissions.submission_expiry_seconds,
+            retention_seconds=settings.submissions.submission_retention_seconds,
+        )
+        self.idempotency = IdempotencyStore(self.store, retention_seconds=settings.submissions.idempotency_seconds)
         self.notifier = None
         if settings.notifications.targets:
             self.notifier = Notifier(

@@ -75,6 +75,11 @@ def hand_over_reply(reply: Reply) -> None:
     g.audited_reply = reply
 
 
+def hand_over_audit(**fields: Any) -> None:
+    """More for the audit line than RE Manager's verdict (e.g. the submissions a request decided)."""
+    g.audited_fields = {**g.get("audited_fields", {}), **fields}
+
+
 def hand_over_error(detail: Any) -> None:
     """The error an answer reports, for the audit line."""
     g.audited_error = detail
@@ -137,6 +142,7 @@ def account_for_request(response: Response) -> Response:
             "method": current.method,
             "status": status,
             **_outcome(status),
+            **g.get("audited_fields", {}),
         }
         audit_log.info("audit", extra={"fields": audit})
     return response

@@ -19,8 +19,6 @@ from redis.connection import parse_url
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from .redis_fast import FastReader
-
 if TYPE_CHECKING:  # the type only: the config package itself depends on the store
     from .config.redis import RedisSettings
 
@@ -76,17 +74,4 @@ def redis_client(settings: RedisSettings, *, timeout: float, connect_timeout: fl
         from_url.pop(server_address, None)  # the Sentinels say where the master is
     return sentinel_of(settings, options["socket_connect_timeout"]).master_for(
         settings.service_name, redis_class=redis.Redis, **{**options, **from_url, **_tls(settings)}
-    )
-
-
-def fast_reader(settings: RedisSettings, timeout: float) -> FastReader:
-    """The lean reader of the hottest path (see :mod:`.redis_fast`), on the same Redis."""
-    if not settings.sentinels:
-        return FastReader(settings.url, timeout, password=settings.password)
-    sentinel = sentinel_of(settings, timeout)
-    return FastReader(
-        settings.url,
-        timeout,
-        password=settings.password,
-        locate=lambda: sentinel.discover_master(settings.service_name),
     )

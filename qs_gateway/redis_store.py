@@ -21,8 +21,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import redis
+from redis.commands.core import Script
 
-from .redis_connect import fast_reader, redis_client
+from .redis_connect import redis_client
+from .redis_hot_path import HotPathReader
 
 if TYPE_CHECKING:  # the type only: the config package itself depends on the store
     from .config.redis import RedisSettings
@@ -36,6 +38,14 @@ T = TypeVar("T")
 # is redis-py's ReadOnlyError; LOADING is its BusyLoadingError, a ConnectionError.)
 _NOT_NOW = ("MASTERDOWN", "NOREPLICAS", "TRYAGAIN")
 UNWAITED_SECONDS = 10.0  # how long a worker writes without WAIT after no replica answered one
+
+
+def script(source: str) -> Script:
+    """A Lua script that Redis runs by its SHA1 (``EVALSHA``): the source goes to a Redis only
+    once (redis-py loads it when Redis answers ``NOSCRIPT``, after a restart or a failover too),
+    not with every call as ``EVAL`` sends it. Call it in :meth:`RedisStore.run` as
+    ``script(keys=[...], args=[...], client=r)``."""
+    return Script(None, source.encode())  # bytes: hashed without a client; each call names its own
 
 
 class StoreUnavailable(Exception):
@@ -67,7 +77,7 @@ class RedisStore:
         self._lock = threading.Lock()
         self._failed_at: float | None = None
         self._unwaited_until = 0.0
-        self.fast = fast_reader(self.settings, timeout)
+        self.hot_path = HotPathReader(lambda: self.client.connection_pool.make_connection(), timeout)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -148,10 +158,8 @@ class RedisStore:
         return result
 
     def mget(self, keys: list[str]) -> list[bytes | None]:
-        """MGET for the hottest path: on this thread's own lean connection (see redis_fast)."""
-        if self.fast.usable:
-            return self.run(lambda _: self.fast.mget(keys))
-        return self.run(lambda r: r.mget(keys))
+        """MGET for the hottest path: on this thread's own connection (see redis_hot_path)."""
+        return self.run(lambda _: self.hot_path.mget(keys))
 
     def ping(self) -> bool:
         try:

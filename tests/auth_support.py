@@ -195,10 +195,13 @@ class JsonServer:
 def start_auth_gateway(stack_dir: Path, manager: Any, name: str, config: dict, **env: str) -> tuple[Any, str]:
     """A gateway under gunicorn with ``config`` (three workers, a Redis prefix of its own, the
     worker named on every answer); ``env`` adds or overrides settings."""
-    defaults = {"QS_GATEWAY_WORKERS": "3", "QS_GATEWAY_THREADS": "4", "QS_GATEWAY_WORKER_HEADER": "1"}
+    defaults = {
+        "QS_GATEWAY_WORKERS": "3",
+        "QS_GATEWAY_THREADS": "4",
+        "QS_GATEWAY_WORKER_HEADER": "1",
+        "QS_GATEWAY_REDIS_PREFIX": private_prefix(),
+    }
     settings = manager.gateway_env(
-        QSERVER_HTTP_SERVER_CONFIG=write_config(stack_dir / name, config),
-        QS_GATEWAY_REDIS_PREFIX=private_prefix(),
-        **{**defaults, **env},
+        QSERVER_HTTP_SERVER_CONFIG=write_config(stack_dir / name, config), **{**defaults, **env}
     )
     return start_gateway(stack_dir, settings, log_name=f"gunicorn-{name}.log")

@@ -3,13 +3,16 @@ RE Manager and applications the fixtures make."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import zmq
 from bluesky_queueserver_api.http import REManagerAPI
 from flask import Flask
@@ -17,7 +20,7 @@ from flask import Flask
 from qs_gateway.app import create_app
 from qs_gateway.config import load_settings
 from qs_gateway.serving.proxy import self_signed_certificate  # noqa: F401 - the tests take it from here
-from qs_gateway.serving.stack import ManagedProcess, ManagerPorts
+from qs_gateway.serving.stack import ManagedProcess, ManagerPorts, free_port, start_gateway, start_re_manager
 
 # At least 32 letters and digits: a shorter single-user key is warned about, under 8 refused.
 API_KEY = "TestApiKeyOfTheGatewaySuite20261125"
@@ -243,3 +246,63 @@ class Manager:
 
 def make_app(manager: Manager, **env: str) -> Flask:
     return create_app(load_settings(environ=manager.gateway_env(**env)))
+
+
+class RestartableManager:
+    """An RE Manager of one test module, stopped, frozen and started again on the same ports."""
+
+    def __init__(self, workdir: Path, redis_port: int) -> None:
+        self.workdir = workdir
+        self.redis_port = redis_port
+        self.ports = ManagerPorts(free_port(), free_port())
+        self.process = None
+
+    def start(self) -> None:
+        self.process, _ = start_re_manager(
+            self.workdir, redis_port=self.redis_port, ports=self.ports, name_prefix="qs_gateway_faults"
+        )
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def freeze(self) -> None:
+        self.process.signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.signal_group(signal.SIGCONT)
+
+    def queue_nums(self) -> list[int]:
+        rm = zmq_api(self.ports.control_address)
+        try:
+            return [item["kwargs"]["num"] for item in rm.queue_get()["items"]]
+        finally:
+            rm.close()
+
+
+@contextmanager
+def gateway_in_front(workdir: Path, redis_port: int, **env: str) -> Iterator[tuple[RestartableManager, str]]:
+    """A restartable RE Manager and a gateway in front of it (``env`` its settings)."""
+    manager = RestartableManager(workdir, redis_port)
+    manager.start()
+    try:
+        environment = Manager(manager.process, manager.ports, manager.workdir, redis_port).gateway_env(**env)
+        gateway, url = start_gateway(manager.workdir, environment, log_name="gateway-faults.log")
+        try:
+            yield manager, url
+        finally:
+            gateway.stop()
+    finally:
+        manager.thaw()
+        manager.stop()
+
+
+@contextmanager
+def fresh_connections(url: str) -> Iterator[httpx.Client]:
+    """A client that opens a fresh connection per request, so that requests spread over the workers."""
+    with httpx.Client(
+        base_url=url,
+        headers={"Authorization": f"ApiKey {API_KEY}"},
+        timeout=10,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    ) as client:
+        yield client

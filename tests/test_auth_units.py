@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+import uuid
 
 import jwt
 import pytest
@@ -25,9 +26,12 @@ from qs_gateway.auth.providers.oidc import OIDCAuthenticator
 from qs_gateway.auth.providers.pam import PAMAuthenticator
 from qs_gateway.auth.scopes import DEFAULT_ROLES
 from qs_gateway.auth.server_based import ServerBasedAPIAccessControl
+from qs_gateway.auth.state import AuthState
 from qs_gateway.auth.tokens import SigningKeys, TokenExpired, TokenInvalid, Tokens
 from qs_gateway.config import ConfigError
+from qs_gateway.config.redis import RedisSettings
 from qs_gateway.exceptions import BadRequest
+from qs_gateway.redis_store import RedisStore
 
 # -- import paths ------------------------------------------------------------------------------
 
@@ -304,3 +308,43 @@ def test_oidc_configuration_errors():
         OIDCAuthenticator(**args, public_keys=[{"kty": "RSA"}])
     with pytest.raises(ConfigError, match="client_id"):
         OIDCAuthenticator(**{**args, "client_id": ""}, public_keys=[{"kty": "oct", "k": "c2VjcmV0"}])
+
+
+@pytest.fixture
+def auth_state(redis_port):
+    store = RedisStore(RedisSettings(url=f"redis://127.0.0.1:{redis_port}/0"), prefix=f"auth_state_{time.time_ns()}")
+    yield AuthState(store)
+    store.close()
+
+
+def test_a_key_deleted_while_it_is_used_is_not_recreated(auth_state, monkeypatch):
+    principal = auth_state.principal_for_identity("toy", "alice")
+    secret, record = auth_state.create_api_key(principal, ["read:status"], None, None)
+    key = auth_state.store.key("auth", "apikey", record.digest)
+    read = auth_state.api_key
+
+    def read_then_deleted(digest: str):
+        found = read(digest)
+        auth_state.store.run(lambda r: r.delete(key))  # by another worker, between read and touch
+        return found
+
+    monkeypatch.setattr(auth_state, "api_key", read_then_deleted)
+    assert auth_state.use_api_key(secret) is None
+    assert auth_state.store.run(lambda r: r.exists(key)) == 0  # no hash without expiry left behind
+
+
+def test_partial_hashes_are_no_key_and_no_session(auth_state):
+    principal = auth_state.principal_for_identity("toy", "bob")
+    secret, record = auth_state.create_api_key(principal, ["read:status"], None, None)
+    key = auth_state.store.key("auth", "apikey", record.digest)
+    # what an older version's touch left of a key deleted meanwhile: one field, no expiry
+    auth_state.store.run(lambda r: (r.delete(key), r.hset(key, "latest_activity", time.time())))
+    assert auth_state.use_api_key(secret) is None
+    assert auth_state.store.run(lambda r: r.exists(key)) == 0
+    session = auth_state.create_session(principal, 60, "jti")
+    auth_state.store.run(lambda r: r.hdel(auth_state.session_key(session.uuid), "principal"))
+    assert auth_state.session(session.uuid) is None
+    gone = uuid.uuid4().hex
+    auth_state.revoke_session(gone)  # a session that is gone stays gone
+    assert auth_state.store.run(lambda r: r.exists(auth_state.session_key(gone))) == 0
+    assert auth_state.use_api_key(auth_state.create_api_key(principal, [], None, None)[0]).principal == principal

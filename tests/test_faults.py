@@ -17,14 +17,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
-from qs_gateway.serving.stack import ManagerPorts, free_port, start_gateway, start_re_manager
-
-from .support import API_KEY, Manager, plan, reset_manager, wait_for, zmq_api
+from .support import API_KEY, fresh_connections, gateway_in_front, plan, reset_manager, wait_for, zmq_api
 
 RECEIVE_TIMEOUT = 2.0
 SEND_TIMEOUT = 0.5
@@ -38,40 +35,11 @@ RECOVERED_WITHIN = 1.0  # of RE Manager answering again, on every worker (breake
 LOAD_THREADS = 24  # clients at once, each on fresh connections
 
 
-class RestartableManager:
-    def __init__(self, workdir: Path, redis_port: int) -> None:
-        self.workdir = workdir
-        self.redis_port = redis_port
-        self.ports = ManagerPorts(free_port(), free_port())
-        self.process = None
-
-    def start(self) -> None:
-        self.process, _ = start_re_manager(
-            self.workdir, redis_port=self.redis_port, ports=self.ports, name_prefix="qs_gateway_faults"
-        )
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def freeze(self) -> None:
-        self.process.signal_group(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        self.process.signal_group(signal.SIGCONT)
-
-    def queue_nums(self) -> list[int]:
-        rm = zmq_api(self.ports.control_address)
-        try:
-            return [item["kwargs"]["num"] for item in rm.queue_get()["items"]]
-        finally:
-            rm.close()
-
-
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory, redis_port):
-    manager = RestartableManager(tmp_path_factory.mktemp("faulty-manager"), redis_port)
-    manager.start()
-    env = Manager(manager.process, manager.ports, manager.workdir, redis_port).gateway_env(
+    with gateway_in_front(
+        tmp_path_factory.mktemp("faulty-manager"),
+        redis_port,
         QS_GATEWAY_WORKERS=str(WORKERS),
         QS_GATEWAY_THREADS=str(THREADS),
         QS_GATEWAY_POOL_SIZE="4",
@@ -79,12 +47,8 @@ def faulty(tmp_path_factory, redis_port):
         QS_GATEWAY_TIMEOUT_SEND=str(SEND_TIMEOUT),
         QS_GATEWAY_BREAKER_THRESHOLD="3",
         QS_GATEWAY_WORKER_HEADER="1",
-    )
-    gateway, url = start_gateway(manager.workdir, env, log_name="gateway-faults.log")
-    yield manager, url
-    gateway.stop()
-    manager.thaw()
-    manager.stop()
+    ) as (manager, url):
+        yield manager, url
 
 
 @pytest.fixture
@@ -101,13 +65,7 @@ def manager(faulty):
 @pytest.fixture
 def http(faulty):
     _, url = faulty
-    # a fresh connection per request, so that requests spread over the workers
-    with httpx.Client(
-        base_url=url,
-        headers={"Authorization": f"ApiKey {API_KEY}"},
-        timeout=10,
-        limits=httpx.Limits(max_keepalive_connections=0),
-    ) as client:
+    with fresh_connections(url) as client:
         yield client
 
 

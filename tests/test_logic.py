@@ -51,6 +51,34 @@ def test_breaker_opens_after_threshold_and_lets_one_probe_through():
     breaker.admit()
 
 
+def test_breaker_open_because_nothing_was_delivered_lets_each_request_check_the_connection():
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=2, open_seconds=1.0, clock=clock)
+    assert breaker.admit() is False  # closed: a plain request
+    breaker.record_failure(delivered=False)
+    breaker.record_failure(delivered=False)
+    assert breaker.state == "open"
+    assert [breaker.admit() for _ in range(3)] == [True] * 3  # each one checks: no open time, no probe slot
+    assert "takes no connection" in str(breaker.unreachable())
+    breaker.record_failure()  # one got through and was not answered: now the open time counts
+    with pytest.raises(CircuitOpen):
+        breaker.admit()
+    clock.now = 1.5
+    assert breaker.admit() is False  # the probe, a plain request
+    breaker.record_success()
+    assert breaker.state == "closed" and breaker.admit() is False
+
+
+def test_late_failures_of_earlier_requests_do_not_hold_the_breaker_open():
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=1, open_seconds=1.0, clock=clock)
+    breaker.record_failure()
+    clock.now = 0.9
+    breaker.record_failure()  # a request sent before it opened, timing out now
+    clock.now = 1.1
+    assert breaker.admit() is False  # the probe, on time
+
+
 def test_breaker_success_resets_the_count():
     breaker = CircuitBreaker(threshold=2, open_seconds=1.0)
     breaker.record_failure()

@@ -4,6 +4,7 @@ a write, timeouts by class, and refusals in RE Manager's shape."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -262,3 +263,33 @@ def test_a_peeked_uid_is_what_the_body_says_and_decoding_agrees():
     assert reply.peek("history_uid") is None
     assert reply.peek("history_uid") is None
     assert Reply(body=body).get("plan_queue_uid") == reply.peek("plan_queue_uid")
+
+
+def test_a_write_forgets_cached_replies_while_other_threads_add_some(transport):
+    """A write's ``finally`` drops cached replies while request threads add theirs: it must
+    neither fail ("dictionary changed size during iteration") nor turn the write into an error."""
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows at once
+    client = client_of(transport)
+    client.status()
+    for index in range(5000):  # replies the write keeps: a long walk for the write to make
+        client._by_uid[("history_get", (), str(index))] = None
+    stop = threading.Event()
+
+    def reader(index: int) -> None:
+        variant = 0
+        while not stop.is_set():
+            variant += 1  # each variant is a new cache entry
+            client.read("queue_get", variant=f"{index}:{variant}", transform=lambda reply: reply)
+
+    readers = [threading.Thread(target=reader, args=(index,)) for index in range(4)]
+    for thread in readers:
+        thread.start()
+    try:
+        for _ in range(50):
+            assert client.call("queue_item_add", {"item": {}}).succeeded
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join(10)
+        sys.setswitchinterval(switch_interval)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import http.server
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +19,7 @@ import redis
 from qs_gateway.config import ConfigError, load_settings
 from qs_gateway.config.redis import RedisSettings
 from qs_gateway.notifications import derive
-from qs_gateway.notifications.delivery import TargetDelivery
+from qs_gateway.notifications.delivery import CLAIM_MARGIN, TargetDelivery
 from qs_gateway.notifications.derive import State
 from qs_gateway.notifications.sending import Answer, body_of, post, sign, slack_text
 from qs_gateway.notifications.settings import EVENT_TYPES, parse_notifications
@@ -484,3 +486,40 @@ def test_slack_format_is_a_text_message():
     }
     stopped = {"type": "queue_stopped", "data": {"reason": "stop_requested"}}
     assert "Queue stopped: stop requested" in slack_text(stopped)
+
+
+@pytest.fixture
+def trickling_receiver() -> Iterator[str]:
+    """Takes the request, then answers one byte every 0.2 s (about 8 s for the whole answer)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok":
+                if stop.wait(0.2):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return  # the gateway gave up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    stop.set()
+    listener.close()
+    thread.join(10)
+
+
+def test_a_trickling_receiver_cannot_hold_a_delivery_past_its_deadline(trickling_receiver):
+    (target,) = parse_notifications([{"url": trickling_receiver, "timeout": 1}])
+    started = time.monotonic()
+    answer = post(target, event("A").as_dict(), 1)
+    elapsed = time.monotonic() - started
+    assert answer.status is None and answer.worth_retrying and "within 1.0 s" in answer.error
+    # one deadline for the whole delivery, well within the time after which another leader
+    # would take the entry over (each read alone never waits longer than 0.2 s here)
+    assert elapsed < target.timeout + CLAIM_MARGIN / 2, elapsed

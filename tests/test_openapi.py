@@ -35,7 +35,8 @@ def test_operations_carry_fields_scope_and_error_responses(document):
     add = paths["/api/queue/item/add"]["post"]
     assert add["x-scope"] == "write:queue:edit" and add["x-manager-method"] == "queue_item_add"
     assert {"ApiKeyHeader": ["write:queue:edit"]} in add["security"]
-    assert set(add["responses"]) == {"200", "400", "401", "403", "408", "413", "422", "429", "502", "503"}
+    assert set(add["responses"]) == {"200", "400", "401", "403", "408", "409", "413", "422", "429", "502", "503"}
+    assert {"in": "header", "name": "Idempotency-Key"}.items() <= add["parameters"][0].items()
     body = add["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     fields = document["components"]["schemas"][body]["properties"]
     assert {"item", "pos", "before_uid", "after_uid", "lock_key"} <= set(fields)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+from pathlib import Path
 
 import httpx
 import openpyxl
@@ -20,12 +21,13 @@ from websockets.sync.client import connect
 from conformance import environments
 from qs_gateway.serving.stack import start_gateway
 
-from .support import API_KEY
+from .support import API_KEY, PLAN_COUNT
+from .test_mcp import call
 
 HEADERS = {"Authorization": f"ApiKey {API_KEY}"}
 
 # A facility's converter: reads the file with pandas itself, as facilities' converters do.
-FACILITY_MODULE = '''
+FACILITY_MODULE = """
 import pandas as pd
 
 
@@ -35,7 +37,7 @@ def spreadsheet_to_plan_list(*, spreadsheet_file, file_name, data_type, user, **
     table = pd.read_csv(spreadsheet_file)
     plan = {"name": "count", "args": [["det1"]], "meta": {"by": user}}
     return [{**plan, "kwargs": {"num": int(n)}} for n in table["num"]]
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +157,16 @@ def test_live_streams_and_websockets(plain_gateway, manager_idle):
     uri = plain_gateway.replace("http://", "ws://") + "/api/status/ws"
     with connect(uri, additional_headers=HEADERS) as websocket:
         assert "status" in json.loads(websocket.recv(timeout=10))["msg"]
+
+
+def test_plan_schemas_and_the_mcp_server(plain_python, plain_gateway, manager_idle):
+    """The plan schemas and qs-gateway-mcp (the mcp SDK is a requirement, not an extra)."""
+    schemas = httpx.get(f"{plain_gateway}/api/plans/allowed/json_schema", headers=HEADERS).json()["schemas"]
+    assert schemas["count"]["properties"]["name"] == {"const": "count"}
+
+    async def steps(client) -> list:  # noqa: ANN001
+        return [await client.call_tool("get_status", {}), await client.call_tool("validate_item", {"item": PLAN_COUNT})]
+
+    status, verdict = call(plain_gateway, API_KEY, steps, command=str(Path(plain_python).parent / "qs-gateway-mcp"))
+    assert status.structured_content["manager_state"] == "idle"
+    assert verdict.structured_content["success"] is True

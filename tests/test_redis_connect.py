@@ -64,13 +64,15 @@ def test_tls_with_a_ca_file(tls, tmp_path):
         settings = RedisSettings(url=f"rediss://127.0.0.1:{port}/0", password=PASSWORD, tls_ca_file=str(tls.ca))
         store = RedisStore(settings, "tls_test")
         store.run(lambda r: r.set("tls_test:k", b"v"))
-        assert not store.fast.usable and store.mget(["tls_test:k"]) == [b"v"]  # redis-py's TLS, not the fast path
+        assert store.mget(["tls_test:k"]) == [b"v"]  # the status path's own connection: TLS as well
         # the stream hub's blocking reader is made the same way
         assert redis_client(settings, timeout=1).get("tls_test:k") == b"v"
         # a certificate the CA file does not vouch for is refused, as unavailable (503), not an error
         untrusting = RedisStore(RedisSettings(url=settings.url, password=PASSWORD), "tls_test")
         with pytest.raises(StoreUnavailable, match="certificate verify failed"):
             untrusting.run(lambda r: r.ping())
+        with pytest.raises(StoreUnavailable, match="certificate verify failed"):
+            RedisStore(untrusting.settings, "tls_test", cooldown=0).mget(["tls_test:k"])
         plain = RedisStore(RedisSettings(url=f"redis://127.0.0.1:{port}/0", password=PASSWORD), "tls_test")
         with pytest.raises(StoreUnavailable):
             plain.run(lambda r: r.ping())

@@ -67,8 +67,11 @@ checks.positive_data_acceptance.enabled = false
 def fuzzed_gateway(tmp_path_factory, redis_port):
     workdir = tmp_path_factory.mktemp("fuzzed")
     manager_process, ports = start_re_manager(workdir, redis_port=redis_port, name_prefix="qs_gateway_fuzz")
+    # the single-user key may also submit and decide, so that the submission endpoints are fuzzed too
+    roles = {"unauthenticated_single_user": {"scopes_add": ["write:queue:submit", "write:queue:approve"]}}
+    config = {"api_access": {"args": {"roles": roles}}}
     env = Manager(manager_process, ports, workdir, redis_port).gateway_env(
-        QS_GATEWAY_WORKERS="2", QS_GATEWAY_THREADS="4"
+        QS_GATEWAY_WORKERS="2", QS_GATEWAY_THREADS="4", QSERVER_HTTP_SERVER_CONFIG=write_config(workdir, config)
     )
     gateway, url = start_gateway(workdir, env, log_name="gateway-fuzzed.log")
     yield url, workdir

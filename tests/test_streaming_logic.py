@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 
 import pytest
 from bluesky_queueserver_api.console_monitor import _ConsoleMonitor
 
+import qs_gateway
 from qs_gateway.config.redis import RedisSettings
 from qs_gateway.redis_store import RedisStore
+from qs_gateway.serving.stack import start_redis
+from qs_gateway.streaming.console import ConsoleLog
 from qs_gateway.streaming.ingest import Ingester, LeaseLost
 from qs_gateway.streaming.render import ConsoleText
 
@@ -120,3 +124,53 @@ def test_a_leader_that_lost_its_lease_appends_nothing(redis_port):
     with pytest.raises(LeaseLost):
         stale._append(batch)
     assert store.run(lambda r: (r.xlen(keys.console), r.xlen(keys.info))) == (1, 1)
+
+
+def test_a_worker_that_fails_to_subscribe_does_not_lead(redis_port):
+    """If opening the subscription fails, the worker must not believe it leads (its notifier
+    would deliver beside the real leader's), and it lets the lease go for another worker."""
+    store = RedisStore(RedisSettings(url=f"redis://127.0.0.1:{redis_port}/0"), prefix=f"failing_test_{time.time_ns()}")
+    attempts = []
+
+    class FailingSubscriber(SilentSubscriber):
+        def open(self):
+            attempts.append(failing.is_leader)
+            raise OSError("no subscription")
+
+    failing = Ingester(store, FailingSubscriber, lease_seconds=1)
+    failing.start()
+    try:
+        wait_for(lambda: len(attempts) >= 2, 30, "two attempts to subscribe")
+        failing.stop()
+        assert attempts[:2] == [False, False]
+        assert not failing.is_leader
+    finally:
+        failing.stop()
+
+
+def test_lease_renewals_and_batches_send_lua_by_its_digest(tmp_path):
+    """Each lease renewal and ingest batch runs its Lua script with EVALSHA: the source goes to
+    Redis once (SCRIPT LOAD), not with every call."""
+    process, port = start_redis(tmp_path / "redis")
+    try:
+        store = RedisStore(RedisSettings(url=f"redis://127.0.0.1:{port}/0"))
+        ingester = Ingester(store, SilentSubscriber, lease_seconds=0.5)
+        assert ingester._acquire()
+        batch = [("QS_Console", {"time": 1.0, "msg": "hi\n"})]
+        for _ in range(3):
+            assert ingester._renew()
+            ingester._append(batch)
+        ingester._release()
+        ConsoleLog(store).update("")
+        stats = store.run(lambda r: r.info("commandstats"))
+        assert "cmdstat_eval" not in stats
+        assert stats["cmdstat_evalsha"]["calls"] >= 8
+        assert stats["cmdstat_script|load"]["calls"] == 4  # renew, append, release, console
+    finally:
+        process.stop()
+
+
+def test_no_module_sends_lua_source_with_every_call():
+    package = Path(qs_gateway.__file__).parent
+    for path in package.rglob("*.py"):
+        assert ".eval(" not in path.read_text(), f"{path} sends a Lua script with EVAL: use redis_store.script"

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import zmq
 
 from qs_gateway.extensions import EXTENSION_KEY
-from qs_gateway.serving.stack import start_re_manager
-from qs_gateway.transport import CircuitBreaker, Codec, PoolExhausted, RequestTimeout, SocketPool, Timeouts
+from qs_gateway.serving.stack import free_port, start_re_manager
+from qs_gateway.transport import CircuitBreaker, CircuitOpen, Codec, PoolExhausted, RequestTimeout, SocketPool, Timeouts
 
 from .support import API_KEY, PLAN_COUNT, Manager, keyed_client, make_app, wait_for
 
@@ -26,10 +27,13 @@ FAST = Timeouts(send=0.2, receive=0.3)
 class Peer:
     """A ROUTER socket that answers ``{"echo": params}``, or stays silent while ``silent`` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
-        port = self.socket.bind_to_random_port("tcp://127.0.0.1")
+        if port is None:
+            port = self.socket.bind_to_random_port("tcp://127.0.0.1")
+        else:
+            self.socket.bind(f"tcp://127.0.0.1:{port}")
         self.address = f"tcp://127.0.0.1:{port}"
         self.received: list[dict] = []
         self.silent = threading.Event()
@@ -63,7 +67,7 @@ def peer():
 
 
 def make_pool(address: str, **kwargs) -> SocketPool:
-    kwargs.setdefault("breaker", CircuitBreaker(threshold=100))
+    kwargs.setdefault("breaker", CircuitBreaker(threshold=100, open_seconds=0))
     return SocketPool(address, **kwargs)
 
 
@@ -124,6 +128,35 @@ def test_an_undelivered_read_is_tried_once_more_a_write_is_not(monkeypatch):
         assert len(attempts) == 1
     finally:
         pool.close()
+
+
+def test_an_open_breaker_fails_at_once_while_the_port_is_closed_and_closes_when_the_peer_is_back():
+    port = free_port()
+    pool = make_pool(f"tcp://127.0.0.1:{port}", size=2, breaker=CircuitBreaker(threshold=1, open_seconds=600))
+    peer = None
+    try:
+        with pytest.raises(RequestTimeout):
+            request(pool, 1)  # nothing delivered: the breaker opens
+        slow = Timeouts(send=10, receive=10)
+        for n in range(5):  # each tries a new connection, refused at once: no wait for the send timeout
+            started = time.monotonic()
+            with pytest.raises(CircuitOpen, match="takes no connection"):
+                request(pool, n, timeouts=slow)
+            assert time.monotonic() - started < slow.send / 2
+        peer = Peer(port)
+        # the very next request goes through (the open time of 600 s plays no part here)
+        assert request(pool, 6, timeouts=slow) == {"echo": {"n": 6}}
+        assert pool.breaker.state == "closed"
+        peer.silent.set()  # the peer takes requests but does not answer: then the open time counts
+        with pytest.raises(RequestTimeout):
+            request(pool, 7)
+        with pytest.raises(CircuitOpen, match="failing fast for another"):
+            request(pool, 8)
+        assert [m["params"]["n"] for m in peer.received] == [6, 7]  # 8 was never sent
+    finally:
+        pool.close()
+        if peer is not None:
+            peer.close()
 
 
 def test_exhausted_pool_answers_pool_exhausted(peer):

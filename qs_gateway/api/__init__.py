@@ -26,10 +26,12 @@ from .scripts import scripts
 from .spreadsheet import spreadsheet
 from .sso import sso
 from .status import status
+from .submissions import submissions
 
 RESOURCES: tuple[Resource, ...] = (
     status,
     queue,
+    submissions,
     spreadsheet,
     history,
     environment,

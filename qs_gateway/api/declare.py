@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response, g, request
 from flask.sansio.blueprints import BlueprintSetupState
 from marshmallow import Schema
 
@@ -25,6 +25,7 @@ from ..extensions import services
 from ..manager import Reply, method
 from ..observability import hand_over_reply
 from .access import ANY_PRINCIPAL, PUBLIC, authorize
+from .idempotency import REPLAYED_HEADER, answer_once
 from .payload import load, read_payload
 from .refusing import in_managers_shape
 from .websockets import serve_websocket
@@ -44,6 +45,7 @@ class EndpointSpec:
     location: str = "json"  # the payload: "json" body (or query string on a GET), "form" body, "query" string
     media_type: str = "application/json"  # of a successful answer ("*/*": files of several types)
     errors: tuple[int, ...] = ()  # statuses the view itself raises beyond the error contract's
+    idempotent: bool = False  # reads Idempotency-Key: a retry gets the first answer (see .idempotency)
 
     @property
     def injects(self) -> tuple[str, ...]:
@@ -142,12 +144,14 @@ class Resource(Blueprint):
         etag: bool = False,
         media_type: str = "application/json",
         errors: Iterable[int] = (),
+        idempotent: bool = False,
     ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
         """Declare an endpoint whose view receives a :class:`Call`.
 
         ``manager_method`` names the RE Manager method the view sends (its row in the method
         table says which identity the caller is given, how a refused value is answered and
-        what the OpenAPI document promises); ``etag`` makes answers conditional on its guard.
+        what the OpenAPI document promises); ``etag`` makes answers conditional on its guard;
+        ``idempotent`` answers a retry carrying the same ``Idempotency-Key`` with the first answer.
         """
         if location not in ("json", "form", "query"):
             raise ValueError(f"payload location must be json, form or query, not {location!r}")
@@ -171,11 +175,13 @@ class Resource(Blueprint):
                 location=location,
                 media_type=media_type,
                 errors=tuple(errors),
+                idempotent=idempotent,
             )
 
             def handler(**path_args: Any) -> Response:
                 principal = authorize(scope)
                 payload: dict[str, Any] = {}
+                submitted: Any = {}
                 if schema_instance is not None:
                     submitted = read_payload(schema_instance, location)
                     try:
@@ -185,7 +191,13 @@ class Resource(Blueprint):
                         if refusal is None:
                             raise
                         return to_response(refusal)
-                return to_response(view(Call(payload, principal, path_args, scope)), declared.etag_field)
+                call = Call(payload, principal, path_args, scope)
+                if not idempotent:
+                    return to_response(view(call), declared.etag_field)
+                response = to_response(answer_once(principal, submitted, lambda: view(call)), declared.etag_field)
+                if g.get("idempotent_replayed"):
+                    response.headers[REPLAYED_HEADER] = "true"
+                return response
 
             handler.__name__ = view.__name__
             handler.__doc__ = view.__doc__
@@ -236,6 +248,7 @@ class Resource(Blueprint):
         schema: type[Schema] | Schema | None,
         methods: Iterable[str] = ("POST",),
         summary: str | None = None,
+        idempotent: bool = False,
     ) -> None:
         """Declare an endpoint that sends its validated payload to ``manager_method``.
 
@@ -261,6 +274,7 @@ class Resource(Blueprint):
             summary=summary or f"RE Manager `{manager_method}`",
             manager_method=manager_method,
             etag=row.reads and row.guard is not None,
+            idempotent=idempotent,
         )(view)
 
 

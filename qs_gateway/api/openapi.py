@@ -25,6 +25,8 @@ from ..manager import method
 from .access import ANY_PRINCIPAL, PUBLIC
 from .browser import SAFE_METHODS
 from .declare import EndpointSpec
+from .idempotency import OPENAPI_PARAMETER as IDEMPOTENCY_PARAMETER
+from .idempotency import STATUSES as IDEMPOTENCY_STATUSES
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -202,6 +204,8 @@ def _operation(path: str, http_method: str, spec: EndpointSpec, path_parameters:
         statuses.add(404)
     if spec.manager_method:
         statuses |= {408, 502, 503}
+    if spec.idempotent:
+        statuses |= set(IDEMPOTENCY_STATUSES)
 
     operation: dict[str, Any] = {
         "operationId": f"{http_method}{re.sub(r'[^a-zA-Z0-9]+', '_', path)}".rstrip("_"),
@@ -235,6 +239,8 @@ def _operation(path: str, http_method: str, spec: EndpointSpec, path_parameters:
         else:
             # a schema may describe itself where its fields cannot (see queue.QueueModeSet)
             body = getattr(spec.schema, "openapi", spec.schema)
+            if getattr(spec.schema, "one_of", ()):
+                body = {"allOf": [body], "oneOf": [{"required": [key]} for key in spec.schema.one_of]}
             operation["requestBody"] = {
                 "required": not _accepts_nothing(spec.schema),
                 "content": {"application/json": {"schema": body}},
@@ -245,8 +251,10 @@ def _operation(path: str, http_method: str, spec: EndpointSpec, path_parameters:
             "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
         }
     if operation["parameters"]:
-        statuses.add(414)
-    else:
+        statuses.add(414)  # (a URL with its query string, not a header, can be too long)
+    if spec.idempotent:
+        operation["parameters"].append(IDEMPOTENCY_PARAMETER)
+    if not operation["parameters"]:
         del operation["parameters"]
     for status in sorted(statuses):
         responses[str(status)] = {"$ref": f"#/components/responses/{_component_name(status)}"}

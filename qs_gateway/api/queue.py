@@ -176,9 +176,11 @@ queue.forward("/queue/stop/cancel", "queue_stop_cancel", scope="write:queue:cont
 queue.forward("/queue/autostart", "queue_autostart", scope="write:queue:control", schema=QueueAutostart)
 queue.forward("/queue/mode/set", "queue_mode_set", scope="write:queue:control", schema=QueueModeSet)
 
-queue.forward("/queue/item/add", "queue_item_add", scope="write:queue:edit", schema=ItemAdd)
-queue.forward("/queue/item/add/batch", "queue_item_add_batch", scope="write:queue:edit", schema=ItemAddBatch)
-queue.forward("/queue/item/execute", "queue_item_execute", scope="write:execute", schema=ItemExecute)
+# A retry carrying the first request's Idempotency-Key gets its answer instead of adding again.
+ONCE = {"idempotent": True}
+queue.forward("/queue/item/add", "queue_item_add", scope="write:queue:edit", schema=ItemAdd, **ONCE)
+queue.forward("/queue/item/add/batch", "queue_item_add_batch", scope="write:queue:edit", schema=ItemAddBatch, **ONCE)
+queue.forward("/queue/item/execute", "queue_item_execute", scope="write:execute", schema=ItemExecute, **ONCE)
 queue.forward("/queue/item/update", "queue_item_update", scope="write:queue:edit", schema=ItemUpdate)
 queue.forward("/queue/item/get", "queue_item_get", methods=("GET",), scope="read:queue", schema=ItemGet)
 queue.forward("/queue/item/remove", "queue_item_remove", scope="write:queue:edit", schema=ItemRemove)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import INCLUDE, RAISE, Schema, fields, validate
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 from marshmallow import missing as missing_
 from werkzeug.datastructures import FileStorage
 
@@ -29,6 +29,18 @@ from werkzeug.datastructures import FileStorage
 class Payload(Schema):
     class Meta:
         unknown = RAISE
+
+
+class OneOfKeys(Payload):
+    """A payload that takes exactly one of the keys ``one_of`` (e.g. ``item`` or ``items``); the
+    OpenAPI document says so too (``oneOf`` of their ``required``)."""
+
+    one_of: tuple[str, ...] = ()
+
+    @validates_schema
+    def exactly_one(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if sum(key in data for key in self.one_of) != 1:
+            raise ValidationError(f"Exactly one of {', '.join(self.one_of)} is required.", self.one_of[0])
 
 
 # Field metadata: bluesky-httpserver refuses a wrong value of this field itself, with a 400.

@@ -18,13 +18,14 @@ import time
 from enum import Enum
 from typing import Any
 
+from ..redis_store import script
 from .state import AuthState
 
 SESSION_CHECK_SECONDS = 1.0
 REMEMBERED_SESSIONS_MAX = 100_000  # past this a worker forgets what it knew (and asks again)
 
 # KEYS[1]: the session; ARGV: the token id spent, the next one, now, grace seconds, client address
-_SPEND = """
+_SPEND = script("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
 local s = redis.call('HMGET', KEYS[1], 'refresh_jti', 'previous_jti', 'rotated_at', 'rotated_by', 'revoked')
 if s[5] == '1' then return 'gone' end
@@ -39,7 +40,7 @@ if s[2] == ARGV[1] and s[4] == ARGV[5] and tonumber(ARGV[3]) - tonumber(s[3]) < 
 end
 redis.call('HSET', KEYS[1], 'revoked', 1)
 return 'reused'
-"""
+""")
 
 
 class Spent(Enum):
@@ -77,7 +78,7 @@ class Sessions:
         args = [token_id, next_id, repr(time.time()), repr(self.reuse_grace), address or ""]
 
         def spend(r: Any) -> str:
-            outcome = r.eval(_SPEND, 1, key, *args)
+            outcome = _SPEND(keys=[key], args=args, client=r)
             return outcome.decode() if isinstance(outcome, bytes) else outcome
 
         # durable: a spend lost in a failover would make the spent token good again

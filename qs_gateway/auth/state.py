@@ -31,9 +31,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..redis_store import RedisStore
+from ..redis_store import RedisStore, script
 
 PURGE_PERIOD = 600
+
+# Sets fields of a hash only while it exists, in one step: HSET on a key that expired or was
+# deleted since it was read would create a hash with only these fields and no expiry.
+_SET_IF_EXISTS = script("""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+""")
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -101,9 +109,9 @@ class SessionRecord:
 
 
 def _api_key_from(digest: str, fields: dict) -> ApiKeyRecord | None:
-    if not fields:
-        return None
     fields = {_text(k): _text(v) for k, v in fields.items()}
+    if not fields.get("principal") or not fields.get("first_eight"):
+        return None  # none, or a partial hash (see _SET_IF_EXISTS): not a key
     return ApiKeyRecord(
         digest=digest,
         principal=fields["principal"],
@@ -116,9 +124,9 @@ def _api_key_from(digest: str, fields: dict) -> ApiKeyRecord | None:
 
 
 def _session_from(session_uuid: str, fields: dict) -> SessionRecord | None:
-    if not fields:
-        return None
     fields = {_text(k): _text(v) for k, v in fields.items()}
+    if not fields.get("principal") or not fields.get("expiration_time"):
+        return None  # none, or a partial hash (see _SET_IF_EXISTS): not a session
     return SessionRecord(
         uuid=session_uuid,
         principal=fields["principal"],
@@ -262,14 +270,8 @@ class AuthState:
         return _session_from(session_uuid, self.store.run(lambda r: r.hgetall(self.session_key(session_uuid))))
 
     def revoke_session(self, session_uuid: str) -> None:
-        # HSET on a missing key would create a hash without expiry: only mark one that exists.
         key = self.session_key(session_uuid)
-
-        def revoke(r: Any) -> None:
-            if r.exists(key):
-                r.hset(key, "revoked", 1)
-
-        self.store.durable(revoke)
+        self.store.durable(lambda r: _SET_IF_EXISTS(keys=[key], args=["revoked", 1], client=r))
 
     # -- API keys ------------------------------------------------------------------------------
 
@@ -299,7 +301,11 @@ class AuthState:
         return secret, record
 
     def api_key(self, digest: str) -> ApiKeyRecord | None:
-        record = _api_key_from(digest, self.store.run(lambda r: r.hgetall(self._key("apikey", digest))))
+        key = self._key("apikey", digest)
+        fields = self.store.run(lambda r: r.hgetall(key))
+        record = _api_key_from(digest, fields)
+        if record is None and fields:
+            self.store.run(lambda r: r.delete(key))  # a partial hash left by an older version: no TTL
         if record is not None and record.expiration_time is not None and record.expiration_time <= time.time():
             self._delete_api_key(record)
             return None
@@ -315,13 +321,14 @@ class AuthState:
             return None
         now = time.time()
 
-        def touch(r: Any) -> None:
-            pipe = r.pipeline()
-            pipe.hset(self._key("apikey", digest), "latest_activity", now)
-            pipe.hset(self._key("principal", record.principal), "latest_activity", now)
-            pipe.execute()
+        def touch(r: Any) -> bool:
+            if not _SET_IF_EXISTS(keys=[self._key("apikey", digest)], args=["latest_activity", now], client=r):
+                return False  # deleted or expired since it was read
+            r.hset(self._key("principal", record.principal), "latest_activity", now)
+            return True
 
-        self.store.run(touch)
+        if not self.store.run(touch):
+            return None
         return ApiKeyRecord(**{**record.__dict__, "latest_activity": now})
 
     def delete_api_key(self, principal: str, first_eight: str) -> bool:

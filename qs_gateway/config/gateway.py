@@ -131,7 +131,9 @@ class ManagerSettings:
         "QS_GATEWAY_BREAKER_OPEN_SECONDS",
         0.5,
         number(float, minimum=0.0),
-        "Seconds requests fail at once before one request probes RE Manager again.",
+        "Seconds requests fail at once before one request probes RE Manager again, while RE Manager takes "
+        "requests but does not answer them (while it takes no connections, each request tries one and "
+        "fails at once if refused).",
     )
     status_ttl: float = setting(
         "status_ttl",
@@ -327,4 +329,31 @@ class AuthLimitSettings:
         number(float, minimum=0.0),
         "Seconds in which a client may spend its just-rotated refresh token again (its own threads racing) "
         "without ending the session; any other reuse of a spent refresh token ends it.",
+    )
+
+
+@dataclass(frozen=True)
+class SubmissionSettings:
+    """Reviewed submissions and idempotency keys (see docs/agents.md)."""
+
+    submission_expiry_seconds: float = setting(
+        "submission_expiry_seconds",
+        "QS_GATEWAY_SUBMISSION_EXPIRY_SECONDS",
+        86_400.0,
+        number(float, minimum=1.0),
+        "Seconds a submission stays pending; then it is `expired` and can no longer be approved.",
+    )
+    submission_retention_seconds: float = setting(
+        "submission_retention_seconds",
+        "QS_GATEWAY_SUBMISSION_RETENTION_SECONDS",
+        7 * 86_400.0,
+        number(float, minimum=60.0),
+        "Seconds a decided (approved, denied, withdrawn, expired) submission is kept for `/api/queue/submission/get`.",
+    )
+    idempotency_seconds: float = setting(
+        "idempotency_seconds",
+        "QS_GATEWAY_IDEMPOTENCY_SECONDS",
+        86_400.0,
+        number(float, minimum=1.0),
+        "Seconds an `Idempotency-Key` and the first answer to it are remembered (per principal).",
     )

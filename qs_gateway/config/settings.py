@@ -16,6 +16,7 @@ from .gateway import (
     NotificationSettings,
     ServingSettings,
     StreamSettings,
+    SubmissionSettings,
 )
 from .redis import RedisSettings
 from .shared import AuthSettings, BrowserSettings, ExtensionSettings, PolicySettings, ZmqSettings
@@ -34,6 +35,7 @@ GROUPS: Mapping[str, type] = MappingProxyType(
         "http": HttpSettings,
         "notifications": NotificationSettings,
         "auth_limits": AuthLimitSettings,
+        "submissions": SubmissionSettings,
     }
 )
 
@@ -51,6 +53,7 @@ class Settings:
     http: HttpSettings = HttpSettings()
     notifications: NotificationSettings = NotificationSettings()
     auth_limits: AuthLimitSettings = AuthLimitSettings()
+    submissions: SubmissionSettings = SubmissionSettings()
     config_path: str | None = None
 
     def replace(self, **groups: Any) -> Settings:
@@ -76,5 +79,6 @@ __all__ = [
     "ServingSettings",
     "Settings",
     "StreamSettings",
+    "SubmissionSettings",
     "ZmqSettings",
 ]

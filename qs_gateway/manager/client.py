@@ -16,6 +16,7 @@ Everything it does to a method follows from the method's row in :mod:`.methods`:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,9 @@ class ManagerClient:
         self.timeouts = timeouts
         self._flights = SingleFlight()
         self._by_uid: dict[Hashable, _UidEntry] = {}
+        # Request threads add entries while a write's ``_forget`` walks them: iterating the
+        # dict during an insert raises "changed size during iteration".
+        self._by_uid_lock = threading.Lock()
 
     # -- plain requests ----------------------------------------------------------------------
 
@@ -80,8 +84,9 @@ class ManagerClient:
         but until then they only hold memory."""
         if not guards:
             return
-        for key in [key for key in self._by_uid if method(key[0]).guard in guards]:
-            self._by_uid.pop(key, None)
+        with self._by_uid_lock:
+            for key in [key for key in self._by_uid if method(key[0]).guard in guards]:
+                del self._by_uid[key]
 
     # -- status ------------------------------------------------------------------------------
 
@@ -149,7 +154,8 @@ class ManagerClient:
             if reply.succeeded and fetched_uid is not None:
                 # Kept as serialised bytes only: every hit sends them as they are, and the
                 # garbage collector has no objects to walk (a 1,000-item queue is ~30,000).
-                self._by_uid[key] = _UidEntry(fetched_uid, Reply(body=reply.body))
+                with self._by_uid_lock:
+                    self._by_uid[key] = _UidEntry(fetched_uid, Reply(body=reply.body))
             return reply
 
         if reload:

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import redis
 
+from ..redis_store import script
 from .sending import Answer, post
 from .settings import Target
 from .store import NotificationStore
@@ -35,12 +36,12 @@ MAX_BACKOFF = 60.0
 CLAIM_MARGIN = 5.0  # seconds an entry must be idle beyond a target's timeout to be taken over
 
 # Refresh an entry's idle time, but only if this consumer still holds it.
-_TOUCH = """
+_TOUCH = script("""
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if pending[1] == nil or pending[1][2] ~= ARGV[2] then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
-"""
+""")
 
 Sender = Callable[[Target, Mapping[str, Any], int], Answer]
 
@@ -116,7 +117,8 @@ class TargetDelivery:
     # -- delivering ----------------------------------------------------------------------------
 
     def _touch(self, entry_id: str) -> bool:
-        return bool(self.store.run(lambda r: r.eval(_TOUCH, 1, self.stream, self.group, self.consumer, entry_id)))
+        args = [self.group, self.consumer, entry_id]
+        return bool(self.store.run(lambda r: _TOUCH(keys=[self.stream], args=args, client=r)))
 
     def _ack(self, entry_id: str) -> None:
         self.store.run(lambda r: r.xack(self.stream, self.group, entry_id))

@@ -1,7 +1,10 @@
 """One HTTP POST of one event to one target: the body, its signature, the answer.
 
 Only the configured URL is called: redirects are not followed (a 3xx is the answer, and a
-failure), and proxies from the environment are not used.
+failure), and proxies from the environment are not used. The whole exchange, connecting
+included, has one deadline, the target's ``timeout``: a socket timeout alone bounds each read,
+so a receiver trickling its answer could hold a delivery past the time after which another
+leader takes the entry over (the target's timeout plus a margin) and sends it again.
 """
 
 from __future__ import annotations
@@ -9,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
+import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +24,7 @@ from typing import Any
 import orjson
 
 from .. import __version__
-from .settings import Target
+from .settings import SUBMISSION_EVENTS, Target
 
 SIGNATURE_HEADER = "X-QS-Gateway-Signature"
 ANSWER_SHOWN = 200  # characters of a receiver's answer kept in the delivery log
@@ -80,6 +85,15 @@ def slack_text(event: Mapping[str, Any]) -> str:
         text = f"RE Manager unreachable: no status for {data.get('silent_seconds')} s"
     elif kind == "manager_back":
         text = "RE Manager publishes its status again"
+    elif kind in SUBMISSION_EVENTS:
+        submission = data.get("submission") or {}
+        plan = (submission.get("item") or {}).get("name") if isinstance(submission.get("item"), dict) else None
+        what = f"{plan or 'item'} (submission {_short(submission.get('uid'))}) by {submission.get('username')}"
+        text = {
+            "submission_added": f"Proposed: {what}",
+            "submission_approved": f"Approved by {submission.get('decided_by')}: {what}",
+            "submission_denied": f"Denied by {submission.get('decided_by')}: {what}",
+        }[kind]
     else:
         text = str(kind)
     return f"[qs-gateway] {text} at {when}"
@@ -93,12 +107,50 @@ def body_of(target: Target, event: Mapping[str, Any], attempt: int, sent_at: flo
     return orjson.dumps({**event, "timestamp": round(sent_at, 3), "attempt": attempt})
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the 3xx comes back as an HTTPError: never another URL
+class _Deadline:
+    """Cuts the connection's socket when the time is up, whatever it is waiting for."""
+
+    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
+        self.connection = connection
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def _expire(self) -> None:
+        self.expired = True
+        sock = self.connection.sock
+        if sock is not None:
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the descriptor's, TLS or not
+            except OSError:
+                pass
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects(), urllib.request.ProxyHandler({}))
+def _connection_to(url: str, timeout: float) -> tuple[http.client.HTTPConnection, str]:
+    parts = urllib.parse.urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if parts.scheme == "https":
+        context = ssl.create_default_context()
+        return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=context), path
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout), path
+
+
+def _exchange(connection: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]) -> Answer:
+    connection.request("POST", path, body=body, headers=headers)
+    response = connection.getresponse()
+    try:
+        text = response.read(ANSWER_SHOWN * 4).decode(errors="replace")
+    except (http.client.IncompleteRead, OSError):
+        text = ""  # the status is the answer; what is shown of it, only a courtesy
+    error = "redirects are not followed" if 300 <= response.status < 400 else None
+    return Answer(response.status, text[:ANSWER_SHOWN], error)
 
 
 def post(target: Target, event: Mapping[str, Any], attempt: int) -> Answer:
@@ -111,18 +163,22 @@ def post(target: Target, event: Mapping[str, Any], attempt: int) -> Answer:
     }
     if target.secret:
         headers[SIGNATURE_HEADER] = sign(target.secret, body)
-    request = urllib.request.Request(target.url, data=body, headers=headers, method="POST")
+    deadline = time.monotonic() + target.timeout
+    connection, path = _connection_to(target.url, target.timeout)
     try:
-        with _OPENER.open(request, timeout=target.timeout) as response:
-            text = response.read(ANSWER_SHOWN * 4).decode(errors="replace")
-            return Answer(response.status, text[:ANSWER_SHOWN])
-    except urllib.error.HTTPError as exc:
-        try:
-            text = exc.read(ANSWER_SHOWN * 4).decode(errors="replace")
-        except Exception:
-            text = ""
-        error = "redirects are not followed" if 300 <= exc.code < 400 else None
-        return Answer(exc.code, text[:ANSWER_SHOWN], error)
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return Answer(None, error=f"{type(reason).__name__}: {reason}"[:ANSWER_SHOWN])
+        connection.connect()  # bounded by the timeout, as a whole
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("connecting took the whole time")
+        connection.sock.settimeout(left)
+        with _Deadline(connection, left) as cut:
+            try:
+                return _exchange(connection, path, body, headers)
+            except (http.client.HTTPException, OSError):
+                if cut.expired:
+                    raise TimeoutError(f"no whole answer within {target.timeout} s") from None
+                raise
+    except (http.client.HTTPException, OSError, ValueError) as exc:
+        return Answer(None, error=f"{type(exc).__name__}: {exc}"[:ANSWER_SHOWN])
+    finally:
+        connection.close()

@@ -36,7 +36,12 @@ EVENT_TYPES: tuple[str, ...] = (
     "environment_destroyed",
     "manager_unreachable",
     "manager_back",
+    # reviewed submissions (docs/agents.md): sent by the worker that served the request
+    "submission_added",
+    "submission_approved",
+    "submission_denied",
 )
+SUBMISSION_EVENTS = frozenset({"submission_added", "submission_approved", "submission_denied"})
 FORMATS = ("json", "slack")
 TARGET_KEYS = frozenset({"url", "events", "secret", "format", "timeout", "retries", "name"})
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import orjson
 
-from ..redis_store import RedisStore
+from ..redis_store import RedisStore, script
 from .derive import Event, State
 
 EVENTS_LENGTH = 10_000  # events kept in the stream: far more than any receiver lags behind
 LOG_LENGTH = 1_000  # delivery log entries kept
 PRODUCED_TTL_SECONDS = 7 * 24 * 3600  # how long an event id is remembered as produced
 
-_COMMIT = """
+_COMMIT = script("""
 if redis.call('GET', KEYS[3]) ~= ARGV[2] then return -1 end
 local version = redis.call('HGET', KEYS[1], 'version') or ''
 if version ~= ARGV[1] then return -2 end
@@ -35,7 +35,7 @@ for i = 4, #KEYS do
 end
 redis.call('HSET', KEYS[1], 'version', (tonumber(version) or 0) + 1, 'state', ARGV[3])
 return added
-"""
+""")
 
 
 class NotLeading(Exception):
@@ -82,7 +82,7 @@ class NotificationStore:
         args: list[Any] = [version, holder, state.to_json(), EVENTS_LENGTH, PRODUCED_TTL_SECONDS]
         for event in events:
             args += [event.id, orjson.dumps(event.as_dict())]
-        result = self.store.run(lambda r: r.eval(_COMMIT, len(keys), *keys, *args))
+        result = self.store.run(lambda r: _COMMIT(keys=keys, args=args, client=r))
         if result < 0:
             raise NotLeading("the ingest lease moved" if result == -1 else "the state moved on")
         return str((int(version) if version else 0) + 1)
@@ -109,3 +109,20 @@ class NotificationStore:
         if limit <= 0:
             return []
         return [orjson.loads(item) for item in self.store.run(lambda r: r.lrange(self.keys.log, 0, limit - 1))]
+
+    # -- events of requests (not derived from the status) ----------------------------------------
+
+    def append(self, event: Event) -> None:
+        """Add an event a request caused (a submission, a decision) to the events stream; the
+        leader's delivery threads send it like the derived ones."""
+
+        def add(r: Any) -> None:
+            if r.set(self.keys.produced_prefix + event.id, "1", nx=True, ex=PRODUCED_TTL_SECONDS):
+                r.xadd(
+                    self.keys.events,
+                    {"id": event.id, "event": orjson.dumps(event.as_dict())},
+                    maxlen=EVENTS_LENGTH,
+                    approximate=True,
+                )
+
+        self.store.run(add)

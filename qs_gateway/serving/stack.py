@@ -221,7 +221,11 @@ def simulated_profile(workdir: Path) -> Path:
 def manager_status(address: str, timeout: float = 1.0, encoding: str = "json", public_key: str | None = None) -> dict:
     """One ``status`` request over a fresh socket."""
     pool = SocketPool(
-        address, size=1, codec=Codec(encoding), server_public_key=public_key, breaker=CircuitBreaker(threshold=1000)
+        address,
+        size=1,
+        codec=Codec(encoding),
+        server_public_key=public_key,
+        breaker=CircuitBreaker(threshold=1000, open_seconds=0),
     )
     try:
         return pool.request({"method": "status", "params": {}}, timeouts=Timeouts(send=timeout, receive=timeout))

@@ -12,14 +12,14 @@ import threading
 
 import orjson
 
-from ..redis_store import RedisStore
+from ..redis_store import RedisStore, script
 from .keys import StreamKeys
 from .render import ConsoleText
 
 # A client cursor before any message: what a client receives while the stream is empty.
 START = "0-0"
 
-_UPDATE = """
+_UPDATE = script("""
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local newest_id = newest[1] and newest[1][1] or ARGV[2]
 local cursor = ARGV[1]
@@ -30,7 +30,7 @@ if not string.match(cursor, '^%d+%-%d+$') then return {newest_id, {}} end
 local ok, found = pcall(redis.call, 'XRANGE', KEYS[1], cursor, cursor)
 if not ok or #found == 0 then return {newest_id, {}} end
 return {newest_id, redis.call('XRANGE', KEYS[1], '(' .. cursor, '+')}
-"""
+""")
 
 
 def _data(entries: list) -> list[bytes]:
@@ -54,7 +54,7 @@ class ConsoleLog:
 
     def update(self, last_msg_uid: str) -> bytes:
         """The body of ``/api/console_output_update``: messages after the client's cursor."""
-        newest_id, entries = self.store.run(lambda r: r.eval(_UPDATE, 1, self.key, last_msg_uid, START))
+        newest_id, entries = self.store.run(lambda r: _UPDATE(keys=[self.key], args=[last_msg_uid, START], client=r))
         return b"".join(
             (
                 b'{"last_msg_uid":',

@@ -26,25 +26,25 @@ from typing import Any
 
 import orjson
 
-from ..redis_store import RedisStore, StoreUnavailable
+from ..redis_store import RedisStore, StoreUnavailable, script
 from ..transport.subscriber import CONSOLE_TOPIC, INFO_TOPIC, Subscriber
 from .keys import StreamKeys
 
 logger = logging.getLogger(__name__)
 
-_RENEW = """
+_RENEW = script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
-"""
-_RELEASE = """
+""")
+_RELEASE = script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-"""
+""")
 # Appends a batch only while the caller holds the lease, in one step: a leader cut off from
 # Redis whose writes arrive after another took over must not add old messages after the new
 # leader's. KEYS: lease, console stream, info stream, published status. ARGV: identity, console
 # and info lengths, the status's expiry in ms (0: none) and entry, then (topic, data) pairs.
-_APPEND = """
+_APPEND = script("""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 for i = 6, #ARGV, 2 do
   if ARGV[i] == 'c' then
@@ -55,7 +55,7 @@ for i = 6, #ARGV, 2 do
 end
 if ARGV[4] ~= '0' then redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[4]) end
 return 1
-"""
+""")
 
 
 class LeaseLost(Exception):
@@ -110,11 +110,12 @@ class Ingester:
         return bool(self.store.run(lambda r: r.set(self.keys.leader, self.identity, nx=True, px=self.lease_ms)))
 
     def _renew(self) -> bool:
-        return bool(self.store.run(lambda r: r.eval(_RENEW, 1, self.keys.leader, self.identity, self.lease_ms)))
+        args = [self.identity, self.lease_ms]
+        return bool(self.store.run(lambda r: _RENEW(keys=[self.keys.leader], args=args, client=r)))
 
     def _release(self) -> None:
         try:
-            self.store.run(lambda r: r.eval(_RELEASE, 1, self.keys.leader, self.identity))
+            self.store.run(lambda r: _RELEASE(keys=[self.keys.leader], args=[self.identity], client=r))
         except StoreUnavailable:
             pass
 
@@ -132,14 +133,18 @@ class Ingester:
     # -- leading -------------------------------------------------------------------------------
 
     def _lead(self) -> None:
-        logger.info("This worker (%s) now subscribes to RE Manager's console and status", self.identity)
-        self.is_leader = True
         subscriber = self.subscriber_factory()
-        subscriber.open()
-        if self.on_leadership is not None:
-            self.on_leadership()
-        renewed_at = time.monotonic()
+        subscribed = False
         try:
+            subscriber.open()
+            subscribed = True
+            # Only now: a worker that failed to subscribe must not believe it leads (its
+            # notifier would deliver beside the real leader's).
+            logger.info("This worker (%s) now subscribes to RE Manager's console and status", self.identity)
+            self.is_leader = True
+            if self.on_leadership is not None:
+                self.on_leadership()
+            renewed_at = time.monotonic()
             while not self._stop.is_set():
                 messages = subscriber.receive(timeout=min(0.2, self.renew_every))
                 if messages:
@@ -162,8 +167,8 @@ class Ingester:
         finally:
             self.is_leader = False
             subscriber.close()
-            if self._stop.is_set():
-                self._release()
+            if self._stop.is_set() or not subscribed:
+                self._release()  # another worker may subscribe at once
 
     def _append(self, messages: list[tuple[str, Any]]) -> None:
         keys = self.keys
@@ -184,7 +189,7 @@ class Ingester:
         lengths = (self.identity, self.console_length, self.info_length, status_ms, status_entry)
         if not pairs and not status_ms:
             return
-        appended = self.store.run(lambda r: r.eval(_APPEND, len(lease_keys), *lease_keys, *lengths, *pairs))
+        appended = self.store.run(lambda r: _APPEND(keys=lease_keys, args=[*lengths, *pairs], client=r))
         if appended == -1:
             raise LeaseLost()
         if latest_status is not None and self.on_status is not None:

@@ -10,6 +10,9 @@ Rules this module keeps:
   created at import time.
 * A request is sent at most once unless the caller says it may be repeated (reads). A read is
   retried once, on a fresh socket, only when the first attempt could not deliver the message.
+* While the breaker is open because nothing reached RE Manager, a request goes on a new socket
+  whose connection is watched (a ZeroMQ socket monitor): refused, the request fails at once;
+  accepted, it is sent (see :mod:`.breaker`).
 
 The pool knows nothing about HTTP, Flask or RE Manager's methods.
 """
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from .breaker import CircuitBreaker, CircuitOpen
 from .codec import Codec
@@ -52,6 +56,39 @@ class PoolExhausted(Exception):
         super().__init__(f"all RE Manager connections stayed busy for {waited:.1f} s")
 
 
+class Unreachable(Exception):
+    """A new connection to the peer was refused (``refused``), or got no answer in time."""
+
+    def __init__(self, refused: bool) -> None:
+        self.refused = refused
+        super().__init__("connection refused" if refused else "no answer to a connection attempt")
+
+
+# What a socket monitor reports of a connection attempt: accepted, or not (a refused TCP
+# connection is retried later, a failed handshake is a wrong CURVE key, say).
+_VERDICTS = {
+    zmq.EVENT_HANDSHAKE_SUCCEEDED: True,
+    zmq.EVENT_CONNECT_RETRIED: False,
+    zmq.EVENT_CLOSED: False,
+    zmq.EVENT_DISCONNECTED: False,
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: False,
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: False,
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: False,
+}
+
+
+def _first_verdict(monitor: zmq.Socket, seconds: float) -> bool | None:
+    """Whether the watched connection was accepted; None if nothing was decided in time."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if not monitor.poll(_ms(left)):
+            return None
+        verdict = _VERDICTS.get(recv_monitor_message(monitor)["event"])
+        if verdict is not None:
+            return verdict
+    return None
+
+
 class ProtocolError(Exception):
     """The peer answered with a frame that could not be decoded."""
 
@@ -77,7 +114,7 @@ class SocketPool:
         checkout_timeout: float = 1.0,
         codec: Codec | None = None,
         server_public_key: str | None = None,
-        breaker: CircuitBreaker | None = None,
+        breaker: CircuitBreaker,
     ) -> None:
         if size < 1:
             raise ValueError("pool size must be at least 1")
@@ -86,7 +123,7 @@ class SocketPool:
         self.checkout_timeout = checkout_timeout
         self.codec = codec or Codec("json")
         self.server_public_key = server_public_key or None
-        self.breaker = breaker or CircuitBreaker()
+        self.breaker = breaker
         self._cond = threading.Condition(threading.Lock())
         self._idle: collections.deque[zmq.Socket] = collections.deque()
         self._open_count = 0
@@ -150,7 +187,9 @@ class SocketPool:
 
     # -- sockets -----------------------------------------------------------------------------
 
-    def _new_socket(self) -> zmq.Socket:
+    def _new_socket(self, watch: float | None = None) -> zmq.Socket:
+        """A socket connected to the peer; with ``watch``, only once the peer accepted its
+        connection within that many seconds (else it is closed, and :class:`Unreachable` raised)."""
         sock = self._context.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
         # Do not queue messages for a peer that is not connected: a send then fails at once,
@@ -162,8 +201,20 @@ class SocketPool:
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
         if self._curve is not None:
             self._curve.apply(sock)
-        sock.connect(self.address)
-        return sock
+        if watch is None:
+            sock.connect(self.address)
+            return sock
+        monitor = sock.get_monitor_socket(zmq.EVENT_ALL)
+        try:
+            sock.connect(self.address)
+            accepted = _first_verdict(monitor, watch)
+        finally:
+            sock.disable_monitor()
+            monitor.close(linger=0)
+        if accepted:
+            return sock
+        sock.close(linger=0)
+        raise Unreachable(refused=accepted is False)
 
     def _checkout(self, request_deadline: float) -> zmq.Socket:
         self._ensure_process_state()
@@ -190,6 +241,20 @@ class SocketPool:
                 self._cond.notify()
             raise
 
+    def _reconnected(self, sock: zmq.Socket, within: float) -> zmq.Socket:
+        """In the slot of ``sock``, a new socket that the peer accepted; else :class:`CircuitOpen`,
+        at once if the peer refused (after ``within`` seconds if it did not answer)."""
+        sock.close(linger=0)  # it retries its connection on a timer; a new socket tries at once
+        try:
+            return self._new_socket(watch=within)
+        except BaseException as exc:
+            self._release_slot()
+            if not isinstance(exc, Unreachable):
+                raise
+            if not exc.refused:
+                self.breaker.record_failure()  # silence: it took a whole timeout to learn
+            raise self.breaker.unreachable() from exc
+
     def _checkin(self, sock: zmq.Socket) -> None:
         with self._cond:
             if self._closed or os.getpid() != self._pid:
@@ -200,6 +265,9 @@ class SocketPool:
 
     def _discard(self, sock: zmq.Socket) -> None:
         sock.close(linger=0)
+        self._release_slot()
+
+    def _release_slot(self) -> None:
         with self._cond:
             if os.getpid() == self._pid and not self._closed:
                 self._open_count -= 1
@@ -223,16 +291,19 @@ class SocketPool:
             sock = self._checkout(deadline)
             if attempt == 1:  # the retry belongs to the same admitted request (maybe the probe)
                 try:
-                    self.breaker.admit()
+                    must_connect = self.breaker.admit()
                 except CircuitOpen:
                     self._checkin(sock)
                     raise
+                if must_connect:
+                    sock = self._reconnected(sock, min(timeouts.send, deadline - time.monotonic()))
+                    attempts = 1  # it reaches RE Manager: no reason left to try twice
             try:
                 reply_frame = self._exchange(sock, frame, timeouts, deadline)
             except RequestTimeout as exc:
                 self._discard(sock)
                 if exc.delivered or attempt == attempts:
-                    self.breaker.record_failure()
+                    self.breaker.record_failure(delivered=exc.delivered)
                     with self._cond:
                         self._timeouts += 1
                     raise

@@ -1,0 +1,89 @@
+"""One redis-py connection per thread for the few reads on the hottest path.
+
+``GET /api/status`` asks Redis one MGET per request. Through ``redis.Redis`` that costs more
+CPU than the rest of the request's own work (checking a connection out of the pool and back,
+packing the command, dispatching the reply), so this path keeps one redis-py ``Connection`` per
+thread, made by the client's own pool (so with its TLS, AUTH, database and, with Sentinels,
+its way to the current master), and sends a command packed once.
+
+Any error drops the thread's connection; its next call makes a new one. An answer Redis's
+protocol does not allow is reported as a connection error: the connection is not trusted again.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.connection import AbstractConnection
+
+Packed = list[bytes]
+
+
+class HotPathReader:
+    """Reads through connections from ``make_connection`` (the client's pool's factory), one
+    per thread, each answer awaited for at most ``timeout`` seconds."""
+
+    def __init__(self, make_connection: Callable[[], AbstractConnection], timeout: float) -> None:
+        self.make_connection = make_connection
+        self.timeout = timeout
+        self._local = threading.local()
+        self._packed: dict[tuple[str, ...], Packed] = {}
+
+    def _connection(self) -> AbstractConnection:
+        """This thread's connection (``self._local.answered`` says whether it answered before)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None and self._local.pid == os.getpid():
+            return connection
+        # A parent's connection (after fork) is only forgotten: closing it would cut the parent's.
+        self._local.connection, self._local.pid, self._local.answered = self.make_connection(), os.getpid(), False
+        return self._local.connection
+
+    def drop(self) -> None:
+        """Close and forget this thread's connection."""
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None and self._local.pid == os.getpid():
+            connection.disconnect()
+
+    def call(self, packed: Packed) -> Any:
+        """Send a packed read command and return its reply.
+
+        A kept connection that turns out dead (Redis restarted, an idle timeout) is replaced and
+        the read sent once more; a new connection that fails is an error.
+        """
+        for attempt in (1, 2):
+            connection = self._connection()
+            reused = self._local.answered
+            try:
+                if not reused:
+                    # connect() of the pool's class: with Sentinels, to the master they name
+                    # (send_packed_command alone would connect to the default address).
+                    connection.connect()
+                connection.send_packed_command(packed, check_health=False)
+                reply = connection.read_response(timeout=self.timeout)
+                self._local.answered = True
+                return reply
+            except Exception as exc:
+                self.drop()
+                if isinstance(exc, (redis.ResponseError, redis.TimeoutError)):
+                    raise
+                if isinstance(exc, redis.ConnectionError):
+                    if reused and attempt == 1:
+                        continue
+                    raise
+                # an answer the protocol does not allow (hiredis.ProtocolError), or anything else
+                raise redis.ConnectionError(f"Redis's answer could not be read: {exc!r}") from exc
+        raise AssertionError("unreachable")
+
+    def mget(self, keys: list[str] | tuple[str, ...]) -> list[bytes | None]:
+        keys = tuple(keys)
+        packed = self._packed.get(keys)
+        if packed is None:
+            if len(self._packed) > 64:
+                self._packed.clear()  # the hot path asks for the same few keys; anything else is rare
+            packed = self._packed[keys] = self._connection().pack_command("MGET", *keys)
+        return self.call(packed)
