@@ -15,6 +15,25 @@ STATUS_POLLERS = 8  # clients polling GET /api/status meanwhile, each ...
 STATUS_PERIOD = 0.1  # ... every 0.1 s: 80 requests a second, the load of 80 GUIs polling once a second
 
 
+def requests_answered(metrics_dir: Path, pid: int, endpoint: str | None = None) -> int:
+    """The requests (to ``endpoint``, a URL rule, if given) worker ``pid`` counted in its own
+    metrics file (prometheus_client's multiprocess mode keeps one file per process)."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    path = metrics_dir / f"counter_{pid}.db"
+    if not path.exists():
+        return 0
+    total = 0
+    for metric in MultiProcessCollector.merge([str(path)], accumulate=True):
+        if metric.name == "qs_gateway_requests":
+            total += sum(
+                int(s.value)
+                for s in metric.samples
+                if s.name.endswith("_total") and endpoint in (None, s.labels.get("endpoint"))
+            )
+    return int(total)
+
+
 class ProcessUsage:
     """CPU time and peak resident memory of a process and its children (gunicorn's workers)."""
 

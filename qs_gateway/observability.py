@@ -107,18 +107,23 @@ def _outcome(status: int) -> dict[str, Any]:
 _ABSENT = object()
 
 
+_REQUEST_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
+
+
 def start_request() -> None:
     """Before the view: the request's id and start time, for every line written about it."""
-    g.request_started = time.perf_counter()
-    g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    context = g._get_current_object()  # one proxy lookup instead of two
+    context.request_started = time.perf_counter()
+    context.request_id = request_id_from(request.environ.get(_REQUEST_ID_ENVIRON))
 
 
 def account_for_request(response: Response) -> Response:
     """After everything else: the ``X-Request-ID`` header, the request's metrics, its log line and,
     for a request that may change state, its audit line (with the final status)."""
     services = current_app.extensions[EXTENSION_KEY]
-    seconds = time.perf_counter() - g.get("request_started", time.perf_counter())
-    request_id = g.get("request_id") or request_id_from(None)
+    context = g._get_current_object()  # one proxy lookup instead of several
+    seconds = time.perf_counter() - context.get("request_started", time.perf_counter())
+    request_id = context.get("request_id") or request_id_from(None)
     response.headers[REQUEST_ID_HEADER] = request_id
     current = request._get_current_object()  # one proxy lookup instead of many
     endpoint = current.url_rule.rule if current.url_rule is not None else UNMATCHED
@@ -129,7 +134,7 @@ def account_for_request(response: Response) -> Response:
 
     if request_log.isEnabledFor(logging.INFO):
         _log_request(request_id, status, seconds)
-    if current.method not in READ_ONLY_METHODS:
+    if current.method not in READ_ONLY_METHODS and audit_log.isEnabledFor(logging.INFO):
         audit = {
             "request_id": request_id,
             **_who(),

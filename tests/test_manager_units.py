@@ -10,7 +10,7 @@ import threading
 import orjson
 import pytest
 
-from qs_gateway.manager import METHODS, Access, ManagerClient, StatusCache, Timeout, TimeoutPolicy
+from qs_gateway.manager import METHODS, Access, ManagerClient, Reply, StatusCache, Timeout, TimeoutPolicy
 from qs_gateway.manager.refusals import REFUSALS, refusal_reply
 from qs_gateway.transport import RequestTimeout, Timeouts
 
@@ -254,6 +254,16 @@ def test_refusal_shapes_keep_re_managers_keys_in_order(method, rest):
     reply = refusal_reply(REFUSALS[method], {}, "why", {"f": ["bad"]})
     assert list(reply) == ["success", "msg", *rest, "errors"]
     assert {key: reply[key] for key in rest} == rest
+
+
+def test_a_peeked_uid_is_what_the_body_says_and_decoding_agrees():
+    body = orjson.dumps({"success": True, "items": [{"item_uid": "x"}] * 3, "plan_queue_uid": "q-1"})
+    reply = Reply(body=body)
+    assert reply.peek("plan_queue_uid") == "q-1"
+    assert reply.peek("plan_queue_uid") == "q-1"  # remembered, the same answer
+    assert reply.peek("history_uid") is None
+    assert reply.peek("history_uid") is None
+    assert Reply(body=body).get("plan_queue_uid") == reply.peek("plan_queue_uid")
 
 
 def test_a_write_forgets_cached_replies_while_other_threads_add_some(transport):

@@ -12,6 +12,16 @@ from ..extensions import services
 PUBLIC = None  # no authentication at all
 ANY_PRINCIPAL = ""  # credentials are checked if present, but no scope is required
 
+# The scope set each scope marker requires, made once (the endpoints declare a few dozen).
+_REQUIRED: dict[str, frozenset[str]] = {}
+
+
+def _required(scope: str) -> frozenset[str]:
+    required = _REQUIRED.get(scope)
+    if required is None:
+        required = _REQUIRED[scope] = frozenset({scope}) if scope else frozenset()
+    return required
+
 
 def authorize(scope: str | None, credentials: Credentials | None = None) -> Principal:
     auth = services().auth
@@ -28,6 +38,6 @@ def authorize(scope: str | None, credentials: Credentials | None = None) -> Prin
             )
         g.credentials = credentials
         principal = auth.authenticate(credentials, request.remote_addr)
-        auth.require(principal, frozenset({scope}) if scope else frozenset())
+        auth.require(principal, _required(scope))
     g.principal = principal
     return principal

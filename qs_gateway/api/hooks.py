@@ -57,8 +57,8 @@ def register_request_hooks(app: Flask, settings: Settings) -> None:
     # last-registered first, so they are one hook here and flask-cors's (4.) runs before them.
     after: list[Step] = [
         finish_request_body,  # the connection is kept alive only if the body was read to its end
-        security_headers,  # nosniff, no referrer, no framing; data is never run as a page
-        cache_policy,  # no-store, except answers with an ETag: private and revalidated
+        security_and_cache_headers,  # nosniff, no referrer, no framing, data never run as a page;
+        # no-store, except answers with an ETag: private and revalidated
         set_cookies,  # the API-key cookie of a ?api_key= request and the CSRF cookie bound to it
     ]
     if settings.http.worker_header:
@@ -103,21 +103,23 @@ def finish_request_body(response: Response) -> Response:
     return response
 
 
-def security_headers(response: Response) -> Response:
+def security_and_cache_headers(response: Response) -> Response:
+    """The security headers (replacing any the view set), the data CSP and the cache policy
+    unless the view set its own. Answers carry credentials' data (and tokens): nothing may be
+    stored, by a browser or a proxy. An answer with an ETag (RE Manager's uid of what it shows)
+    may be kept by the browser for revalidation (``If-None-Match`` → 304), never by a shared
+    cache. One look at the view's headers instead of one per header written."""
     headers = response.headers
+    present = {name.lower() for name, _ in headers.items()}
     for name, value in SECURITY_HEADERS:
-        headers[name] = value
-    headers.setdefault("Content-Security-Policy", DATA_CSP)
-    return response
-
-
-def cache_policy(response: Response) -> Response:
-    """Answers carry credentials' data (and tokens): nothing may be stored, by a browser or a proxy.
-    An answer with an ETag (RE Manager's uid of what it shows) may be kept by the browser for
-    revalidation (``If-None-Match`` → 304), never by a shared cache."""
-    headers = response.headers
-    if "Cache-Control" not in headers:
-        headers["Cache-Control"] = "private, no-cache" if "ETag" in headers else "no-store"
+        if name.lower() in present:
+            headers[name] = value
+        else:
+            headers.add(name, value)
+    if "content-security-policy" not in present:
+        headers.add("Content-Security-Policy", DATA_CSP)
+    if "cache-control" not in present:
+        headers.add("Cache-Control", "private, no-cache" if "etag" in present else "no-store")
     return response
 
 

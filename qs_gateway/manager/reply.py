@@ -17,7 +17,7 @@ def dump_json(data: Any) -> bytes:
 
 
 class Reply:
-    __slots__ = ("_data", "_body", "_gzipped")
+    __slots__ = ("_data", "_body", "_gzipped", "_peeked")
 
     def __init__(self, data: Any = None, *, body: bytes | None = None) -> None:
         if data is None and body is None:
@@ -25,6 +25,7 @@ class Reply:
         self._data = data
         self._body = body
         self._gzipped: bytes | None = None
+        self._peeked: dict[str, str | None] | None = None
 
     @property
     def data(self) -> Any:
@@ -47,12 +48,19 @@ class Reply:
 
     def peek(self, key: str) -> str | None:
         """A string field that appears once in the reply (a ``*_uid``), without decoding the
-        whole body if it has not been decoded yet."""
+        whole body if it has not been decoded yet. Remembered: a cached reply is asked on every
+        request that it answers, and the search through a 1,000-item queue takes ~0.3 ms."""
         if self._data is not None:
             value = self.get(key)
             return value if isinstance(value, str) else None
+        peeked = self._peeked
+        if peeked is None:
+            peeked = self._peeked = {}
+        elif key in peeked:
+            return peeked[key]
         found = re.search(rb'"%s":\s*"([^"\\]*)"' % re.escape(key.encode()), self._body)
-        return found.group(1).decode() if found else None
+        value = peeked[key] = found.group(1).decode() if found else None
+        return value
 
     def get(self, key: str, default: Any = None) -> Any:
         data = self.data

@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import selectors
 import socket
+import sys
 import threading
 import time
 from functools import partial
@@ -42,6 +43,9 @@ from .pacing import BodyPace, PacedUnreader, WaitingPlaces, raw_answer
 MAX_HEAD = 64 * 1024
 HEAD_CHUNK = 16 * 1024
 LINGER_SECONDS = 2.0
+# The event loop reads request heads (recv releases the GIL); with CPython's default 5 ms a
+# request thread busy with Python could keep the loop waiting that long for the GIL back.
+SWITCH_INTERVAL = 0.001
 HEADER_TIMEOUT_DETAIL = "Request timeout: the request line and headers did not arrive in time"
 HEADERS_TOO_LARGE_DETAIL = f"Request headers are larger than {MAX_HEAD} bytes"
 
@@ -55,10 +59,12 @@ class GatewayWorker(ThreadWorker):
         self.header_timeout = ServingSettings().header_timeout
         self.pace = BodyPace(ServingSettings().body_timeout, ServingSettings().body_min_rate)
         self.places = WaitingPlaces(1)
+        self.keepalive_seconds = self.cfg.keepalive  # read once: gunicorn's cfg attributes are slow
 
     def init_process(self) -> None:
         if self.cfg.is_ssl:
             raise RuntimeError("qs-gateway does not terminate TLS itself: put nginx in front (deploy/nginx.conf)")
+        sys.setswitchinterval(SWITCH_INTERVAL)
         super().init_process()
 
     def load_wsgi(self) -> None:
@@ -82,10 +88,12 @@ class GatewayWorker(ThreadWorker):
             environ[DRAIN_BODY] = partial(unreader.drain, environ["wsgi.input"])
 
         def start(status: str, headers: list, exc_info: Any = None) -> Any:
-            if any(name.lower() == "connection" and value.strip().lower() == "close" for name, value in headers):
-                gunicorn_response = getattr(start_response, "__self__", None)
-                if gunicorn_response is not None:
-                    gunicorn_response.force_close()
+            for name, value in headers:
+                if len(name) == 10 and name.lower() == "connection" and value.strip().lower() == "close":
+                    gunicorn_response = getattr(start_response, "__self__", None)
+                    if gunicorn_response is not None:
+                        gunicorn_response.force_close()
+                    break
             return start_response(status, headers, exc_info)
 
         return app(environ, start)
@@ -237,7 +245,7 @@ class GatewayWorker(ThreadWorker):
         if pipelined:
             self._await_head(conn, bytearray(pipelined))
             return
-        conn.set_timeout()
+        conn.timeout = time.monotonic() + self.keepalive_seconds  # as conn.set_timeout()
         if not self.alive:
             conn.timeout = min(conn.timeout, time.monotonic() + STOP_KEEPALIVE_LINGER)
         self.keepalived_conns.append(conn)

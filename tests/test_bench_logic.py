@@ -1,0 +1,61 @@
+"""The benchmark's own logic (no load, no timing): how the profile groups a sampled stack, and how
+the goals read the rows."""
+
+from __future__ import annotations
+
+from bench.profile import FRAMEWORK, OTHER, group_of
+from bench.rows import CUSTOM_WORKER, RSS_GROWTH, STOCK_WORKER, Row, http_goals
+
+THREAD = "_bootstrap (threading.py:995);_WorkItem.run (concurrent/futures/thread.py:58)"
+SERVE = (
+    f"{THREAD};GatewayWorker.handle (qs_gateway/serving/worker.py:98);"
+    "ThreadWorker.handle_request (gunicorn/workers/gthread.py:756);"
+    "GatewayWorker._serve_paced (qs_gateway/serving/worker.py:91);"
+    "MetricsListener.__call__ (qs_gateway/api/hooks.py:188);Flask.wsgi_app (flask/app.py:1511)"
+)
+
+
+def group(stack: str) -> str:
+    return group_of(stack.split(";"))[0]
+
+
+def test_the_framework_as_the_server_calls_it_is_the_frameworks():
+    assert group(f"{SERVE};RequestContext.match_request (flask/ctx.py:362)") == FRAMEWORK
+
+
+def test_the_framework_called_by_our_hooks_is_the_hooks_time():
+    stack = (
+        f"{SERVE};Flask.process_response (flask/app.py:1319);"
+        "security_and_cache_headers (qs_gateway/api/hooks.py:110);Headers.add (werkzeug/datastructures/headers.py:349)"
+    )
+    assert group(stack).startswith("our hooks")
+
+
+def test_redis_below_the_status_cache_is_redis_and_the_standard_library_is_looked_through():
+    stack = (
+        f"{SERVE};StatusCache.lookup (qs_gateway/manager/status_cache.py:49);"
+        "FastReader._exchange (qs_gateway/redis_fast.py:84);socket.recv_into (socket.py:706)"
+    )
+    assert group(stack).startswith("Redis")
+
+
+def test_the_event_loop_and_the_thread_pool():
+    loop = (
+        "ThreadWorker.run (gunicorn/workers/gthread.py:425);GatewayWorker._read_head (qs_gateway/serving/worker.py:152)"
+    )
+    assert group(loop).startswith("worker's own reading")
+    assert group(f"{loop};ThreadWorker.enqueue_req (gunicorn/workers/gthread.py:314)").startswith("gunicorn")
+    assert group("_bootstrap (threading.py:995)") == OTHER
+
+
+def test_the_goals_read_memory_growth_and_the_worker_rounds():
+    rows = [
+        Row(RSS_GROWTH, "-", note="60.0 → 63.0, 60.0 → 67.0 (100,000, 100,500 requests answered)"),
+        *[Row(what, 32, p99=p99) for what, p99 in ((CUSTOM_WORKER, 20), (STOCK_WORKER, 19), (CUSTOM_WORKER, 90),
+                                                   (STOCK_WORKER, 30), (CUSTOM_WORKER, 25), (STOCK_WORKER, 24))],
+    ]  # fmt: skip
+    checks = {goal: (met, value) for goal, met, value in http_goals(rows)}
+    growth = next(value for goal, value in checks.items() if goal.startswith("RSS per worker after"))
+    assert growth == (False, "+11.7%")  # the worse worker counts
+    worker = next(value for goal, value in checks.items() if goal.startswith("gateway's worker p99"))
+    assert worker == (True, "+1.0 ms")  # the median round, not the mean of one bad moment
