@@ -15,7 +15,7 @@ import pytest
 from qs_gateway.extensions import EXTENSION_KEY
 from qs_gateway.logs import TextFormatter
 
-from .support import API_KEY, keyed_client, make_app, plan
+from .support import API_KEY, keyed_client, make_app, plan, wait_for
 
 KEY = {"Authorization": f"ApiKey {API_KEY}"}
 
@@ -208,21 +208,24 @@ def test_one_sleep_at_a_time_per_worker(app):
     first = keyed_client(app)
     results = {}
     sleeping = threading.Thread(
-        target=lambda: results.setdefault("first", first.get("/api/test/server/sleep", json={"time": 2}))
+        target=lambda: results.setdefault("first", first.get("/api/test/server/sleep", json={"time": 5}))
     )
     sleeping.start()
     try:
         second = keyed_client(app)
-        for _ in range(50):  # until the first has started sleeping
-            refused = second.get("/api/test/server/sleep", json={"time": 0})
-            if refused.status_code == 503:
-                break
-            threading.Event().wait(0.02)
+        answers = []
+
+        def second_refused() -> bool:  # once the first has started sleeping (late on a busy machine)
+            answers.append(second.get("/api/test/server/sleep", json={"time": 0}))
+            return answers[-1].status_code == 503 or not sleeping.is_alive()
+
+        wait_for(second_refused, 30, "the first sleep to start")
+        refused = answers[-1]
         assert refused.status_code == 503, refused.get_json()
         assert int(refused.headers["Retry-After"]) >= 1
         assert "one at a time" in refused.get_json()["detail"]
     finally:
-        sleeping.join(10)
+        sleeping.join(30)
     assert results["first"].get_json() == {"success": True, "msg": ""}
     assert keyed_client(app).get("/api/test/server/sleep", json={"time": 0}).status_code == 200
 
