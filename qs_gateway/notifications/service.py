@@ -80,6 +80,14 @@ class Notifier:
         if self._threads:
             return
         self._stop.clear()
+        # Every target's group before this worker serves a request: an event a request appends
+        # (a submission's) before the leader has made the groups would never reach the targets.
+        # Without Redis now, the leader makes them when it begins to lead.
+        for delivery in self.deliveries:
+            try:
+                delivery.ensure_group()
+            except Exception as exc:  # noqa: BLE001 - a worker starts whatever Redis says
+                logger.warning("Notifications: the group of %s waits for the leader: %s", delivery.group, exc)
         self._threads = [threading.Thread(target=self._derive_loop, name="qs-gateway-notify-derive", daemon=True)]
         for delivery, woken in zip(self.deliveries, self._events_added, strict=True):
             self._threads.append(
