@@ -68,6 +68,8 @@ def from_schema(schema: dict, names: list[str]) -> st.SearchStrategy:
         return st.one_of([from_schema({**part, **_bounds(schema)}, names) for part in schema["anyOf"]])
     low, high = schema.get("minimum", -20), schema.get("maximum", 20)
     kind = schema.get("type")
+    if isinstance(kind, list):
+        return st.one_of([from_schema({**schema, "type": each}, names) for each in kind])
     if kind == "integer":
         return st.integers(int(low), int(high))
     if kind == "number":

@@ -24,7 +24,9 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 _SIMPLE = {
     "int": {"type": "integer"},
-    "float": {"type": "number"},
+    # RE Manager takes a boolean where a float is annotated (as a number: False is 0.0), not
+    # where an int is: the schema says the same
+    "float": {"type": ["number", "boolean"]},
     "str": {"type": "string"},
     "bool": {"type": "boolean"},
     "None": {"type": "null"},
@@ -206,7 +208,8 @@ def _bounded(schema: dict[str, Any], bounds: Mapping[str, float]) -> dict[str, A
     if not schema:
         return {**bounds}  # applies to numbers only, whatever else it admits
     bounded = dict(schema)
-    if schema.get("type") in ("integer", "number"):
+    kinds = schema.get("type")
+    if kinds in ("integer", "number") or (isinstance(kinds, list) and "number" in kinds):
         bounded.update(bounds)
     for key in ("items", "additionalProperties"):
         if isinstance(schema.get(key), dict):
