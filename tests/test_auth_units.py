@@ -317,20 +317,27 @@ def auth_state(redis_port):
     store.close()
 
 
-def test_a_key_deleted_while_it_is_used_is_not_recreated(auth_state, monkeypatch):
+def test_a_key_is_read_and_touched_in_one_step_and_a_deleted_one_is_not_recreated(auth_state):
     principal = auth_state.principal_for_identity("toy", "alice")
+    auth_state.record_login(principal, "toy", "alice")
     secret, record = auth_state.create_api_key(principal, ["read:status"], None, None)
     key = auth_state.store.key("auth", "apikey", record.digest)
-    read = auth_state.api_key
-
-    def read_then_deleted(digest: str):
-        found = read(digest)
-        auth_state.store.run(lambda r: r.delete(key))  # by another worker, between read and touch
-        return found
-
-    monkeypatch.setattr(auth_state, "api_key", read_then_deleted)
+    used, identities = auth_state.use_api_key(secret)
+    assert (used.principal, used.scopes, identities) == (principal, ("read:status",), [("toy", "alice")])
+    assert float(auth_state.store.run(lambda r: r.hget(key, "latest_activity"))) == used.latest_activity
+    assert auth_state.store.run(lambda r: r.ttl(key)) == -1  # no expiration was given: none is set
+    auth_state.store.run(lambda r: r.delete(key))  # by another worker
     assert auth_state.use_api_key(secret) is None
     assert auth_state.store.run(lambda r: r.exists(key)) == 0  # no hash without expiry left behind
+
+
+def test_an_expired_key_is_refused_and_deleted(auth_state):
+    principal = auth_state.principal_for_identity("toy", "carol")
+    secret, record = auth_state.create_api_key(principal, ["read:status"], 60, None)
+    key = auth_state.store.key("auth", "apikey", record.digest)
+    auth_state.store.run(lambda r: r.hset(key, "expiration_time", time.time() - 1))
+    assert auth_state.use_api_key(secret) is None
+    assert auth_state.store.run(lambda r: r.exists(key)) == 0
 
 
 def test_partial_hashes_are_no_key_and_no_session(auth_state):
@@ -347,4 +354,4 @@ def test_partial_hashes_are_no_key_and_no_session(auth_state):
     gone = uuid.uuid4().hex
     auth_state.revoke_session(gone)  # a session that is gone stays gone
     assert auth_state.store.run(lambda r: r.exists(auth_state.session_key(gone))) == 0
-    assert auth_state.use_api_key(auth_state.create_api_key(principal, [], None, None)[0]).principal == principal
+    assert auth_state.use_api_key(auth_state.create_api_key(principal, [], None, None)[0])[0].principal == principal

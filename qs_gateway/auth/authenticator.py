@@ -190,10 +190,10 @@ class Authenticator:
             if key and hmac.compare_digest(secret.encode(), key.encode()):
                 return self.single_user
             raise unauthorized(INVALID_API_KEY, BadCredentials)
-        record = self.state.use_api_key(secret)
-        if record is None:
+        used = self.state.use_api_key(secret)
+        if used is None:
             raise unauthorized(INVALID_API_KEY, BadCredentials)
-        identities = [(p, i) for p, i, _ in self.state.identities(record.principal)]
+        record, identities = used
         return self.principal_of_record(record.principal, identities, method="api_key", key=record)
 
     def _of_access_token(self, token: str) -> Principal:

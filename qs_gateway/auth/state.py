@@ -35,6 +35,20 @@ from ..redis_store import RedisStore, script
 
 PURGE_PERIOD = 600
 
+# Read an API key and note its use in one step: a key deleted or expired meanwhile is not
+# recreated, and a partial hash (an older version's touch of a deleted key, no TTL) is dropped.
+_USE_API_KEY = script("""
+local fields = redis.call('HGETALL', KEYS[1])
+local present = {}
+for i = 1, #fields, 2 do present[fields[i]] = true end
+if not (present['principal'] and present['first_eight']) then
+  if #fields > 0 then redis.call('DEL', KEYS[1]) end
+  return {}
+end
+redis.call('HSET', KEYS[1], 'latest_activity', ARGV[1])
+return fields
+""")
+
 # Sets fields of a hash only while it exists, in one step: HSET on a key that expired or was
 # deleted since it was read would create a hash with only these fields and no expiry.
 _SET_IF_EXISTS = script("""
@@ -136,6 +150,12 @@ def _session_from(session_uuid: str, fields: dict) -> SessionRecord | None:
     )
 
 
+def _identity_of(field: bytes | str) -> tuple[str, str]:
+    """(provider, id) of a field of a principal's identities hash (``provider:id``)."""
+    provider, _, identity = _text(field).partition(":")
+    return provider, identity
+
+
 def digest_of(secret: str) -> str | None:
     """SHA-256 of the key's raw bytes; None if the secret is not hex."""
     try:
@@ -204,11 +224,7 @@ class AuthState:
     def identities(self, principal: str) -> list[tuple[str, str, float]]:
         """(provider, id, latest login) of each identity of the principal."""
         raw = self.store.run(lambda r: r.hgetall(self._key("principal", principal, "identities")))
-        identities = []
-        for field, latest in raw.items():
-            provider, _, identity = _text(field).partition(":")
-            identities.append((provider, identity, float(_text(latest))))
-        return sorted(identities)
+        return sorted((*_identity_of(field), float(_text(latest))) for field, latest in raw.items())
 
     def principal_record(self, principal: str) -> dict[str, Any]:
         """The principal's identities, sessions and API keys (expired ones are left out)."""
@@ -311,25 +327,30 @@ class AuthState:
             return None
         return record
 
-    def use_api_key(self, secret: str) -> ApiKeyRecord | None:
-        """The key with this secret, if it exists and has not expired; notes its use."""
+    def use_api_key(self, secret: str) -> tuple[ApiKeyRecord, list[tuple[str, str]]] | None:
+        """The key with this secret, unless gone or expired, and its principal's identities
+        (provider, id); notes the use. Two round trips: the key read and touched in one step."""
         digest = digest_of(secret)
         if digest is None:
             return None
-        record = self.api_key(digest)
+        now = time.time()
+        key = self._key("apikey", digest)
+        flat = self.store.run(lambda r: _USE_API_KEY(keys=[key], args=[now], client=r))
+        record = _api_key_from(digest, dict(zip(flat[::2], flat[1::2], strict=True)))
         if record is None:
             return None
-        now = time.time()
-
-        def touch(r: Any) -> bool:
-            if not _SET_IF_EXISTS(keys=[self._key("apikey", digest)], args=["latest_activity", now], client=r):
-                return False  # deleted or expired since it was read
-            r.hset(self._key("principal", record.principal), "latest_activity", now)
-            return True
-
-        if not self.store.run(touch):
+        if record.expiration_time is not None and record.expiration_time <= now:
+            self._delete_api_key(record)
             return None
-        return ApiKeyRecord(**{**record.__dict__, "latest_activity": now})
+
+        def touch_principal(r: Any) -> dict:
+            pipe = r.pipeline(transaction=False)
+            pipe.hset(self._key("principal", record.principal), "latest_activity", now)
+            pipe.hgetall(self._key("principal", record.principal, "identities"))
+            return pipe.execute()[1]
+
+        identities = sorted(_identity_of(field) for field in self.store.run(touch_principal))
+        return ApiKeyRecord(**{**record.__dict__, "latest_activity": now}), identities
 
     def delete_api_key(self, principal: str, first_eight: str) -> bool:
         """Delete the principal's key(s) starting with ``first_eight``; False if it has none."""
