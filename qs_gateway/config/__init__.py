@@ -1,8 +1,9 @@
 """Configuration: environment variables, and a YAML file or directory that overrides them.
 
 * :mod:`.parsers` turns configured values into typed ones;
-* :mod:`.options` says what a setting is; :mod:`.shared` and :mod:`.gateway` declare every
-  setting once, as a field of a frozen dataclass per concern; :mod:`.settings` gathers them;
+* :mod:`.options` says what a setting is; :mod:`.shared`, :mod:`.redis`, :mod:`.notifications` and
+  the modules :mod:`.gateway` gathers (one per concern) declare every setting once, as a field of a
+  frozen dataclass per concern; :mod:`.settings` gathers them;
 * :mod:`.yaml_reader` reads and checks the YAML; :mod:`.loader` applies the precedence
   (YAML beats environment beats default) in one loop.
 """
