@@ -5,7 +5,9 @@
   the modules :mod:`.gateway` gathers (one per concern) declare every setting once, as a field of a
   frozen dataclass per concern; :mod:`.settings` gathers them;
 * :mod:`.yaml_reader` reads and checks the YAML; :mod:`.loader` applies the precedence
-  (YAML beats environment beats default) in one loop.
+  (YAML beats environment beats default) in one loop;
+* :mod:`.reference` renders docs/configuration.md's tables from all of them (and from the
+  :class:`.options.Documented` entries of :mod:`.loader` and :mod:`.environment`).
 """
 
 from .loader import CONFIG_PATH_ENV, GATEWAY_OPTIONS, all_options, load_settings

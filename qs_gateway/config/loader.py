@@ -77,7 +77,7 @@ def all_options() -> Iterator[Option]:
             yield option
 
 
-# The gateway's own options (docs/configuration.md lists each of them).
+# The gateway's own options (the ``gateway:`` section).
 GATEWAY_OPTIONS: tuple[Option, ...] = tuple(o for o in all_options() if o.section == GATEWAY_SECTION)
 
 

@@ -23,8 +23,7 @@ class ManagerSettings:
         "QS_GATEWAY_POOL_SIZE",
         4,
         number(int, minimum=1),
-        "ZeroMQ sockets to RE Manager per worker process (RE Manager serves one request at a time, so a few "
-        "suffice).",
+        "ZeroMQ sockets to RE Manager per worker process (RE Manager serves one request at a time, so a few suffice).",
     )
     pool_timeout: float = setting(
         "pool_timeout",

@@ -44,8 +44,7 @@ class StreamSettings:
         "QS_GATEWAY_INGEST_LEASE_SECONDS",
         2.0,
         number(float, minimum=0.2),
-        "Lease of the one worker that subscribes to RE Manager; if it dies another takes over within about "
-        "this long.",
+        "Lease of the one worker that subscribes to RE Manager; if it dies another takes over within about this long.",
         unit="s",
     )
     stream_limit: int = setting(

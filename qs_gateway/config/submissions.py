@@ -29,8 +29,7 @@ class SubmissionSettings:
         "QS_GATEWAY_SUBMISSION_RETENTION_SECONDS",
         7 * 86_400.0,
         number(float, minimum=60.0),
-        "Seconds a decided (approved, denied, withdrawn, expired) submission is kept for "
-        "`/api/queue/submission/get`.",
+        "Seconds a decided (approved, denied, withdrawn, expired) submission is kept for `/api/queue/submission/get`.",
         unit="s",
     )
     idempotency_seconds: float = setting(
