@@ -19,9 +19,9 @@ import struct
 import threading
 import time
 
+from .config.environment import MULTIPROCESS_DIR_ENV
 from .transport import SocketPool
 
-MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # A starting worker's file may be read before it was written: read again a few times.
 MULTIPROCESS_READ_ATTEMPTS = 5
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from qs_gateway.config import all_options, load_settings
+from qs_gateway.config.reference import documented_entries
 from qs_gateway.serving.stack import (
     ManagedProcess,
     free_port,
@@ -59,7 +60,7 @@ def command(service: configparser.ConfigParser, env: dict[str, str]) -> list[str
 
 def test_environment_files_name_only_known_variables():
     readable = {name for option in all_options() for name in (option.env, *option.deprecated_env) if name}
-    known = readable | {"PROMETHEUS_MULTIPROC_DIR"}
+    known = readable | {entry.env for entry in documented_entries() if entry.env}  # PROMETHEUS_MULTIPROC_DIR
     gateway_env = environment_file("gateway.env")
     assert set(gateway_env) <= known, set(gateway_env) - known
     settings = load_settings(environ=gateway_env)

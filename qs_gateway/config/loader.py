@@ -12,11 +12,11 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .options import GATEWAY_SECTION, TOP_LEVEL, Option, default_of, options_of
+from .options import GATEWAY_SECTION, TOP_LEVEL, Documented, Option, default_of, options_of
 from .parsers import ConfigError, parse_mapping
 from .settings import GROUPS, Settings
 from .shared import PolicySettings
-from .yaml_reader import CONFIG_PATH_ENV, LIST_SECTION, read_config_files
+from .yaml_reader import CONFIG_PATH, CONFIG_PATH_ENV, LIST_SECTION, read_config_files
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,42 @@ _OTHER_SECTIONS: Mapping[str, frozenset[str]] = {
     # accepted for compatibility: qs-gateway keeps its state in Redis
     "database": frozenset({"uri", "pool_pre_ping", "pool_size"}),
 }
+_LAUNCHER_KEYS_USED = ("host", "port", "workers")  # see _with_launcher_settings
+
+# What docs/configuration.md says of the keys above (and of the configuration's path), with the settings.
+DOCUMENTED_KEYS: tuple[Documented, ...] = (
+    CONFIG_PATH,
+    Documented(
+        yaml_names=("api_access.policy", "api_access.args"),
+        shown_default="`BasicAPIAccessControl`",
+        help="Who is known, with which roles; role edits with `scopes_set` / `scopes_add` / `scopes_remove`. "
+        "See [Authentication and authorization](authentication.md).",
+        group="auth",
+    ),
+    Documented(
+        yaml_names=("resource_access.policy", "resource_access.args.default_group"),
+        shown_default="`primary`",
+        help="The user group sent to RE Manager as `user_group`.",
+        group="auth",
+    ),
+    Documented(
+        yaml_names=tuple(f"uvicorn.{key}" for key in _LAUNCHER_KEYS_USED),
+        shown_default="—",
+        help="bluesky-httpserver's launcher settings: honoured as `gateway.bind` / `gateway.workers` when those "
+        "are not set; the other `uvicorn` keys ("
+        + ", ".join(f"`{key}`" for key in sorted(_OTHER_SECTIONS["uvicorn"] - set(_LAUNCHER_KEYS_USED)))
+        + ") are accepted and ignored.",
+        group="serving",
+    ),
+    Documented(
+        yaml_names=("database.*",),
+        shown_default="—",
+        help="Accepted and ignored ("
+        + ", ".join(f"`{key}`" for key in sorted(_OTHER_SECTIONS["database"]))
+        + "): qs-gateway keeps its state in Redis.",
+        group="redis",
+    ),
+)
 
 
 def all_options() -> Iterator[Option]:
@@ -41,7 +77,7 @@ def all_options() -> Iterator[Option]:
             yield option
 
 
-# The gateway's own options (docs/configuration.md lists each of them).
+# The gateway's own options (the ``gateway:`` section).
 GATEWAY_OPTIONS: tuple[Option, ...] = tuple(o for o in all_options() if o.section == GATEWAY_SECTION)
 
 

@@ -163,14 +163,20 @@ def parse_notifications(raw: Any, where: str = "notifications") -> tuple[Target,
 
 @dataclass(frozen=True)
 class NotificationSettings:
-    """Who is told when the queue stops (see :mod:`qs_gateway.notifications`)."""
+    """Notifications
+
+    Who is told what RE Manager does; see [Notifications](notifications.md). The targets themselves are
+    outside the `gateway:` section.
+    """
 
     targets: tuple[Target, ...] = setting(
         "notifications",
         NOTIFICATIONS_ENV,
         (),
         parse_notifications,
-        "URLs that receive events (a YAML list of targets; the variable: the list as JSON).",
+        "URLs that are told what RE Manager does (they receive its events): a YAML list of targets, each with "
+        "its events, secret and format; in the variable the same list as JSON (the file wins). See "
+        "[Notifications](notifications.md).",
         section=TOP_LEVEL,
     )
     manager_silence_seconds: float = setting(
@@ -179,4 +185,5 @@ class NotificationSettings:
         10.0,
         number(float, minimum=2.0),
         "Seconds without a status from RE Manager after which the `manager_unreachable` notification is sent.",
+        unit="s",
     )

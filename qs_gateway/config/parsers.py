@@ -80,6 +80,10 @@ def parse_list(value: Any, name: str) -> tuple[str, ...]:
     raise ConfigError(f"{name}: expected a list, got {value!r}")
 
 
+# How the list parsers' values are written in a variable (docs/configuration.md renders defaults so).
+parse_list.separator = ","
+
+
 def parse_addresses(value: Any, name: str) -> tuple[tuple[str, int], ...]:
     """``host:port`` items (``[v6 address]:port`` too): a YAML list, or one string separated by
     commas or white space (environment)."""
@@ -94,6 +98,9 @@ def parse_addresses(value: Any, name: str) -> tuple[tuple[str, int], ...]:
     return tuple(addresses)
 
 
+parse_addresses.separator = ","
+
+
 def separated_list(separator: str | None) -> Parser:
     """A YAML list, or one string whose items are separated by ``separator`` (environment;
     ``None``: white space)."""
@@ -105,12 +112,16 @@ def separated_list(separator: str | None) -> Parser:
             return tuple(parse_str(v, f"{name}[{i}]") for i, v in enumerate(value))
         raise ConfigError(f"{name}: expected a list, got {value!r}")
 
+    parse.separator = separator or " "
     return parse
 
 
 def parse_module_names(value: Any, name: str) -> tuple[str, ...]:
     # bluesky-httpserver accepts distribution-style names (my-module) for importable ones
     return tuple(module.replace("-", "_") for module in parse_list(value, name))
+
+
+parse_module_names.separator = ","
 
 
 def parse_method_timeouts(value: Any, name: str) -> Mapping[str, float]:

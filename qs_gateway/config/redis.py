@@ -12,7 +12,11 @@ from .redact import redact_url
 
 @dataclass(frozen=True)
 class RedisSettings:
-    """The Redis that all workers and hosts of one gateway share."""
+    """Redis
+
+    The Redis that all workers and hosts of one gateway share, alone or behind Sentinels; see
+    [Scaling out](deployment.md#scaling-out).
+    """
 
     url: str = setting(
         "redis_url",
@@ -33,8 +37,9 @@ class RedisSettings:
         "QS_GATEWAY_REDIS_SENTINELS",
         (),
         parse_addresses,
-        "Redis Sentinels (`host:port` each) that name the master to use; then `redis_url` gives only the scheme, "
-        "user, password and database.",
+        "Redis Sentinels that name the master to use: a YAML list of `host:port`, comma-separated in the "
+        "variable. With them, `redis_url` gives only the scheme, user, password and database. See "
+        "[Redis that fails over](deployment.md#redis-that-fails-over-sentinel).",
     )
     service_name: str = setting(
         "redis_service_name",
@@ -48,7 +53,7 @@ class RedisSettings:
         "QS_GATEWAY_REDIS_PASSWORD",
         "",
         parse_str,
-        "Redis's password, if it is not in `redis_url`.",
+        "Redis's password (master and replicas), if it is not in `redis_url`.",
     )
     sentinel_password: str = setting(
         "redis_sentinel_password",
@@ -62,24 +67,26 @@ class RedisSettings:
         "QS_GATEWAY_REDIS_TLS_CA_FILE",
         "",
         parse_str,
-        "CA certificates that Redis's (and the Sentinels') TLS certificates are checked against, for `rediss://`; "
-        "none: the system's.",
+        "CA certificates that Redis's and the Sentinels' TLS certificates are checked against (`rediss://`); "
+        "host names are checked, so with Sentinels the certificates name the addresses the Sentinels give out.",
+        shown_default="the system's",
     )
     wait_replicas: int = setting(
         "redis_wait_replicas",
         "QS_GATEWAY_REDIS_WAIT_REPLICAS",
         1,
         number(int, minimum=0),
-        "With Sentinels: replicas that must have a new session, API key or principal before it is answered "
-        "(Redis `WAIT`); 0: do not wait.",
+        "With Sentinels: replicas that must have a new session, API key, principal, revocation or signing key "
+        "before it is answered (Redis `WAIT`); `0`: do not wait.",
     )
     wait_timeout: float = setting(
         "redis_wait_timeout",
         "QS_GATEWAY_REDIS_WAIT_TIMEOUT",
         0.25,
         number(float, minimum=0.01),
-        "Seconds to wait for those replicas; without their answer the write is answered anyway (with a warning "
-        "in the log).",
+        "Seconds to wait for those replicas; without their answer the write is answered anyway, with a warning "
+        "in the log.",
+        unit="s",
     )
 
     @property

@@ -37,7 +37,7 @@ class ZmqSettings:
         "QSERVER_ZMQ_CONTROL_ADDRESS",
         "tcp://localhost:60615",
         parse_str,
-        "RE Manager's control socket (REQ/REP).",
+        "RE Manager's control socket: the address of its REQ/REP socket.",
         section=ZMQ,
         deprecated_env=("QSERVER_ZMQ_ADDRESS_CONTROL", "QSERVER_ZMQ_ADDRESS"),
     )
@@ -46,15 +46,26 @@ class ZmqSettings:
         "QSERVER_ZMQ_INFO_ADDRESS",
         "tcp://localhost:60625",
         parse_str,
-        "RE Manager's info socket (PUB: console output and status).",
+        "RE Manager's info socket: the address of its PUB socket (console output and status).",
         section=ZMQ,
         deprecated_env=("QSERVER_ZMQ_ADDRESS_CONSOLE",),
     )
     encoding: str = setting(
-        "encoding", "QSERVER_ZMQ_ENCODING", "json", choice("json", "msgpack"), "json or msgpack.", section=ZMQ
+        "encoding",
+        "QSERVER_ZMQ_ENCODING",
+        "json",
+        choice("json", "msgpack"),
+        "How messages to and from RE Manager are encoded: `json` or `msgpack`, as RE Manager's `--zmq-encoding`.",
+        section=ZMQ,
     )
     public_key: str | None = setting(
-        "public_key", "QSERVER_ZMQ_PUBLIC_KEY", None, parse_public_key, "RE Manager's CURVE public key.", section=ZMQ
+        "public_key",
+        "QSERVER_ZMQ_PUBLIC_KEY",
+        None,
+        parse_public_key,
+        "RE Manager's CurveZMQ (CURVE) public key (z85, 40 characters; checked at start-up). Each worker makes "
+        "its own client key pair.",
+        section=ZMQ,
     )
 
 
@@ -73,27 +84,38 @@ class AuthSettings:
         "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY",
         None,
         parse_api_key,
-        "The API key of single-user mode.",
+        "The API key of single-user mode (letters and digits): at least 8 characters (fewer is a placeholder, "
+        "not a secret), or start-up stops; under 32 a warning is logged (`openssl rand -hex 16` makes a good "
+        "one). If none is set and no login provider is configured, one is generated at start-up, printed once, "
+        "and shared by all workers.",
         section=AUTH,
+        shown_default="generated",
     )
     allow_anonymous_access: bool = setting(
         "allow_anonymous_access",
         "QSERVER_HTTP_SERVER_ALLOW_ANONYMOUS_ACCESS",
         False,
         parse_bool,
-        "Requests without credentials get the public role.",
+        "`1`: requests without credentials get the public role, `unauthenticated_public` (`read:status`).",
         section=AUTH,
     )
     providers: tuple[Mapping[str, Any], ...] = setting(
-        "providers", None, (), parse_list_of_mappings, "Login providers.", section=AUTH
+        "providers",
+        None,
+        (),
+        parse_list_of_mappings,
+        "Login providers; see [Authentication and authorization](authentication.md).",
+        section=AUTH,
     )
     secret_keys: tuple[str, ...] = setting(
         "secret_keys",
         "QSERVER_HTTP_SERVER_SERVER_SECRET_KEYS",
         (),
         separated_list(";"),
-        "Keys that sign tokens; the first signs, all verify.",
+        "Keys that sign tokens, `;`-separated in the variable. The first signs, all verify (rotation: put the "
+        "new key first). If none is set, one key is generated and shared through Redis.",
         section=AUTH,
+        shown_default="generated",
     )
     access_token_max_age: float = setting(
         "access_token_max_age",
@@ -102,6 +124,7 @@ class AuthSettings:
         number(float, minimum=1),
         "Seconds an access token is valid.",
         section=AUTH,
+        unit="s",
     )
     refresh_token_max_age: float = setting(
         "refresh_token_max_age",
@@ -110,14 +133,16 @@ class AuthSettings:
         number(float, minimum=1),
         "Seconds a refresh token is valid.",
         section=AUTH,
+        unit="s",
     )
     session_max_age: float = setting(
         "session_max_age",
         "QSERVER_HTTP_SERVER_SESSION_MAX_AGE",
         365 * DAY,
         number(float, minimum=1),
-        "Seconds a login session lasts at most.",
+        "Seconds a login session lasts at most: until then it can be refreshed.",
         section=AUTH,
+        unit="s",
     )
     # The policies have a YAML section of their own each: read by the loader, not by the loop.
     api_access: PolicySettings = PolicySettings()
@@ -133,7 +158,9 @@ class ExtensionSettings:
         "QSERVER_CUSTOM_MODULES",
         (),
         parse_module_names,
-        "Modules with facility functions (e.g. `spreadsheet_to_plan_list`).",
+        "Python modules with facility functions (e.g. `spreadsheet_to_plan_list`), imported at start-up (`:`, "
+        "`,` or white space separated in the variable; `-` becomes `_`); one that fails to import is logged "
+        "and skipped. See [Extending](extending.md).",
         section=SERVER,
         deprecated_env=("QSERVER_CUSTOM_MODULE",),
     )
@@ -142,7 +169,8 @@ class ExtensionSettings:
         "QSERVER_HTTP_CUSTOM_ROUTERS",
         (),
         parse_list,
-        "Blueprints to register, as `package.module.attribute`.",
+        "Flask blueprints to add, each `package.module.attribute` (`:`, `,` or white space separated in the "
+        "variable); one that cannot be loaded stops start-up. See [Extending](extending.md).",
         section=SERVER,
     )
 
@@ -154,6 +182,7 @@ class BrowserSettings:
         "QSERVER_HTTP_SERVER_ALLOW_ORIGINS",
         (),
         separated_list(None),
-        "Origins allowed to call the API from a browser (`*`: any).",
+        "Origins whose browser pages may call the API (CORS, with credentials); white-space separated in the "
+        "variable, `*` allows any.",
         section=TOP_LEVEL,
     )

@@ -15,9 +15,16 @@ from typing import Any
 
 import yaml
 
+from .options import Documented
 from .parsers import ConfigError
 
 CONFIG_PATH_ENV = "QSERVER_HTTP_SERVER_CONFIG"
+CONFIG_PATH = Documented(
+    env=CONFIG_PATH_ENV,
+    help="YAML file, or directory of `*.yml`/`*.yaml` files (each section in one file only; top-level lists "
+    "such as `allow_origins` are joined).",
+    shown_default="none",
+)
 
 # A section's allowed keys, or LIST_SECTION for a top-level list.
 LIST_SECTION = None

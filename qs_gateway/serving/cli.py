@@ -1,4 +1,5 @@
-"""The ``qs-gateway`` command: ``serve`` (gunicorn) and ``demo`` (a private stack)."""
+"""The ``qs-gateway`` command: ``serve`` (gunicorn), ``demo`` (a private stack) and
+``config-reference`` (docs/configuration.md's tables of settings)."""
 
 from __future__ import annotations
 
@@ -156,6 +157,21 @@ Press Ctrl-C to stop all three (or send SIGTERM or SIGHUP to process {os.getpid(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def config_reference(args: argparse.Namespace) -> int:
+    from ..config.reference import configuration_tables, write_reference
+
+    if args.write is None:
+        sys.stdout.write(configuration_tables())
+        return 0
+    try:
+        changed = write_reference(args.write)
+    except (OSError, ValueError) as exc:
+        _say(f"qs-gateway config-reference: {args.write}: {exc}", error=True)
+        return 1
+    _say(f"{args.write}: {'tables rewritten' if changed else 'already up to date'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qs-gateway", description="HTTP gateway to the Bluesky Queue Server")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser = commands.add_parser("demo", help="run Redis + RE Manager (simulated) + the gateway")
     demo_parser.add_argument("--port", type=int, default=60610, help="gateway port (default 60610)")
     demo_parser.set_defaults(func=demo)
+    reference_parser = commands.add_parser(
+        "config-reference", help="the tables of every setting, as docs/configuration.md holds them"
+    )
+    reference_parser.add_argument(
+        "--write", metavar="PATH", help="put them between the markers of this page (docs/configuration.md)"
+    )
+    reference_parser.set_defaults(func=config_reference)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -18,6 +18,7 @@ import sys
 import tempfile
 
 from qs_gateway.config import ConfigError, load_settings
+from qs_gateway.config.environment import LOG_LEVEL_DEFAULT, LOG_LEVEL_ENV
 from qs_gateway.extensions import EXTENSION_KEY, check_settings
 from qs_gateway.logs import configure_logging, make_formatter
 from qs_gateway.metrics import MULTIPROCESS_DIR_ENV, mark_worker_dead, prepare_multiprocess_dir
@@ -44,7 +45,7 @@ graceful_timeout = 10
 keepalive = 65
 worker_connections = 1000
 errorlog = "-"
-loglevel = os.environ.get("QS_GATEWAY_LOG_LEVEL", "info")
+loglevel = os.environ.get(LOG_LEVEL_ENV, LOG_LEVEL_DEFAULT)
 # gunicorn's access log is off: the gateway logs one line per request itself (qs_gateway.request).
 accesslog = None
 proc_name = "qs-gateway"
