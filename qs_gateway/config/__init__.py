@@ -10,7 +10,7 @@
   :class:`.options.Documented` entries of :mod:`.loader` and :mod:`.environment`).
 """
 
-from .loader import CONFIG_PATH_ENV, GATEWAY_OPTIONS, all_options, load_settings
+from .loader import CONFIG_PATH_ENV, all_options, load_settings
 from .options import Option
 from .parsers import ConfigError
 from .settings import Settings
@@ -18,7 +18,6 @@ from .shared import AuthSettings, PolicySettings, ZmqSettings
 
 __all__ = [
     "CONFIG_PATH_ENV",
-    "GATEWAY_OPTIONS",
     "AuthSettings",
     "ConfigError",
     "Option",

@@ -77,10 +77,6 @@ def all_options() -> Iterator[Option]:
             yield option
 
 
-# The gateway's own options (the ``gateway:`` section).
-GATEWAY_OPTIONS: tuple[Option, ...] = tuple(o for o in all_options() if o.section == GATEWAY_SECTION)
-
-
 def section_keys() -> dict[str, frozenset[str] | None]:
     """Every YAML section with the keys it may hold (LIST_SECTION: a top-level list)."""
     keys: dict[str, set[str]] = {}
@@ -167,4 +163,4 @@ def load_settings(environ: Mapping[str, str] | None = None, config_path: str | N
     return Settings(**groups, config_path=str(config_path) if config_path else None)
 
 
-__all__ = ["CONFIG_PATH_ENV", "ConfigError", "GATEWAY_OPTIONS", "all_options", "load_settings", "section_keys"]
+__all__ = ["CONFIG_PATH_ENV", "ConfigError", "all_options", "load_settings", "section_keys"]
