@@ -213,6 +213,17 @@ def gateway_http_rows(
     return rows
 
 
+def redis_socket(workdir: Path) -> Path:
+    return workdir / "redis" / "redis.sock"
+
+
+def start_bench_redis(workdir: Path) -> tuple[ManagedProcess, int]:
+    """Redis on a free loopback port (RE Manager's) and on a unix socket (the gateway's, with
+    ``--redis-over unix``)."""
+    socket_args = ["--unixsocket", str(redis_socket(workdir)), "--unixsocketperm", "700"]
+    return start_redis(workdir / "redis", extra_args=socket_args)
+
+
 def gateway_env(args: argparse.Namespace, workdir: Path, ports: ManagerPorts, redis_port: int) -> dict[str, str]:
     """The gateway's production settings, with metrics on a bind of their own and their files
     where the benchmark can read each worker's request count."""
@@ -222,7 +233,9 @@ def gateway_env(args: argparse.Namespace, workdir: Path, ports: ManagerPorts, re
         "QSERVER_ZMQ_CONTROL_ADDRESS": ports.control_address,
         "QSERVER_ZMQ_INFO_ADDRESS": ports.info_address,
         "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": API_KEY,
-        "QS_GATEWAY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "QS_GATEWAY_REDIS_URL": (
+            f"unix://{redis_socket(workdir)}?db=0" if args.redis_over == "unix" else f"redis://127.0.0.1:{redis_port}/0"
+        ),
         "QS_GATEWAY_WORKERS": str(args.workers),
         "QS_GATEWAY_THREADS": str(args.threads),
         "QS_GATEWAY_METRICS_BIND": f"127.0.0.1:{args.metrics_port}",
@@ -237,7 +250,7 @@ def measure_profile(args: argparse.Namespace) -> str:
     workdir = Path(tempfile.mkdtemp(prefix="qs-gateway-profile-"))
     processes: list[ManagedProcess] = []
     try:
-        redis, redis_port = start_redis(workdir / "redis")
+        redis, redis_port = start_bench_redis(workdir)
         processes.append(redis)
         manager, ports = start_re_manager(workdir, redis_port=redis_port, name_prefix="qs_gateway_bench")
         processes.append(manager)
@@ -272,7 +285,7 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], list[streams.StreamRow
     rows: list[Row] = []
     stream_rows: list[streams.StreamRow] = []
     try:
-        redis, redis_port = start_redis(workdir / "redis")
+        redis, redis_port = start_bench_redis(workdir)
         processes.append(redis)
         manager, ports = start_re_manager(workdir, redis_port=redis_port, name_prefix="qs_gateway_bench")
         processes.append(manager)
@@ -323,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
         "--reference",
         metavar="VENV",
         help="a virtual environment with bluesky-httpserver installed: measure it too, on the same rows",
+    )
+    parser.add_argument(
+        "--redis-over",
+        choices=("tcp", "unix"),
+        default="tcp",
+        help="how the gateway reaches its Redis on the same host: loopback TCP (default) or a unix socket",
     )
     parser.add_argument("--only", choices=("http", "streams"), help="measure only the HTTP rows or the streams")
     parser.add_argument(
