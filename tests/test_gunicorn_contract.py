@@ -10,6 +10,7 @@ the gateway's worker and a small application (tests/gunicorn_contract_app.py).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 import socket
@@ -82,6 +83,10 @@ def test_gthread_event_loop_calls_the_hooks_the_worker_overrides():
           "listeners are no longer registered with ThreadWorker.accept")  # fmt: skip
     holds("self._keepalive_after(" in handle, "ThreadWorker.handle no longer asks _keepalive_after")
     holds(isinstance(gthread.STOP_KEEPALIVE_LINGER, int | float), "gthread.STOP_KEEPALIVE_LINGER is gone")
+    enqueue = inspect.getsource(gthread.ThreadWorker.enqueue_req)
+    holds("self.tpool.submit(" in enqueue and "self.method_queue.defer(self.finish_request" in enqueue,
+          "ThreadWorker.enqueue_req no longer submits to self.tpool and defers finish_request to "
+          "self.method_queue (the worker does the same for a kept-alive connection's next request)")  # fmt: skip
 
 
 @pytest.fixture
@@ -241,6 +246,31 @@ def test_headers_are_read_by_the_loop_and_cut_in_time(served):
     holds(answer.startswith(b"HTTP/1.1 408") and answer.endswith(b"<closed>"),
           f"an unfinished head was not cut with 408 (murder_pending, ...): {answer[:80]!r}")  # fmt: skip
     holds(time.monotonic() - started < HEADER_TIMEOUT + 5, "an unfinished head was cut late")
+
+
+def test_a_kept_alive_connections_next_head_never_holds_a_thread(served):
+    """A thread takes a kept-alive connection's next request only as far as it has arrived
+    (ThreadWorker.tpool.submit, method_queue.defer back to the loop): half heads on more
+    connections than the worker has threads leave it serving, and each is finished or cut."""
+    plain = b"\r\n\r\nplain"
+    with contextlib.ExitStack() as stack:
+        stalled = []
+        for _ in range(6):  # the worker has 4 threads
+            sock = stack.enter_context(socket.create_connection(served, timeout=5))
+            sock.sendall(GET_PLAIN)
+            holds(plain in read_answer(sock, 5, enough=plain), "a first request was not served")
+            sock.sendall(GET_PLAIN[:20])  # the next request's head stops halfway
+            stalled.append(sock)
+        holds(_plain_is_served(served),
+              "kept-alive connections with half a head took the threads (tpool / method_queue)")  # fmt: skip
+        stalled[0].sendall(GET_PLAIN[20:])
+        holds(plain in read_answer(stalled[0], 5, enough=plain),
+              "the rest of a kept-alive connection's head, sent later, was not served")  # fmt: skip
+        started = time.monotonic()
+        answer = read_answer(stalled[1], HEADER_TIMEOUT + 10)
+        holds(answer.startswith(b"HTTP/1.1 408") and answer.endswith(b"<closed>"),
+              f"a kept-alive connection's unfinished head was not cut with 408: {answer[:80]!r}")  # fmt: skip
+        holds(time.monotonic() - started < HEADER_TIMEOUT + 5, "a kept-alive connection's unfinished head was cut late")
 
 
 def test_a_body_is_waited_for_at_its_pace(served):

@@ -4,10 +4,12 @@ gunicorn's gthread worker gives a connection to a thread as soon as its first by
 after 5 s of silence), and the thread then waits for the rest of the request line, the headers
 and the body as long as the client likes: sixteen slow connections take every thread. Here:
 
-* **Headers are read by the worker's event loop, not by a thread.** A connection gets a thread
-  only once its request line and headers have arrived whole, within ``header_timeout`` of the
-  connection (or of the first byte of the next request on a kept-alive one); otherwise it is
-  answered 408 and closed (silently, if it never sent a byte). Headers over 64 KiB: 431.
+* **No thread waits for headers.** A request is served by a thread only once its request line
+  and headers have arrived whole, within ``header_timeout`` of the connection (or of the first
+  byte of the next request on a kept-alive one); otherwise it is answered 408 and closed
+  (silently, if it never sent a byte). Headers over 64 KiB: 431. The event loop reads heads as
+  they come; on a kept-alive connection a thread first takes what has arrived without waiting
+  (usually the whole head) and gives a part back to the loop.
 * **Bodies are read at a pace** (:mod:`.pacing`): the application authenticates before it reads
   a body, so a request without credentials is answered 401 at once; a thread waits for a body
   only within ``body_timeout`` / ``body_min_rate`` (then 408), and at most ``threads -
@@ -46,6 +48,7 @@ LINGER_SECONDS = 2.0
 # The event loop reads request heads (recv releases the GIL); with CPython's default 5 ms a
 # request thread busy with Python could keep the loop waiting that long for the GIL back.
 SWITCH_INTERVAL = 0.001
+AWAIT_HEAD = object()  # a thread's answer: the head is not whole yet, the event loop awaits it
 HEADER_TIMEOUT_DETAIL = "Request timeout: the request line and headers did not arrive in time"
 HEADERS_TOO_LARGE_DETAIL = f"Request headers are larger than {MAX_HEAD} bytes"
 
@@ -111,6 +114,26 @@ class GatewayWorker(ThreadWorker):
     def _keepalive_after(self, conn: TConn, keepalive: bool) -> bool:
         return bool(keepalive) and conn.parser.unreader.finish_without_waiting(conn.parser.finish_body)
 
+    def _next_request(self, conn: TConn) -> Any:
+        """Serve a kept-alive connection's next request if its head has arrived whole; else hand
+        what came back to the event loop (AWAIT_HEAD), which awaits the rest under the header
+        deadline: no thread waits for a client's bytes."""
+        try:
+            data = conn.sock.recv(HEAD_CHUNK)  # non-blocking (see finish_request)
+        except (BlockingIOError, InterruptedError):
+            data = None
+        except OSError:
+            data = b""
+        if not data:
+            conn.head = bytearray() if data is None else None  # None: the client went away
+            return AWAIT_HEAD
+        if data.find(b"\r\n\r\n") < 0:
+            conn.head = bytearray(data)
+            return AWAIT_HEAD
+        conn.parser.unreader.unread(data)
+        conn.data_ready = True
+        return self.handle(conn)
+
     # -- in the event loop ------------------------------------------------------------------------
 
     def accept(self, listener: socket.socket) -> None:
@@ -125,10 +148,13 @@ class GatewayWorker(ThreadWorker):
         self._await_head(conn, bytearray())
 
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
-        # The next request on a kept-alive connection: its headers are awaited from now.
+        # The next request on a kept-alive connection: a thread takes what has arrived without
+        # waiting (the loop's own recv would give up the GIL, and win it back only after a busy
+        # request thread's switch interval, once per request); a part of a head comes back here.
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
-        self._await_head(conn, bytearray())
+        future = self.tpool.submit(self._next_request, conn)
+        future.add_done_callback(lambda done: self.method_queue.defer(self.finish_request, conn, done))
 
     def _await_head(self, conn: TConn, head: bytearray) -> None:
         """Read the request line and headers as they come (what is there already at once)."""
@@ -232,11 +258,23 @@ class GatewayWorker(ThreadWorker):
         """A thread is done with a connection: keep it alive (its next request's headers are read
         by the loop, also when the client sent them already), or close it without blocking."""
         try:
-            keep = bool(fs.result()) if not fs.cancelled() else False
-            if keep:
-                conn.sock.setblocking(False)
+            result = fs.result() if not fs.cancelled() else False
         except Exception:
-            keep = False
+            result = False
+        if result is AWAIT_HEAD:
+            head, conn.head = conn.head, None
+            if head is not None:
+                self._await_head(conn, head)
+            else:  # the client went away
+                self.nr_conns -= 1
+                conn.close()
+            return
+        keep = bool(result)
+        if keep:
+            try:
+                conn.sock.setblocking(False)
+            except OSError:
+                keep = False
         if not keep:
             self.nr_conns -= 1
             self._linger(conn.sock)
