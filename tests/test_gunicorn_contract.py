@@ -13,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
+import signal
 import socket
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import gunicorn
 import pytest
@@ -29,6 +31,7 @@ from gunicorn.workers import gthread
 from qs_gateway.exceptions import ClientTooSlow
 from qs_gateway.serving.pacing import BodyPace, PacedUnreader, WaitingPlaces
 from qs_gateway.serving.stack import ManagedProcess, free_port
+from qs_gateway.serving.worker import GatewayWorker
 from qs_gateway.streaming.takeover import SERVER_SOCKET
 
 from .gunicorn_contract_app import BODY_TIMEOUT, HEADER_TIMEOUT, SWITCHED
@@ -87,6 +90,24 @@ def test_gthread_event_loop_calls_the_hooks_the_worker_overrides():
     holds("self.tpool.submit(" in enqueue and "self.method_queue.defer(self.finish_request" in enqueue,
           "ThreadWorker.enqueue_req no longer submits to self.tpool and defers finish_request to "
           "self.method_queue (the worker does the same for a kept-alive connection's next request)")  # fmt: skip
+
+
+def test_a_quit_signal_inside_tpool_submit_does_not_deadlock_the_worker():
+    """gthread's handle_quit calls tpool.shutdown(), which takes the lock that tpool.submit()
+    holds; the event loop's thread submits work and receives the signals. The worker's own
+    handle_quit must exit without taking that lock."""
+    pool_source = inspect.getsource(gthread.ThreadWorker.handle_quit)
+    holds("self.tpool.shutdown(" in pool_source,
+          "ThreadWorker.handle_quit no longer shuts the pool down (GatewayWorker.handle_quit may go)")  # fmt: skip
+
+    class LockedPool:
+        def shutdown(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("handle_quit took the pool's lock, which tpool.submit() holds: deadlock")
+
+    worker = SimpleNamespace(alive=True, cfg=SimpleNamespace(worker_int=lambda worker: None), tpool=LockedPool())
+    with pytest.raises(SystemExit):
+        GatewayWorker.handle_quit(worker, signal.SIGQUIT, None)
+    assert worker.alive is False
 
 
 @pytest.fixture

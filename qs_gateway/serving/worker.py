@@ -35,6 +35,7 @@ import time
 from functools import partial
 from typing import Any
 
+from gunicorn.workers.base import Worker
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from ..api.hooks import DRAIN_BODY, SECURITY_HEADERS
@@ -69,6 +70,13 @@ class GatewayWorker(ThreadWorker):
             raise RuntimeError("qs-gateway does not terminate TLS itself: put nginx in front (deploy/nginx.conf)")
         sys.setswitchinterval(SWITCH_INTERVAL)
         super().init_process()
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        """SIGQUIT/SIGINT: stop at once, as gunicorn's base worker does, without gthread's
+        ``tpool.shutdown()`` first: that takes the pool's lock, which this same (main) thread holds
+        while it is inside ``tpool.submit()``; a signal arriving then deadlocked the worker until
+        the arbiter killed it after the graceful timeout. Exiting joins the pool's threads anyway."""
+        Worker.handle_quit(self, sig, frame)
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
