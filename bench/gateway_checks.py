@@ -45,18 +45,31 @@ def start_stock_gthread(workdir: Path, env: dict[str, str]) -> tuple[ManagedProc
     return process, url
 
 
-def worker_rows(workdir: Path, env: dict[str, str], url: str, headers: dict[str, str], seconds: float) -> list[Row]:
+def worker_rows(
+    workdir: Path, env: dict[str, str], gateway: tuple[int, Path, str], headers: dict[str, str], seconds: float
+) -> list[Row]:
     """``/api/status`` at 32 connections through the gateway's worker and through stock gthread,
-    alternating, ROUNDS times each."""
+    alternating, ROUNDS times each. ``gateway``: its master's pid, metrics directory and URL.
+    Each row notes the requests each worker answered: the kernel shares connections out, and a
+    round in which one worker got most of them is slower for that alone."""
     stock, stock_url = start_stock_gthread(workdir, env)
     try:
-        for target in (url, stock_url):
+        gateway_pid, metrics_dir, url = gateway
+        targets = [
+            (CUSTOM_WORKER, url, ProcessUsage(gateway_pid).pids()[1:], metrics_dir),
+            (STOCK_WORKER, stock_url, ProcessUsage(stock.pid).pids()[1:], workdir / "metrics-gthread"),
+        ]
+        for _, target, _, _ in targets:
             wrk.run(f"{target}/api/status", connections=8, seconds=1, headers=headers)  # warm both alike
         rows = []
         for _ in range(ROUNDS):
-            for what, target in ((CUSTOM_WORKER, url), (STOCK_WORKER, stock_url)):
+            for what, target, pids, metrics in targets:
+                before = [requests_answered(metrics, pid) for pid in pids]
                 result = wrk.run(f"{target}/api/status", connections=32, seconds=seconds, headers=headers)
-                rows.append(from_wrk(what, 32, result))
+                split = [requests_answered(metrics, pid) - b for pid, b in zip(pids, before, strict=True)]
+                row = from_wrk(what, 32, result)
+                row.note = "per worker " + " / ".join(f"{n:,}" for n in split)
+                rows.append(row)
         return rows
     finally:
         stock.stop()

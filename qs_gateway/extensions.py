@@ -57,7 +57,7 @@ class Services:
         )
         self.manager = ManagerClient(
             self.pool,
-            StatusCache(self.store, manager.status_ttl),
+            StatusCache(self.store, manager.status_ttl, manager.status_lease),
             TimeoutPolicy(
                 default=Timeouts(send=manager.timeout_send, receive=manager.timeout_receive),
                 bulk_receive=manager.timeout_receive_bulk,

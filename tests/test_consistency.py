@@ -2,25 +2,96 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
 import httpx
 
 from .support import API_KEY, plan, wait_for
 
 
+@contextmanager
+def status_readers(url: str, headers: dict[str, str], count: int = 4) -> Iterator[None]:
+    """Threads that read the status all along, each on a kept-alive connection the kernel gave
+    to some worker: every worker holds a freshly read status (its lease) when a write comes."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            with httpx.Client(headers=headers) as client:
+                while not stop.is_set():
+                    client.get(f"{url}/api/status").raise_for_status()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert not errors, errors
+
+
 def test_read_your_writes_across_workers(gateway_url, manager_idle):
     headers = {"Authorization": f"ApiKey {API_KEY}"}
-    crossings = 0
-    for expected in range(1, 31):
-        # a new connection for each request: the kernel spreads them over the three workers
-        added = httpx.post(f"{gateway_url}/api/queue/item/add", json={"item": plan(num=expected)}, headers=headers)
-        assert added.json()["success"] is True
-        status = httpx.get(f"{gateway_url}/api/status", headers=headers)
-        assert status.json()["items_in_queue"] == expected
-        crossings += added.headers["X-Gateway-Worker"] != status.headers["X-Gateway-Worker"]
-        queue = httpx.get(f"{gateway_url}/api/queue/get", headers=headers).json()
-        assert len(queue["items"]) == expected
+    with status_readers(gateway_url, headers):
+        crossings = _write_then_read(gateway_url, headers)
     # the write and the read were served by different workers at least sometimes
     assert crossings > 0, "every read went to the worker that wrote: the test proved nothing"
+
+
+def test_read_your_writes_across_workers_holding_long_leases(stack_dir, re_manager, manager_idle):
+    """With a lease of 50 ms, a read reaches another worker well within the lease it took before
+    the write: only the write's wait for the leases to end keeps the read from being stale."""
+    from qs_gateway.serving.stack import start_gateway
+
+    gateway, url = start_gateway(
+        stack_dir,
+        re_manager.gateway_env(QS_GATEWAY_WORKERS="3", QS_GATEWAY_WORKER_HEADER="1", QS_GATEWAY_STATUS_LEASE="0.05"),
+        log_name="gateway-long-lease.log",
+    )
+    headers = {"Authorization": f"ApiKey {API_KEY}"}
+    try:
+        with status_readers(url, headers, count=6):
+            assert _write_then_read(url, headers) > 0, "every read went to the worker that wrote"
+    finally:
+        gateway.stop()
+
+
+def _exchange(url: str, method: str, path: str, headers: dict[str, str], body: object = None) -> tuple[dict, str]:
+    """One request on a new connection (the kernel spreads them over the workers), sent at once:
+    http.client costs far less than a lease between a write's answer and the next read."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        payload = None if body is None else json.dumps(body)
+        connection.request(method, path, body=payload, headers={**headers, "Content-Type": "application/json"})
+        response = connection.getresponse()
+        return json.loads(response.read()), response.getheader("X-Gateway-Worker", "")
+    finally:
+        connection.close()
+
+
+def _write_then_read(gateway_url: str, headers: dict[str, str]) -> int:
+    crossings = 0
+    for expected in range(1, 31):
+        added, writer = _exchange(gateway_url, "POST", "/api/queue/item/add", headers, {"item": plan(num=expected)})
+        assert added["success"] is True
+        status, reader = _exchange(gateway_url, "GET", "/api/status", headers)
+        assert status["items_in_queue"] == expected
+        crossings += writer != reader
+        queue, _ = _exchange(gateway_url, "GET", "/api/queue/get", headers)
+        assert len(queue["items"]) == expected
+    return crossings
 
 
 def test_two_gateways_sharing_redis_act_as_one(stack_dir, re_manager, gateway_url, manager_open):

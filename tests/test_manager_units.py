@@ -71,6 +71,92 @@ def test_without_redis_each_process_keeps_read_your_writes():
     assert cache.lookup() == (None, 1)
 
 
+class Clock:
+    """A monotonic clock that moves only when told to, or when slept on."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class CountedStore(FakeStore):
+    """Counts MGETs; each takes ``read_seconds`` of the clock."""
+
+    def __init__(self, clock: Clock, read_seconds: float = 0.0) -> None:
+        super().__init__()
+        self.clock = clock
+        self.read_seconds = read_seconds
+        self.reads = 0
+
+    def mget(self, keys: list[str]) -> list[bytes | None]:
+        self.reads += 1
+        self.clock.now += self.read_seconds
+        return super().mget(keys)
+
+
+def test_a_status_read_from_redis_is_served_for_its_lease_without_reading_redis_again():
+    clock = Clock()
+    store = CountedStore(clock)
+    cache = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    cache.store_status(status_body("a"), 0, "t")
+    assert [cache.lookup() for _ in range(3)] == [(status_body("a"), 0)] * 3
+    assert store.reads == 1
+    clock.now += 0.0051
+    assert cache.lookup() == (status_body("a"), 0)
+    assert store.reads == 2  # the lease ended: read again
+    assert StatusCache(store, ttl=10, clock=clock).lookup() == (status_body("a"), 0)
+
+
+def test_a_lease_counts_from_when_the_read_was_sent():
+    clock = Clock()
+    store = CountedStore(clock, read_seconds=0.006)  # Redis answers after the lease would end
+    cache = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    cache.store_status(status_body("a"), 0, "t")
+    cache.lookup()
+    cache.lookup()
+    assert store.reads == 2
+
+
+def test_a_miss_is_not_leased():
+    clock = Clock()
+    store = CountedStore(clock)
+    cache = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    assert cache.lookup() == (None, 0)
+    cache.store_status(status_body("a"), 0, "t")
+    assert cache.lookup() == (status_body("a"), 0)
+
+
+def test_a_write_is_answered_only_once_every_lease_taken_before_it_has_ended():
+    """Read-your-writes across workers with leases: worker B holds a lease on the old status;
+    the write through worker A returns (and is answered) only once B's lease has ended, so
+    B's next lookup reads the new generation from Redis."""
+    clock = Clock()
+    store = CountedStore(clock)
+    worker_a = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    worker_b = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    worker_a.store_status(status_body("before the write"), 0, "t")
+    assert worker_b.lookup() == (status_body("before the write"), 0)
+    clock.now += 0.002
+    worker_a.invalidate()
+    assert sum(clock.slept) == pytest.approx(0.005)  # counted from the increment
+    assert worker_b.lookup() == (None, 1)
+    assert worker_a.lookup() == (None, 1)
+
+
+def test_without_a_lease_a_write_does_not_wait():
+    clock = Clock()
+    cache = StatusCache(CountedStore(clock), ttl=10, clock=clock, sleep=clock.sleep)
+    cache.invalidate()
+    assert clock.slept == []
+
+
 # -- the client --------------------------------------------------------------------------------
 
 

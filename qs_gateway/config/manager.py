@@ -94,3 +94,13 @@ class ManagerSettings:
         "invalidates it at once).",
         unit="s",
     )
+    status_lease: float = setting(
+        "status_lease",
+        "QS_GATEWAY_STATUS_LEASE",
+        0.005,
+        number(float, minimum=0.0, maximum=1.0),
+        "Seconds a worker serves the status it last read from Redis without reading it again. Each write "
+        "through the gateway is answered this long after it invalidated the status, so a read answered "
+        "after a write reflects it on every worker and host. 0: Redis is read for every status.",
+        unit="s",
+    )

@@ -36,8 +36,8 @@ def parse_bool(value: Any, name: str) -> bool:
     raise ConfigError(f"{name}: expected a boolean (1/0, true/false), got {value!r}")
 
 
-def number(kind: type, *, minimum: float | None = None) -> Parser:
-    """A parser of ``int`` or ``float`` values of at least ``minimum``."""
+def number(kind: type, *, minimum: float | None = None, maximum: float | None = None) -> Parser:
+    """A parser of ``int`` or ``float`` values of at least ``minimum`` and at most ``maximum``."""
 
     def parse(value: Any, name: str) -> Any:
         if isinstance(value, bool) or value is None:
@@ -48,6 +48,8 @@ def number(kind: type, *, minimum: float | None = None) -> Parser:
             raise ConfigError(f"{name}: expected {kind.__name__}, got {value!r}") from None
         if minimum is not None and parsed < minimum:
             raise ConfigError(f"{name}: must be at least {minimum}, got {parsed}")
+        if maximum is not None and parsed > maximum:
+            raise ConfigError(f"{name}: must be at most {maximum}, got {parsed}")
         return parsed
 
     return parse

@@ -14,6 +14,14 @@ after it, so it is served only once a status fetched in the current generation h
 served. So a client that wrote through worker A and then reads through worker B never sees a
 status older than its write.
 
+A worker may serve the status it last read from Redis without reading it again for ``lease``
+seconds, counted from when that read was *sent*. Every write waits ``lease`` seconds after its
+generation was incremented before it is answered (a "commit wait"). So a read that arrives after
+a write was answered uses a status read from Redis after that write's increment, on any worker
+and any host: the lease ended before the write's answer left, whatever thread took which turn.
+Only durations are compared, each on one host's monotonic clock. ``lease = 0`` reads Redis on
+every lookup.
+
 If Redis is unavailable, each process falls back to its own memory with the same rules for the
 fetched status, which keeps read-your-writes within a process.
 """
@@ -22,14 +30,29 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from ..redis_store import RedisStore, StoreUnavailable
 
 
 class StatusCache:
-    def __init__(self, store: RedisStore | None, ttl: float) -> None:
+    def __init__(
+        self,
+        store: RedisStore | None,
+        ttl: float,
+        lease: float = 0.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.store = store
         self.ttl = ttl
+        self.lease = lease
+        self._clock = clock
+        self._sleep = sleep
+        # (when the read was sent, body, generation) of the last status read from Redis; read
+        # and replaced without a lock: any lease kept is valid for its own read's time.
+        self._leased: tuple[float, bytes, int] | None = None
         self._ttl_ms = max(int(ttl * 1000), 1)
         self._lock = threading.Lock()
         self._local_generation = 0
@@ -45,28 +68,39 @@ class StatusCache:
     def lookup(self) -> tuple[bytes | None, int]:
         """Return ``(body or None, current generation)``."""
         if self.store is not None:
+            sent_at = self._clock()
+            leased = self._leased
+            if leased is not None and sent_at - leased[0] < self.lease:
+                return leased[1], leased[2]
             try:
-                generation, cached, floor, published = self.store.mget(self._keys)
+                found = self._read(self.store.mget(self._keys))
             except StoreUnavailable:
                 pass
             else:
-                generation = int(generation or 0)
-                if cached is not None:
-                    cached_generation, _, body = cached.partition(b"|")
-                    if int(cached_generation) == generation:
-                        return body, generation
-                if published is not None and floor is not None:
-                    floor_generation, _, floor_time = floor.partition(b"|")
-                    published_time, _, body = published.partition(b"|")
-                    # RE Manager's ISO timestamps of one format compare as strings
-                    if int(floor_generation) == generation and published_time >= floor_time:
-                        return body, generation
-                return None, generation
+                if found[0] is not None and self.lease > 0:
+                    self._leased = (sent_at, found[0], found[1])
+                return found
         with self._lock:
             local = self._local
             if local is not None and local[0] == self._local_generation and local[1] > time.monotonic():
                 return local[2], self._local_generation
             return None, self._local_generation
+
+    @staticmethod
+    def _read(values: list[bytes | None]) -> tuple[bytes | None, int]:
+        generation_value, cached, floor, published = values
+        generation = int(generation_value or 0)
+        if cached is not None:
+            cached_generation, _, body = cached.partition(b"|")
+            if int(cached_generation) == generation:
+                return body, generation
+        if published is not None and floor is not None:
+            floor_generation, _, floor_time = floor.partition(b"|")
+            published_time, _, body = published.partition(b"|")
+            # RE Manager's ISO timestamps of one format compare as strings
+            if int(floor_generation) == generation and published_time >= floor_time:
+                return body, generation
+        return None, generation
 
     def store_status(self, body: bytes, generation: int, status_time: str) -> None:
         """Keep a status fetched by a request that started in ``generation``."""
@@ -91,12 +125,20 @@ class StatusCache:
                 self._local = (generation, time.monotonic() + self.ttl, body)
 
     def invalidate(self) -> None:
-        """A write was sent: no status fetched before it may be served any more."""
+        """A write was sent: no status fetched before it may be served any more.
+
+        Returns once every lease taken before the increment has ended (see the module's note);
+        the caller answers the write after that."""
         with self._lock:
             self._local_generation += 1
             self._local = None
+        self._leased = None
         if self.store is not None:
             try:
                 self.store.run(lambda r: r.incr(self._keys[0]))
             except StoreUnavailable:
-                pass
+                pass  # other workers cannot read Redis either; their leases end all the same
+            if self.lease > 0:
+                incremented_at = self._clock()
+                while (left := incremented_at + self.lease - self._clock()) > 0:
+                    self._sleep(left)
