@@ -114,6 +114,26 @@ def test_a_status_read_from_redis_is_served_for_its_lease_without_reading_redis_
     assert StatusCache(store, ttl=10, clock=clock).lookup() == (status_body("a"), 0)
 
 
+def test_past_half_its_time_one_thread_renews_a_lease_the_others_go_on_with_it():
+    clock = Clock()
+    store = CountedStore(clock)
+    cache = StatusCache(store, ttl=10, lease=0.004, clock=clock, sleep=clock.sleep)
+    cache.store_status(status_body("a"), 0, "t")
+    cache.lookup()
+    clock.now += 0.001
+    cache.lookup()
+    assert store.reads == 1
+    clock.now += 0.0015  # past half the lease: this lookup renews it
+    assert cache.lookup() == (status_body("a"), 0)
+    assert store.reads == 2
+    clock.now += 0.003  # the first lease has ended; the renewed one is past half its time
+    with cache._renewal:  # another thread is renewing it
+        assert cache.lookup() == (status_body("a"), 0)
+    assert store.reads == 2
+    store.down = True  # a renewal that fails serves the lease while it lasts
+    assert cache.lookup() == (status_body("a"), 0)
+
+
 def test_a_lease_counts_from_when_the_read_was_sent():
     clock = Clock()
     store = CountedStore(clock, read_seconds=0.006)  # Redis answers after the lease would end

@@ -19,8 +19,8 @@ seconds, counted from when that read was *sent*. Every write waits ``lease`` sec
 generation was incremented before it is answered (a "commit wait"). So a read that arrives after
 a write was answered uses a status read from Redis after that write's increment, on any worker
 and any host: the lease ended before the write's answer left, whatever thread took which turn.
-Only durations are compared, each on one host's monotonic clock. ``lease = 0`` reads Redis on
-every lookup.
+Only durations are compared, each on one host's monotonic clock. Past half its time, one thread
+renews the lease while the others go on with it. ``lease = 0`` reads Redis on every lookup.
 
 If Redis is unavailable, each process falls back to its own memory with the same rules for the
 fetched status, which keeps read-your-writes within a process.
@@ -53,6 +53,7 @@ class StatusCache:
         # (when the read was sent, body, generation) of the last status read from Redis; read
         # and replaced without a lock: any lease kept is valid for its own read's time.
         self._leased: tuple[float, bytes, int] | None = None
+        self._renewal = threading.Lock()  # held by the one thread renewing a lease ahead of its end
         self._ttl_ms = max(int(ttl * 1000), 1)
         self._lock = threading.Lock()
         self._local_generation = 0
@@ -70,16 +71,29 @@ class StatusCache:
         if self.store is not None:
             sent_at = self._clock()
             leased = self._leased
+            renewing = False
             if leased is not None and sent_at - leased[0] < self.lease:
-                return leased[1], leased[2]
+                # Past half its time, one thread at a time renews the lease ahead of its end
+                # (the others go on with it), so that under load few requests wait for Redis.
+                if sent_at - leased[0] < self.lease / 2 or not self._renewal.acquire(blocking=False):
+                    return leased[1], leased[2]
+                renewing = True
             try:
                 found = self._read(self.store.mget(self._keys))
             except StoreUnavailable:
-                pass
+                if renewing:
+                    return leased[1], leased[2]  # still within its time
             else:
-                if found[0] is not None and self.lease > 0:
-                    self._leased = (sent_at, found[0], found[1])
+                if self.lease > 0:
+                    current = self._leased
+                    if found[0] is None:
+                        self._leased = None  # a write came: the lease would only be served until it ends
+                    elif current is None or current[0] < sent_at:
+                        self._leased = (sent_at, found[0], found[1])
                 return found
+            finally:
+                if renewing:
+                    self._renewal.release()
         with self._lock:
             local = self._local
             if local is not None and local[0] == self._local_generation and local[1] > time.monotonic():
