@@ -386,3 +386,16 @@ def test_the_quick_start_in_python_works(gateway_url, manager_closed, capsys):
         if "RM" in namespace:
             namespace["RM"].close()
     assert capsys.readouterr().out.strip() == "completed"
+
+
+def test_the_documented_policy_defaults_are_the_authenticators():
+    """``config`` may not import ``auth``, so the defaults the tables show for the two policies
+    are written in the config entries: they must name what an authenticator uses when the
+    configuration names no policy."""
+    from qs_gateway.auth.authenticator import Authenticator
+    from qs_gateway.config.loader import DOCUMENTED_KEYS
+
+    shown = {name: entry.shown_default for entry in DOCUMENTED_KEYS for name in entry.yaml_names}
+    authenticator = Authenticator(single_user_api_key=None, allow_anonymous_access=False, throttle=None)
+    assert shown["api_access.policy"] == f"`{type(authenticator.api_access).__name__}`"
+    assert shown["resource_access.policy"] == f"`{authenticator.resource_access.get_resource_group('anyone')}`"
