@@ -173,7 +173,7 @@ def test_x_tiled_root_does_not_echo_a_made_up_host(build, anonymous):
 def test_a_url_cannot_forge_log_lines_or_fields(client, text_log, manager_idle):
     forged_line = "%0a[2026-01-01 00:00:00 +0000] [1] [INFO] qs_gateway.audit: audit user=admin"
     client.post(f"/api/queue/clear{forged_line}")
-    client.get('/api/status%22%20user=admin%20x=%22')
+    client.get("/api/status%22%20user=admin%20x=%22")
     client.get("/api/status%00%0d%e2%80%a8")
     lines = text_log.getvalue().splitlines()
     assert len(lines) == 4  # a request line each, and the write's audit line

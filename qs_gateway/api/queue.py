@@ -239,9 +239,7 @@ class ItemUidConverter(BaseConverter):
 queue.record(lambda state: state.app.url_map.converters.setdefault("item_uid", ItemUidConverter))
 
 
-@queue.endpoint(
-    "/queue/item/<item_uid:item_uid>", scope="read:queue", schema=Empty, manager_method="queue_item_get"
-)
+@queue.endpoint("/queue/item/<item_uid:item_uid>", scope="read:queue", schema=Empty, manager_method="queue_item_get")
 def queue_item_by_uid(call: Call) -> Reply:
     """The queue item with this uid (as `/queue/item/get` with `{"uid": ...}`)."""
     return services().manager.read("queue_item_get", {"uid": call.path["item_uid"]})
