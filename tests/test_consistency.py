@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 
 import httpx
 
-from .support import API_KEY, plan, wait_for
+from .support import API_KEY, fresh_connections, plan, wait_for
 
 
 @contextmanager
-def status_readers(url: str, headers: dict[str, str], count: int = 4) -> Iterator[None]:
+def status_readers(url: str, count: int = 4) -> Iterator[None]:
     """Threads that read the status all along, each on a kept-alive connection the kernel gave
     to some worker: every worker holds a freshly read status (its lease) when a write comes."""
     stop = threading.Event()
@@ -23,7 +20,7 @@ def status_readers(url: str, headers: dict[str, str], count: int = 4) -> Iterato
 
     def read() -> None:
         try:
-            with httpx.Client(headers=headers) as client:
+            with httpx.Client(headers={"Authorization": f"ApiKey {API_KEY}"}) as client:
                 while not stop.is_set():
                     client.get(f"{url}/api/status").raise_for_status()
         except BaseException as exc:  # noqa: BLE001 - reported by the test below
@@ -42,9 +39,8 @@ def status_readers(url: str, headers: dict[str, str], count: int = 4) -> Iterato
 
 
 def test_read_your_writes_across_workers(gateway_url, manager_idle):
-    headers = {"Authorization": f"ApiKey {API_KEY}"}
-    with status_readers(gateway_url, headers):
-        crossings = _write_then_read(gateway_url, headers)
+    with status_readers(gateway_url):
+        crossings = _write_then_read(gateway_url)
     # the write and the read were served by different workers at least sometimes
     assert crossings > 0, "every read went to the worker that wrote: the test proved nothing"
 
@@ -59,38 +55,23 @@ def test_read_your_writes_across_workers_holding_long_leases(stack_dir, re_manag
         re_manager.gateway_env(QS_GATEWAY_WORKERS="3", QS_GATEWAY_WORKER_HEADER="1", QS_GATEWAY_STATUS_LEASE="0.05"),
         log_name="gateway-long-lease.log",
     )
-    headers = {"Authorization": f"ApiKey {API_KEY}"}
     try:
-        with status_readers(url, headers, count=6):
-            assert _write_then_read(url, headers) > 0, "every read went to the worker that wrote"
+        with status_readers(url, count=6):
+            assert _write_then_read(url) > 0, "every read went to the worker that wrote"
     finally:
         gateway.stop()
 
 
-def _exchange(url: str, method: str, path: str, headers: dict[str, str], body: object = None) -> tuple[dict, str]:
-    """One request on a new connection (the kernel spreads them over the workers), sent at once:
-    http.client costs far less than a lease between a write's answer and the next read."""
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        payload = None if body is None else json.dumps(body)
-        connection.request(method, path, body=payload, headers={**headers, "Content-Type": "application/json"})
-        response = connection.getresponse()
-        return json.loads(response.read()), response.getheader("X-Gateway-Worker", "")
-    finally:
-        connection.close()
-
-
-def _write_then_read(gateway_url: str, headers: dict[str, str]) -> int:
+def _write_then_read(gateway_url: str) -> int:
     crossings = 0
-    for expected in range(1, 31):
-        added, writer = _exchange(gateway_url, "POST", "/api/queue/item/add", headers, {"item": plan(num=expected)})
-        assert added["success"] is True
-        status, reader = _exchange(gateway_url, "GET", "/api/status", headers)
-        assert status["items_in_queue"] == expected
-        crossings += writer != reader
-        queue, _ = _exchange(gateway_url, "GET", "/api/queue/get", headers)
-        assert len(queue["items"]) == expected
+    with fresh_connections(gateway_url) as client:
+        for expected in range(1, 31):
+            added = client.post("/api/queue/item/add", json={"item": plan(num=expected)})
+            assert added.json()["success"] is True
+            status = client.get("/api/status")
+            assert status.json()["items_in_queue"] == expected
+            crossings += added.headers["X-Gateway-Worker"] != status.headers["X-Gateway-Worker"]
+            assert len(client.get("/api/queue/get").json()["items"]) == expected
     return crossings
 
 
