@@ -29,7 +29,6 @@ from __future__ import annotations
 import errno
 import selectors
 import socket
-import sys
 import threading
 import time
 from functools import partial
@@ -46,9 +45,6 @@ from .pacing import BodyPace, PacedUnreader, WaitingPlaces, raw_answer
 MAX_HEAD = 64 * 1024
 HEAD_CHUNK = 16 * 1024
 LINGER_SECONDS = 2.0
-# The event loop reads request heads (recv releases the GIL); with CPython's default 5 ms a
-# request thread busy with Python could keep the loop waiting that long for the GIL back.
-SWITCH_INTERVAL = 0.001
 AWAIT_HEAD = object()  # a thread's answer: the head is not whole yet, the event loop awaits it
 HEADER_TIMEOUT_DETAIL = "Request timeout: the request line and headers did not arrive in time"
 HEADERS_TOO_LARGE_DETAIL = f"Request headers are larger than {MAX_HEAD} bytes"
@@ -68,7 +64,6 @@ class GatewayWorker(ThreadWorker):
     def init_process(self) -> None:
         if self.cfg.is_ssl:
             raise RuntimeError("qs-gateway does not terminate TLS itself: put nginx in front (deploy/nginx.conf)")
-        sys.setswitchinterval(SWITCH_INTERVAL)
         super().init_process()
 
     def handle_quit(self, sig: int, frame: Any) -> None:
