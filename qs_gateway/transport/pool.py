@@ -101,6 +101,14 @@ class Timeouts:
     receive: float = 2.0
 
 
+# Every context a pool made, until the pool is closed. A pool that is dropped without close()
+# (a forgotten application in a test, a parent's pool after fork) keeps its context alive
+# instead of letting the garbage collector finalize it: collected in one cycle with its sockets
+# (an application whose WSGI middleware refers back to it is such a cycle), the context may be
+# finalized first, and its term() then waits forever for sockets that are not closed yet.
+_OPEN_CONTEXTS: set[zmq.Context] = set()
+
+
 def _ms(seconds: float) -> int:
     return max(int(seconds * 1000), 1)
 
@@ -163,6 +171,7 @@ class SocketPool:
                 self._idle.clear()
                 self._open_count = 0
             self._context = zmq.Context()
+            _OPEN_CONTEXTS.add(self._context)
             if self.server_public_key:
                 self._curve = ClientCurveKeys.generate(self.server_public_key)
             self._closed = False
@@ -181,6 +190,7 @@ class SocketPool:
             context, self._context, self._pid = self._context, None, None
             self._cond.notify_all()
         if context is not None:
+            _OPEN_CONTEXTS.discard(context)
             # At worker exit no request is in flight any more; destroy() closes whatever a
             # crashed thread may have left checked out instead of blocking in term().
             context.destroy(linger=0)
