@@ -131,12 +131,14 @@ class GatewayMetrics:
         series[1].observe(seconds)
 
     def sample_pool(self, pool: SocketPool) -> None:
+        if self._pool_unchanged(pool):  # nearly every request: nothing to take the lock for
+            return
         with self._lock:
             values = (
                 pool.size,
                 pool.sockets_open,
                 pool.sockets_in_use,
-                0 if pool.breaker.state == pool.breaker.CLOSED else 1,
+                0 if pool.breaker.closed else 1,
             )
             # Only what changed is written: each write is a locked write to the metrics file.
             for index, value in enumerate(values):
@@ -147,6 +149,16 @@ class GatewayMetrics:
             if timeouts > self._timeouts_seen:
                 self.manager_timeouts.inc(timeouts - self._timeouts_seen)
                 self._timeouts_seen = timeouts
+
+    def _pool_unchanged(self, pool: SocketPool) -> bool:
+        written = self._pool_values
+        return (
+            pool.sockets_in_use == written[2]
+            and pool.sockets_open == written[1]
+            and (0 if pool.breaker.closed else 1) == written[3]
+            and pool.size == written[0]
+            and pool.timeouts == self._timeouts_seen
+        )
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format of every worker's metrics, and its content type."""

@@ -47,7 +47,8 @@ def csrf_token_for(api_key: str) -> str:
 
 
 def check_csrf() -> None:
-    if request.method in SAFE_METHODS or "HTTP_COOKIE" not in request.environ:
+    environ = request.environ
+    if "HTTP_COOKIE" not in environ or environ.get("REQUEST_METHOD", "GET").upper() in SAFE_METHODS:
         return
     api_key = request.cookies.get(API_KEY_COOKIE)
     if api_key is None:

@@ -83,23 +83,22 @@ def to_response(result: Any, etag_field: str | None = None) -> Response:
         return result
     reply = result if isinstance(result, Reply) else Reply(result)
     hand_over_reply(reply)  # the audit line reads the verdict from it, not from the (maybe gzipped) body
-    environ = request.environ
-    headers = {}
+    current = request._get_current_object()  # one proxy lookup instead of several
+    environ = current.environ
+    headers = []
     if etag_field is not None:
         version = reply.peek(etag_field)
         if version is not None:
             # RE Manager's uid of what the body shows: a new uid for every change
-            etag = f'W/"{version}"'
-            headers["ETag"] = etag
-            if "HTTP_IF_NONE_MATCH" in environ and request.if_none_match.contains_weak(version):
+            headers.append(("ETag", f'W/"{version}"'))
+            if "HTTP_IF_NONE_MATCH" in environ and current.if_none_match.contains_weak(version):
                 return Response(status=304, headers=headers)
     body = reply.body
     minimum = services().gzip_min_bytes
     if minimum and len(body) >= minimum and "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
         body = reply.gzipped
-        headers["Content-Encoding"] = "gzip"
-        headers["Vary"] = "Accept-Encoding"
-    return Response(body, mimetype="application/json", headers=headers)
+        headers += (("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding"))
+    return Response(body, content_type="application/json", headers=headers)
 
 
 def _as_schema(schema: type[Schema] | Schema | None) -> Schema | None:

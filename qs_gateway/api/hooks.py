@@ -57,8 +57,6 @@ def register_request_hooks(app: Flask, settings: Settings) -> None:
     # last-registered first, so they are one hook here and flask-cors's (4.) runs before them.
     after: list[Step] = [
         finish_request_body,  # the connection is kept alive only if the body was read to its end
-        security_and_cache_headers,  # nosniff, no referrer, no framing, data never run as a page;
-        # no-store, except answers with an ETag: private and revalidated
         set_cookies,  # the API-key cookie of a ?api_key= request and the CSRF cookie bound to it
     ]
     if settings.http.worker_header:
@@ -103,26 +101,6 @@ def finish_request_body(response: Response) -> Response:
     return response
 
 
-def security_and_cache_headers(response: Response) -> Response:
-    """The security headers (replacing any the view set), the data CSP and the cache policy
-    unless the view set its own. Answers carry credentials' data (and tokens): nothing may be
-    stored, by a browser or a proxy. An answer with an ETag (RE Manager's uid of what it shows)
-    may be kept by the browser for revalidation (``If-None-Match`` → 304), never by a shared
-    cache. One look at the view's headers instead of one per header written."""
-    headers = response.headers
-    present = {name.lower() for name, _ in headers.items()}
-    for name, value in SECURITY_HEADERS:
-        if name.lower() in present:
-            headers[name] = value
-        else:
-            headers.add(name, value)
-    if "content-security-policy" not in present:
-        headers.add("Content-Security-Policy", DATA_CSP)
-    if "cache-control" not in present:
-        headers.add("Cache-Control", "private, no-cache" if "etag" in present else "no-store")
-    return response
-
-
 def worker_header(worker: str) -> Step:
     def name_the_worker(response: Response) -> Response:
         response.headers["X-Gateway-Worker"] = worker
@@ -144,8 +122,8 @@ def unbuffered_streams(response: Response) -> Response:
 
 def wrap_wsgi(app: Flask, settings: Settings) -> None:
     """ProxyFix (innermost): the client's address, scheme, host and prefix from exactly
-    ``proxy_hops`` proxies. The metrics listener (outermost): connections accepted on
-    ``metrics_bind`` get ``/metrics`` and nothing else."""
+    ``proxy_hops`` proxies. The metrics listener: connections accepted on ``metrics_bind`` get
+    ``/metrics`` and nothing else. The answer headers (outermost): on every answer."""
     http = settings.http
     hops = http.proxy_hops
     if hops:
@@ -154,6 +132,7 @@ def wrap_wsgi(app: Flask, settings: Settings) -> None:
     if http.metrics_bind:
         services = app.extensions[EXTENSION_KEY]
         app.wsgi_app = MetricsListener(app.wsgi_app, http.metrics_bind, lambda: services.metrics)
+    app.wsgi_app = AnswerHeaders(app.wsgi_app)
 
 
 def listener_address(bind: str) -> str | int:
@@ -190,9 +169,55 @@ class MetricsListener:
             return self.app(environ, start_response)
         collected = self.get_metrics()
         if environ.get("PATH_INFO", "").rstrip("/") != "/metrics" or collected is None:
-            start_response("404 Not Found", [("Content-Type", "text/plain"), *SECURITY_HEADERS])
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"Not Found: this address serves /metrics only\n"]
         body, content_type = collected.exposition()
-        headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), *SECURITY_HEADERS]
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
         start_response("200 OK", headers)
         return [body]
+
+
+_SECURITY_NAMES = frozenset(name.lower() for name, _ in SECURITY_HEADERS)
+
+
+class AnswerHeaders:
+    """WSGI middleware: the security headers on every answer (replacing any the view set), the
+    data CSP and the cache policy unless the view set its own. Answers carry credentials' data
+    (and tokens): nothing may be stored, by a browser or a proxy. An answer with an ETag (RE
+    Manager's uid of what it shows) may be kept by the browser for revalidation
+    (``If-None-Match`` → 304), never by a shared cache.
+
+    Added to the header list the server receives rather than through the response object:
+    they are the same on every answer, and werkzeug would check each one again per request."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            return start_response(status, with_answer_headers(headers), exc_info)
+
+        return self.app(environ, start)
+
+
+def with_answer_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` with the security headers replaced and the CSP and cache policy defaulted."""
+    answer = []
+    csp = cache = etag = False
+    for header in headers:
+        name = header[0].lower()
+        if name in _SECURITY_NAMES:
+            continue
+        if name == "content-security-policy":
+            csp = True
+        elif name == "cache-control":
+            cache = True
+        elif name == "etag":
+            etag = True
+        answer.append(header)
+    answer += SECURITY_HEADERS
+    if not csp:
+        answer.append(("Content-Security-Policy", DATA_CSP))
+    if not cache:
+        answer.append(("Cache-Control", "private, no-cache" if etag else "no-store"))
+    return answer

@@ -64,6 +64,11 @@ class CircuitBreaker:
             return self._state(self._clock())
 
     @property
+    def closed(self) -> bool:
+        """Whether the breaker is closed (``state == CLOSED``), read without the lock: for metrics."""
+        return self._opened_at is None
+
+    @property
     def consecutive_failures(self) -> int:
         return self._failures
 
