@@ -1,6 +1,7 @@
 """One redis-py connection per thread for the few reads on the hottest path.
 
-``GET /api/status`` asks Redis one MGET per request. Through ``redis.Redis`` that costs more
+``GET /api/status`` asks Redis one MGET per status lease (see
+:mod:`qs_gateway.manager.status_cache`). Through ``redis.Redis`` that costs more
 CPU than the rest of the request's own work (checking a connection out of the pool and back,
 packing the command, dispatching the reply), so this path keeps one redis-py ``Connection`` per
 thread, made by the client's own pool (so with its TLS, AUTH, database and, with Sentinels,
@@ -12,6 +13,7 @@ protocol does not allow is reported as a connection error: the connection is not
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Callable
@@ -21,6 +23,17 @@ import redis
 from redis.connection import AbstractConnection
 
 Packed = list[bytes]
+
+# KEYS[1] is made to live at least ARGV[1] ms from now (a key that would expire sooner, or not
+# at all, is set anew), then KEYS[2..] are read. Set anew rather than extended when it would
+# expire sooner, so several gateways with different lengths may mark one key.
+MARKED_MGET = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return redis.call('MGET', unpack(KEYS, 2))
+"""
+MARKED_MGET_SHA = hashlib.sha1(MARKED_MGET.encode()).hexdigest()
 
 
 class HotPathReader:
@@ -50,7 +63,7 @@ class HotPathReader:
             connection.disconnect()
 
     def call(self, packed: Packed) -> Any:
-        """Send a packed read command and return its reply.
+        """Send a packed command and return its reply.
 
         A kept connection that turns out dead (Redis restarted, an idle timeout) is replaced and
         the read sent once more; a new connection that fails is an error.
@@ -79,11 +92,24 @@ class HotPathReader:
                 raise redis.ConnectionError(f"Redis's answer could not be read: {exc!r}") from exc
         raise AssertionError("unreachable")
 
-    def mget(self, keys: list[str] | tuple[str, ...]) -> list[bytes | None]:
-        keys = tuple(keys)
-        packed = self._packed.get(keys)
+    def mget(self, keys: list[str] | tuple[str, ...], mark: tuple[str, int] | None = None) -> list[bytes | None]:
+        """MGET ``keys``. With ``mark`` (a key, milliseconds), first make the key live at least
+        that long from now, in the same round trip (:data:`MARKED_MGET`)."""
+        what = (tuple(keys), mark)
+        packed = self._packed.get(what)
         if packed is None:
             if len(self._packed) > 64:
                 self._packed.clear()  # the hot path asks for the same few keys; anything else is rare
-            packed = self._packed[keys] = self._connection().pack_command("MGET", *keys)
-        return self.call(packed)
+            if mark is None:
+                packed = self._connection().pack_command("MGET", *keys)
+            else:
+                packed = self._connection().pack_command(
+                    "EVALSHA", MARKED_MGET_SHA, 1 + len(keys), mark[0], *keys, mark[1]
+                )
+            self._packed[what] = packed
+        try:
+            return self.call(packed)
+        except redis.exceptions.NoScriptError:  # Redis started since it last ran: EVAL caches it
+            return self.call(
+                self._connection().pack_command("EVAL", MARKED_MGET, 1 + len(keys), mark[0], *keys, mark[1])
+            )

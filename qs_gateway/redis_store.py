@@ -157,9 +157,10 @@ class RedisStore:
             )
         return result
 
-    def mget(self, keys: list[str]) -> list[bytes | None]:
-        """MGET for the hottest path: on this thread's own connection (see redis_hot_path)."""
-        return self.run(lambda _: self.hot_path.mget(keys))
+    def mget(self, keys: list[str], mark: tuple[str, int] | None = None) -> list[bytes | None]:
+        """MGET for the hottest path: on this thread's own connection (see redis_hot_path). With
+        ``mark`` (a key, milliseconds), ``SET key 1 PX milliseconds`` first, in the same round trip."""
+        return self.run(lambda _: self.hot_path.mget(keys, mark))
 
     def ping(self) -> bool:
         try:

@@ -1,7 +1,7 @@
 """Fakes of the gateway's own lower layers, for unit tests of the manager layer in milliseconds.
 
 * :class:`FakeStore` has :class:`qs_gateway.redis_store.RedisStore`'s interface over a dict,
-  with the few Redis commands the status cache uses, and a clock the test moves.
+  with the few Redis commands the status cache uses, and a clock (``now``) the test moves.
 * :class:`FakeTransport` has :class:`qs_gateway.transport.SocketPool`'s ``request``: it answers
   from a function of the message and records what was sent, and how.
 * :func:`counted_flights` makes single flights count the callers that wait on them, so a test
@@ -23,10 +23,10 @@ class _FakeRedis:
     def __init__(self, store: FakeStore) -> None:
         self.store = store
 
-    def set(self, key: str, value: bytes, px: int | None = None) -> _FakeRedis:
+    def set(self, key: str, value: bytes, px: int | None = None) -> bool:
         expiry = self.store.now + px / 1000 if px else None
         self.store.data[key] = (value if isinstance(value, bytes) else str(value).encode(), expiry)
-        return self
+        return True
 
     def get(self, key: str) -> bytes | None:
         value, expiry = self.store.data.get(key, (None, None))
@@ -39,22 +39,55 @@ class _FakeRedis:
         self.set(key, str(value).encode())
         return value
 
+    def pttl(self, key: str) -> int:
+        """Milliseconds left, as Redis answers: -2 no such key, -1 no expiry."""
+        value, expiry = self.store.data.get(key, (None, None))
+        if value is None or (expiry is not None and self.store.now >= expiry):
+            return -2
+        return -1 if expiry is None else int((expiry - self.store.now) * 1000)
+
     def mget(self, keys: list[str]) -> list[bytes | None]:
         return [self.get(key) for key in keys]
 
-    def pipeline(self, transaction: bool = False) -> _FakeRedis:
-        return self
+    def pipeline(self, transaction: bool = False) -> _FakePipeline:
+        return _FakePipeline(self)
 
-    def execute(self) -> list:
-        return []
+
+class _FakePipeline:
+    """Runs each command at once and answers their replies in order from ``execute()``."""
+
+    def __init__(self, redis: _FakeRedis) -> None:
+        self.redis = redis
+        self.replies: list[Any] = []
+
+    def __getattr__(self, name: str) -> Callable[..., _FakePipeline]:
+        command = getattr(self.redis, name)
+
+        def queued(*args: Any, **kwargs: Any) -> _FakePipeline:
+            self.replies.append(command(*args, **kwargs))
+            return self
+
+        return queued
+
+    def execute(self) -> list[Any]:
+        return self.replies
 
 
 class FakeStore:
-    def __init__(self, prefix: str = "test") -> None:
+    def __init__(self, prefix: str = "test", clock: Callable[[], float] | None = None) -> None:
         self.prefix = prefix
         self.data: dict[str, tuple[bytes, float | None]] = {}
-        self.now = 0.0
+        self.clock = clock  # Redis's time: the test's clock if given, else ``now``
+        self._now = 0.0
         self.down = False
+
+    @property
+    def now(self) -> float:
+        return self.clock() if self.clock is not None else self._now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self._now = value
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -64,8 +97,13 @@ class FakeStore:
             raise StoreUnavailable("the fake Redis is down")
         return operation(_FakeRedis(self))
 
-    def mget(self, keys: list[str]) -> list[bytes | None]:
-        return self.run(lambda r: r.mget(keys))
+    def mget(self, keys: list[str], mark: tuple[str, int] | None = None) -> list[bytes | None]:
+        def marked_mget(r: _FakeRedis) -> list[bytes | None]:
+            if mark is not None and r.pttl(mark[0]) < mark[1]:  # as redis_hot_path.MARKED_MGET
+                r.set(mark[0], b"1", px=mark[1])
+            return r.mget(keys)
+
+        return self.run(marked_mget)
 
 
 class FakeTransport:

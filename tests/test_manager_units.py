@@ -87,18 +87,19 @@ class Clock:
 
 
 class CountedStore(FakeStore):
-    """Counts MGETs; each takes ``read_seconds`` of the clock."""
+    """Counts MGETs; each is answered ``read_seconds`` after Redis handled it. Redis keeps the
+    time of ``clock``."""
 
     def __init__(self, clock: Clock, read_seconds: float = 0.0) -> None:
-        super().__init__()
-        self.clock = clock
+        super().__init__(clock=clock)
         self.read_seconds = read_seconds
         self.reads = 0
 
-    def mget(self, keys: list[str]) -> list[bytes | None]:
+    def mget(self, keys: list[str], mark: tuple[str, int] | None = None) -> list[bytes | None]:
         self.reads += 1
+        found = super().mget(keys, mark)
         self.clock.now += self.read_seconds
-        return super().mget(keys)
+        return found
 
 
 def test_a_status_read_from_redis_is_served_for_its_lease_without_reading_redis_again():
@@ -165,14 +166,57 @@ def test_a_write_is_answered_only_once_every_lease_taken_before_it_has_ended():
     assert worker_b.lookup() == (status_body("before the write"), 0)
     clock.now += 0.002
     worker_a.invalidate()
-    assert sum(clock.slept) == pytest.approx(0.005)  # counted from the increment
+    # what was left of B's lease, plus a millisecond for Redis's rounding to whole milliseconds
+    assert sum(clock.slept) == pytest.approx(0.004, abs=0.0011)
     assert worker_b.lookup() == (None, 1)
     assert worker_a.lookup() == (None, 1)
 
 
+def test_a_write_waits_only_while_some_worker_holds_a_lease():
+    clock = Clock()
+    store = CountedStore(clock)
+    cache = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    cache.store_status(status_body("a"), 0, "t")
+    cache.invalidate()  # nobody has read the status
+    assert clock.slept == []
+    cache.store_status(status_body("b"), 1, "t")
+    assert cache.lookup() == (status_body("b"), 1)
+    clock.now += 0.0051  # that lease has ended
+    cache.invalidate()
+    assert clock.slept == []
+
+
+def test_a_write_waits_for_the_longest_lease_held_whatever_its_own_length():
+    """Gateways sharing a Redis may be configured with different leases (during a rolling
+    change): a shorter lease taken later does not hide a longer one."""
+    clock = Clock()
+    store = CountedStore(clock)
+    long = StatusCache(store, ttl=10, lease=0.05, clock=clock, sleep=clock.sleep)
+    short = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    long.store_status(status_body("before the write"), 0, "t")
+    assert long.lookup() == (status_body("before the write"), 0)
+    clock.now += 0.001
+    assert short.lookup() == (status_body("before the write"), 0)
+    short.invalidate()
+    assert sum(clock.slept) >= 0.049  # the long lease's time left
+    assert long.lookup() == (None, 1)
+
+
+def test_when_redis_cannot_be_asked_a_write_waits_its_own_lease():
+    clock = Clock()
+    store = CountedStore(clock)
+    cache = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    store.down = True
+    cache.invalidate()
+    assert sum(clock.slept) == pytest.approx(0.005)
+
+
 def test_without_a_lease_a_write_does_not_wait():
     clock = Clock()
-    cache = StatusCache(CountedStore(clock), ttl=10, clock=clock, sleep=clock.sleep)
+    store = CountedStore(clock)
+    cache = StatusCache(store, ttl=10, clock=clock, sleep=clock.sleep)
+    cache.store_status(status_body("a"), 0, "t")
+    assert cache.lookup() == (status_body("a"), 0)
     cache.invalidate()
     assert clock.slept == []
 

@@ -60,6 +60,26 @@ def test_mget_with_password_and_database_one_connection_per_thread(private_redis
         RedisStore(RedisSettings(url=f"redis://:wrong@127.0.0.1:{port}/3")).hot_path.mget(["a"])
 
 
+def test_a_marked_read_keeps_the_marker_alive_at_least_as_long_as_asked(private_redis):
+    """The status lease's marker (see manager/status_cache.py): set before the read in the same
+    round trip, never shortened, and the script loaded again after Redis forgot it."""
+    _, port = private_redis
+    admin = redis.Redis(port=port, password="s3cret")
+    admin.set("k", b"v")
+    store = RedisStore(RedisSettings(url=f"redis://:s3cret@127.0.0.1:{port}/0"))
+    assert store.mget(["k", "missing"], ("marker", 5000)) == [b"v", None]
+    assert 4000 < admin.pttl("marker") <= 5000
+    assert store.mget(["k"], ("marker", 100)) == [b"v"]
+    assert admin.pttl("marker") > 4000  # a shorter mark does not shorten a longer one
+    admin.set("marker", b"1", px=50)
+    assert store.mget(["k"], ("marker", 5000)) == [b"v"]
+    assert admin.pttl("marker") > 4000  # one that would end sooner is set anew
+    admin.script_flush()
+    assert store.mget(["k"], ("other", 5000)) == [b"v"]
+    assert admin.pttl("other") > 4000
+    assert store.mget(["k"], ("other", 5000)) == [b"v"]
+
+
 def test_a_dropped_connection_is_replaced(private_redis):
     process, port = private_redis
     url = f"redis://:s3cret@127.0.0.1:{port}/0"

@@ -97,10 +97,11 @@ class ManagerSettings:
     status_lease: float = setting(
         "status_lease",
         "QS_GATEWAY_STATUS_LEASE",
-        0.005,
+        0.02,
         number(float, minimum=0.0, maximum=1.0),
-        "Seconds a worker serves the status it last read from Redis without reading it again. Each write "
-        "through the gateway is answered this long after it invalidated the status, so a read answered "
-        "after a write reflects it on every worker and host. 0: Redis is read for every status.",
+        "Seconds a worker serves the status it last read from Redis without reading it again. While any "
+        "worker holds such a lease, a write through the gateway is answered only once every lease taken "
+        "before it has ended (at most this long), so a read answered after a write reflects it on every "
+        "worker and host. 0: Redis is read for every status.",
         unit="s",
     )

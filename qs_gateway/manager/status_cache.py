@@ -15,12 +15,18 @@ served. So a client that wrote through worker A and then reads through worker B 
 status older than its write.
 
 A worker may serve the status it last read from Redis without reading it again for ``lease``
-seconds, counted from when that read was *sent*. Every write waits ``lease`` seconds after its
-generation was incremented before it is answered (a "commit wait"). So a read that arrives after
-a write was answered uses a status read from Redis after that write's increment, on any worker
-and any host: the lease ended before the write's answer left, whatever thread took which turn.
-Only durations are compared, each on one host's monotonic clock. Past half its time, one thread
-renews the lease while the others go on with it. ``lease = 0`` reads Redis on every lookup.
+seconds, counted from when that read was *sent*. Each such read also marks, in the same round
+trip and before it, that a lease was taken: a *lease marker* key that Redis expires ``lease``
+after it was set. A write increments the generation and reads how long the marker has left in
+one round trip, and is answered only once that time (plus a millisecond of rounding) has passed
+(a "commit wait"). Every lease whose read Redis handled before the increment ended by then (it
+began when its read was sent, before its marker was set), so a read that arrives after a write
+was answered uses a status read from Redis after that write's increment, on any worker and any
+host, whatever thread took which turn. A write waits only while some worker holds a lease: not
+at all when nobody has read the status for ``lease`` seconds. Durations are compared on Redis's
+clock and each host's monotonic clock (a step of Redis's wall clock during a lease could shorten
+a wait). Past half its time, one thread renews the lease while the others go on with it.
+``lease = 0`` reads Redis on every lookup, and writes do not wait.
 
 If Redis is unavailable, each process falls back to its own memory with the same rules for the
 fetched status, which keeps read-your-writes within a process.
@@ -28,9 +34,11 @@ fetched status, which keeps read-your-writes within a process.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ..redis_store import RedisStore, StoreUnavailable
 
@@ -65,6 +73,9 @@ class StatusCache:
                 store.key("status", "floor"),
                 store.key("status", "published"),
             ]
+            # The lease marker: set before each leased read, for as long as the lease lasts.
+            self._marker = store.key("status", "leased")
+            self._mark = (self._marker, max(math.ceil(lease * 1000), 1)) if lease > 0 else None
 
     def lookup(self) -> tuple[bytes | None, int]:
         """Return ``(body or None, current generation)``."""
@@ -79,7 +90,7 @@ class StatusCache:
                     return leased[1], leased[2]
                 renewing = True
             try:
-                found = self._read(self.store.mget(self._keys))
+                found = self._read(self.store.mget(self._keys, self._mark))
             except StoreUnavailable:
                 if renewing:
                     return leased[1], leased[2]  # still within its time
@@ -147,12 +158,22 @@ class StatusCache:
             self._local_generation += 1
             self._local = None
         self._leased = None
-        if self.store is not None:
-            try:
-                self.store.run(lambda r: r.incr(self._keys[0]))
-            except StoreUnavailable:
-                pass  # other workers cannot read Redis either; their leases end all the same
-            if self.lease > 0:
-                incremented_at = self._clock()
-                while (left := incremented_at + self.lease - self._clock()) > 0:
-                    self._sleep(left)
+        if self.store is None:
+            return
+        try:
+            left_ms = self.store.run(self._increment)
+        except StoreUnavailable:
+            # Other workers may still hold leases they took before Redis went away: wait for
+            # the longest this worker would hold one.
+            left = self.lease
+        else:
+            # -2: no lease is held anywhere; -1 (a marker without expiry, not set by a gateway): as above
+            left = (left_ms + 1) / 1000 if left_ms >= 0 else (0.0 if left_ms == -2 else self.lease)
+        if left > 0:
+            incremented_at = self._clock()
+            while (remaining := incremented_at + left - self._clock()) > 0:
+                self._sleep(remaining)
+
+    def _increment(self, r: Any) -> int:
+        """Increment the generation, then read the marker's time left (in milliseconds; -2: none)."""
+        return r.pipeline(transaction=False).incr(self._keys[0]).pttl(self._marker).execute()[1]
