@@ -19,7 +19,7 @@ from . import wrk
 from .rows import CUSTOM_WORKER, RSS_GROWTH, STOCK_WORKER, Row, from_wrk
 from .usage import ProcessUsage, requests_answered
 
-ROUNDS = 3  # of each worker, alternating: the machine changes under a run
+ROUNDS = 5  # of each worker, alternating: the machine changes under a run; p99 varies by several ms round to round
 GROWTH_EARLY = 1_000
 GROWTH_LATE = 100_000
 

@@ -100,6 +100,17 @@ class Recording:
     requests: int
     samples: Counter[str]
     frames: dict[str, Counter[str]]
+    process_cpu_seconds: float = 0.0  # what the kernel charged the worker meanwhile (user + system)
+
+    @property
+    def process_cpu_micros(self) -> float:
+        return self.process_cpu_seconds * 1e6 / self.requests
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -170,17 +181,18 @@ def _record(pid: int, mode: str, answered: Callable[[], int], workdir: Path, arg
     if not args.profile_blocking:
         command.append("--nonblocking")  # pausing a worker 250 times a second slows it several times
     recorder = ManagedProcess("py-spy", command, workdir / "py-spy.log")
-    before = answered()
+    before, cpu_before = answered(), process_cpu_seconds(pid)
     recorder.start()
     try:
         recorder.popen.wait(timeout=args.seconds + 60)
     except subprocess.TimeoutExpired:
         recorder.stop()
         raise RuntimeError(f"py-spy did not finish; see {recorder.log_path}") from None
-    after = answered()
+    after, cpu_after = answered(), process_cpu_seconds(pid)
     if not output.exists():
         raise RuntimeError(f"py-spy recorded nothing: {recorder.log_path.read_text()[-500:]}")
-    return Recording(max(1, after - before), *read_collapsed(output, serving_only=mode == "idle"))
+    samples, frames = read_collapsed(output, serving_only=mode == "idle")
+    return Recording(max(1, after - before), samples, frames, cpu_after - cpu_before)
 
 
 def profile(
@@ -214,6 +226,19 @@ def worker_pids(master_pid: int) -> list[int]:
     return [int(pid) for pid in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()]
 
 
+def charged(gateway: Breakdown, floor: Breakdown) -> str:
+    """What the kernel charged each sampled worker per request, against what py-spy saw of it."""
+    ours, theirs = gateway.cpu.process_cpu_micros or 1e-9, floor.cpu.process_cpu_micros or 1e-9
+    ours_sampled = gateway.micros(gateway.cpu, sum(gateway.cpu.samples.values())) / ours
+    theirs_sampled = floor.micros(floor.cpu, sum(floor.cpu.samples.values())) / theirs
+    return (
+        "What the kernel charged the sampled worker (user + system time of all its threads, from /proc) "
+        f"during the CPU recording: gateway **{ours:,.0f} µs** per request, floor **{theirs:,.0f} µs** "
+        f"(the floor's over the gateway's: {theirs / ours:.2f}); the samples with the GIL held account "
+        f"for {ours_sampled:.0%} and {theirs_sampled:.0%} of it."
+    )
+
+
 def report(path: str, gateway: Breakdown, floor: Breakdown) -> str:
     def line(what: str, breakdown: Breakdown) -> str:
         return (
@@ -231,5 +256,6 @@ def report(path: str, gateway: Breakdown, floor: Breakdown) -> str:
         f"{line('gateway', gateway)}\n{line('floor (bare Flask, stock gthread)', floor)}\n\n"
         f"{gateway.table()}\n\n"
         f"The framework floor under the same load: **{total(floor, floor.cpu):,.0f} µs** CPU per request "
-        f"({floor_parts}); **{total(floor, floor.wall):,.0f} µs** wall in a request thread."
+        f"({floor_parts}); **{total(floor, floor.wall):,.0f} µs** wall in a request thread.\n\n"
+        f"{charged(gateway, floor)}"
     )

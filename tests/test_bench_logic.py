@@ -3,7 +3,9 @@ the goals read the rows."""
 
 from __future__ import annotations
 
-from bench.profile import FRAMEWORK, OTHER, group_of
+from collections import Counter
+
+from bench.profile import FRAMEWORK, OTHER, Breakdown, Recording, charged, group_of
 from bench.rows import CUSTOM_WORKER, RSS_GROWTH, STOCK_WORKER, Row, http_goals
 
 THREAD = "_bootstrap (threading.py:995);_WorkItem.run (concurrent/futures/thread.py:58)"
@@ -59,3 +61,14 @@ def test_the_goals_read_memory_growth_and_the_worker_rounds():
     assert growth == (False, "+11.7%")  # the worse worker counts
     worker = next(value for goal, value in checks.items() if goal.startswith("gateway's worker p99"))
     assert worker == (True, "+1.0 ms")  # the median round, not the mean of one bad moment
+
+
+def test_the_cpu_the_kernel_charged_is_set_against_what_the_samples_saw():
+    def breakdown(requests: int, samples: int, cpu_seconds: float) -> Breakdown:
+        recording = Recording(requests, Counter({FRAMEWORK: samples}), {}, cpu_seconds)
+        return Breakdown(seconds=5, interval=0.004, cpu=recording, wall=recording)
+
+    # 1,000 requests in 0.4 s of CPU: 400 µs each; 50 samples of 4 ms: 200 µs each, half of it
+    line = charged(breakdown(1000, 50, 0.4), breakdown(1000, 50, 0.2))
+    assert "gateway **400 µs** per request, floor **200 µs**" in line
+    assert "gateway's: 0.50" in line and "account for 50% and 100% of it" in line
