@@ -131,17 +131,12 @@ class GatewayMetrics:
         series[1].observe(seconds)
 
     def sample_pool(self, pool: SocketPool) -> None:
-        if self._pool_unchanged(pool):  # nearly every request: nothing to take the lock for
+        # Nearly every request finds nothing changed: no lock is taken for that.
+        if _pool_values(pool) == self._pool_values and pool.timeouts == self._timeouts_seen:
             return
         with self._lock:
-            values = (
-                pool.size,
-                pool.sockets_open,
-                pool.sockets_in_use,
-                0 if pool.breaker.closed else 1,
-            )
             # Only what changed is written: each write is a locked write to the metrics file.
-            for index, value in enumerate(values):
+            for index, value in enumerate(_pool_values(pool)):
                 if value != self._pool_values[index]:
                     self._pool_gauges[index].set(value)
                     self._pool_values[index] = value
@@ -149,16 +144,6 @@ class GatewayMetrics:
             if timeouts > self._timeouts_seen:
                 self.manager_timeouts.inc(timeouts - self._timeouts_seen)
                 self._timeouts_seen = timeouts
-
-    def _pool_unchanged(self, pool: SocketPool) -> bool:
-        written = self._pool_values
-        return (
-            pool.sockets_in_use == written[2]
-            and pool.sockets_open == written[1]
-            and (0 if pool.breaker.closed else 1) == written[3]
-            and pool.size == written[0]
-            and pool.timeouts == self._timeouts_seen
-        )
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format of every worker's metrics, and its content type."""
@@ -192,3 +177,8 @@ def mark_worker_dead(pid: int) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(pid, os.environ.get(MULTIPROCESS_DIR_ENV))
+
+
+def _pool_values(pool: SocketPool) -> list[float | None]:
+    """The pool gauges' values, in the order of ``GatewayMetrics._pool_gauges``."""
+    return [pool.size, pool.sockets_open, pool.sockets_in_use, 0 if pool.breaker.closed else 1]

@@ -95,21 +95,14 @@ class HotPathReader:
     def mget(self, keys: list[str] | tuple[str, ...], mark: tuple[str, int] | None = None) -> list[bytes | None]:
         """MGET ``keys``. With ``mark`` (a key, milliseconds), first make the key live at least
         that long from now, in the same round trip (:data:`MARKED_MGET`)."""
-        what = (tuple(keys), mark)
-        packed = self._packed.get(what)
+        command = ("MGET", *keys) if mark is None else (1 + len(keys), mark[0], *keys, mark[1])
+        packed = self._packed.get(command)
         if packed is None:
             if len(self._packed) > 64:
                 self._packed.clear()  # the hot path asks for the same few keys; anything else is rare
-            if mark is None:
-                packed = self._connection().pack_command("MGET", *keys)
-            else:
-                packed = self._connection().pack_command(
-                    "EVALSHA", MARKED_MGET_SHA, 1 + len(keys), mark[0], *keys, mark[1]
-                )
-            self._packed[what] = packed
+            script = () if mark is None else ("EVALSHA", MARKED_MGET_SHA)
+            packed = self._packed[command] = self._connection().pack_command(*script, *command)
         try:
             return self.call(packed)
         except redis.exceptions.NoScriptError:  # Redis started since it last ran: EVAL caches it
-            return self.call(
-                self._connection().pack_command("EVAL", MARKED_MGET, 1 + len(keys), mark[0], *keys, mark[1])
-            )
+            return self.call(self._connection().pack_command("EVAL", MARKED_MGET, *command))
