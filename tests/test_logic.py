@@ -61,7 +61,8 @@ def test_breaker_open_because_nothing_was_delivered_lets_each_request_check_the_
     breaker.record_failure(delivered=False)
     assert breaker.state == "open"
     assert [breaker.admit() for _ in range(3)] == [True] * 3  # each one checks: no open time, no probe slot
-    assert "takes no connection" in str(breaker.unreachable())
+    assert "takes no connection (connection refused)" in str(breaker.unreachable())
+    assert "(no answer to a connection attempt)" in str(breaker.unreachable(refused=False))
     breaker.record_failure()  # one got through and was not answered: now the open time counts
     with pytest.raises(CircuitOpen):
         breaker.admit()

@@ -107,10 +107,12 @@ class CircuitBreaker:
             self._probe_started_at = None
             self._undelivered = False
 
-    def unreachable(self) -> CircuitOpen:
+    def unreachable(self, refused: bool = True) -> CircuitOpen:
         """What to raise when RE Manager did not accept the connection of a request that
-        :meth:`admit` let through on that condition."""
-        return CircuitOpen(max(self.open_seconds, 0.1), self._failures, " and takes no connection")
+        :meth:`admit` let through on that condition: ``refused`` at once, or no answer in time.
+        (The text says which, so that a client, or a test, can tell the request did not wait.)"""
+        how = "connection refused" if refused else "no answer to a connection attempt"
+        return CircuitOpen(max(self.open_seconds, 0.1), self._failures, f" and takes no connection ({how})")
 
     def record_failure(self, *, delivered: bool = True) -> None:
         """A timeout. ``delivered`` False: nothing reached RE Manager, so while the breaker is

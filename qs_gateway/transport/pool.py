@@ -263,7 +263,7 @@ class SocketPool:
                 raise
             if not exc.refused:
                 self.breaker.record_failure()  # silence: it took a whole timeout to learn
-            raise self.breaker.unreachable() from exc
+            raise self.breaker.unreachable(refused=exc.refused) from exc
 
     def _checkin(self, sock: zmq.Socket) -> None:
         with self._cond:
