@@ -172,3 +172,37 @@ def test_log_formatters():
     assert entry["logger"] == "qs_gateway.audit" and entry["level"] == "info" and entry["message"] == "audit"
     assert entry["user"] == "bob" and entry["status"] == 200 and entry["time"].endswith("Z")
     assert TextFormatter().format(record).endswith('audit user=bob msg="two words" status=200')
+
+
+class CountedSocket:
+    """A connection's socket as gunicorn puts it in the environ, counting getsockname() calls."""
+
+    def __init__(self, local: tuple[str, int]) -> None:
+        self.local = local
+        self.asked = 0
+
+    def getsockname(self) -> tuple[str, int]:
+        self.asked += 1
+        return self.local
+
+
+def test_the_metrics_listener_asks_each_connection_once_which_address_it_was_accepted_on():
+    from qs_gateway.api.hooks import MetricsListener
+
+    def api(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"api"]
+
+    class Exposition:
+        def exposition(self):
+            return b"metrics", "text/plain"
+
+    listener = MetricsListener(api, "127.0.0.1:9102", Exposition)
+    api_connection, metrics_connection = CountedSocket(("127.0.0.1", 8000)), CountedSocket(("127.0.0.1", 9102))
+    answers = []
+    for _ in range(3):
+        for sock in (api_connection, metrics_connection):
+            environ = {"gunicorn.socket": sock, "PATH_INFO": "/metrics"}
+            answers.append(b"".join(listener(environ, lambda status, headers: None)))
+    assert answers == [b"api", b"metrics"] * 3
+    assert (api_connection.asked, metrics_connection.asked) == (1, 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -154,11 +155,24 @@ class MetricsListener:
         self.app = app
         self.address = listener_address(bind)
         self.get_metrics = get_metrics
+        # Per connection, asked once: getsockname() is a system call, and under load a thread
+        # that gave up the interpreter lock for one waits to win it back (up to a switch interval).
+        self._known: weakref.WeakKeyDictionary[socket.socket, bool] = weakref.WeakKeyDictionary()
 
     def _on_metrics_listener(self, environ: dict) -> bool:
         sock = environ.get("gunicorn.socket")
         if sock is None:
             return False
+        try:
+            return self._known[sock]
+        except KeyError:
+            pass
+        except TypeError:  # a server's socket stand-in that cannot be weakly referenced
+            return self._accepted_on_metrics_bind(sock)
+        on_metrics_bind = self._known[sock] = self._accepted_on_metrics_bind(sock)
+        return on_metrics_bind
+
+    def _accepted_on_metrics_bind(self, sock: Any) -> bool:
         local = sock.getsockname()
         if isinstance(self.address, str):
             return local == self.address or local == self.address.encode()
