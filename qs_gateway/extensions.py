@@ -107,8 +107,10 @@ class Services:
             self.metrics = GatewayMetrics()
 
     def open(self) -> None:
-        """Start what a serving worker runs: the ZeroMQ context, the ingest and notifier threads."""
+        """Start what a serving worker runs: the ZeroMQ context, the ingest, notifier and status
+        lease threads."""
         self.pool.open()
+        self.manager.status_cache.start_renewing()
         self.ingester.start()
         if self.notifier is not None:
             self.notifier.start()
@@ -126,6 +128,7 @@ class Services:
         if self.notifier is not None:
             self.notifier.stop()
         self.ingester.stop()
+        self.manager.status_cache.stop_renewing()
         stop_polling = getattr(self.auth.api_access, "stop", None)
         if callable(stop_polling):
             stop_polling()

@@ -23,7 +23,9 @@ class _FakeRedis:
     def __init__(self, store: FakeStore) -> None:
         self.store = store
 
-    def set(self, key: str, value: bytes, px: int | None = None) -> bool:
+    def set(self, key: str, value: bytes, px: int | None = None, nx: bool = False) -> bool:
+        if nx and self.get(key) is not None:
+            return False
         expiry = self.store.now + px / 1000 if px else None
         self.store.data[key] = (value if isinstance(value, bytes) else str(value).encode(), expiry)
         return True

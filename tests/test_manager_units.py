@@ -94,9 +94,11 @@ class CountedStore(FakeStore):
         super().__init__(clock=clock)
         self.read_seconds = read_seconds
         self.reads = 0
+        self.readers: list[str] = []  # the thread that sent each MGET
 
     def mget(self, keys: list[str], mark: tuple[str, int] | None = None) -> list[bytes | None]:
         self.reads += 1
+        self.readers.append(threading.current_thread().name)
         found = super().mget(keys, mark)
         self.clock.now += self.read_seconds
         return found
@@ -115,11 +117,17 @@ def test_a_status_read_from_redis_is_served_for_its_lease_without_reading_redis_
     assert StatusCache(store, ttl=10, clock=clock).lookup() == (status_body("a"), 0)
 
 
-def test_past_half_its_time_one_thread_renews_a_lease_the_others_go_on_with_it():
+def leased_status(lease: float = 0.004) -> tuple[Clock, CountedStore, StatusCache]:
+    """A cache with ``lease`` over a store that holds status "a" (for 10 s)."""
     clock = Clock()
     store = CountedStore(clock)
-    cache = StatusCache(store, ttl=10, lease=0.004, clock=clock, sleep=clock.sleep)
+    cache = StatusCache(store, ttl=10, lease=lease, clock=clock, sleep=clock.sleep)
     cache.store_status(status_body("a"), 0, "t")
+    return clock, store, cache
+
+
+def test_past_half_its_time_one_thread_renews_a_lease_the_others_go_on_with_it():
+    clock, store, cache = leased_status()
     cache.lookup()
     clock.now += 0.001
     cache.lookup()
@@ -133,6 +141,75 @@ def test_past_half_its_time_one_thread_renews_a_lease_the_others_go_on_with_it()
     assert store.reads == 2
     store.down = True  # a renewal that fails serves the lease while it lasts
     assert cache.lookup() == (status_body("a"), 0)
+
+
+def test_in_a_serving_worker_the_cache_renews_its_lease_in_its_own_thread_and_lookups_never_read():
+    clock, store, cache = leased_status()
+    cache.start_renewing()
+    try:
+        me = threading.current_thread().name
+        assert cache.lookup() == (status_body("a"), 0)  # no lease yet: this lookup reads
+        clock.now += 0.0025  # past half the lease: the lookup asks for a renewal and goes on
+        assert cache.lookup() == (status_body("a"), 0)
+        wait_for(lambda: store.reads == 2 and not cache._renew_wanted.is_set(), 10, "the lease's renewal")
+        assert store.readers == [me, "qs-gateway-status-lease"]
+        clock.now += 0.002  # the first lease has ended, the renewed one has not
+        assert cache.lookup() == (status_body("a"), 0)
+        assert store.reads == 2
+        cache.invalidate()  # a write through this worker: its lease is dropped, the next lookup reads
+        assert cache.lookup() == (None, 1)
+        assert store.readers[-1] == me
+    finally:
+        cache.stop_renewing()
+    assert not any(t.name == "qs-gateway-status-lease" for t in threading.enumerate())
+
+
+def test_in_the_last_quarter_of_its_ttl_one_worker_of_all_fetches_the_next_status_ahead_of_its_end():
+    clock = Clock()
+    store = CountedStore(clock)
+    workers = [StatusCache(store, ttl=0.4, lease=0.004, clock=clock, sleep=clock.sleep) for _ in range(2)]
+    refreshed: list[tuple[int, int]] = []  # (worker, generation)
+
+    def fetcher(n: int):
+        def refresh(generation: int) -> None:
+            refreshed.append((n, generation))
+            workers[n].store_status(status_body(f"fetched by {n}"), generation, "t")
+
+        return refresh
+
+    for n, cache in enumerate(workers):
+        cache.refresh = fetcher(n)
+        cache.start_renewing()
+    try:
+
+        start = clock.now
+
+        def renewed_by_both(lookup_at: float) -> None:
+            clock.now = start + lookup_at
+            for cache in workers:
+                assert cache.lookup()[0] is not None  # an expired lease is read again here
+            reads = store.reads
+            clock.now += 0.0025  # past half the lease: each worker's lookup asks its renewer
+            for cache in workers:
+                cache.lookup()
+            wait_for(
+                lambda: store.reads >= reads + 2 and not any(c._renew_wanted.is_set() for c in workers),
+                10,
+                "both renewals",
+            )
+
+        workers[0].store_status(status_body("a"), 0, "t")  # lives until 0.4
+        renewed_by_both(0.0)
+        assert refreshed == []  # far from its end
+        renewed_by_both(0.31)  # 0.0875 s left: in its last quarter
+        assert len(refreshed) == 1 and refreshed[0][1] == 0  # one worker fetched, in the current generation
+        renewed_by_both(0.32)  # the new status has most of its time left
+        assert len(refreshed) == 1
+        clock.now = start + 0.45  # the first status would have run out; its successor is served
+        assert workers[1].lookup() == (status_body(f"fetched by {refreshed[0][0]}"), 0)
+    finally:
+        for cache in workers:
+            cache.stop_renewing()
 
 
 def test_a_lease_counts_from_when_the_read_was_sent():

@@ -64,6 +64,7 @@ class ManagerClient:
         # Request threads add entries while a write's ``_forget`` walks them: iterating the
         # dict during an insert raises "changed size during iteration".
         self._by_uid_lock = threading.Lock()
+        status_cache.refresh = self._refresh_status
 
     # -- plain requests ----------------------------------------------------------------------
 
@@ -97,6 +98,11 @@ class ManagerClient:
         if reload:
             return self._fetch_status(generation)
         return self._flights.do(("status", generation), lambda: self._fetch_status(generation))
+
+    def _refresh_status(self, generation: int) -> None:
+        """The status cache's fetch ahead of its status's end (requests of this worker that need
+        the status meanwhile share the fetch)."""
+        self._flights.do(("status", generation), lambda: self._fetch_status(generation))
 
     def _fetch_status(self, generation: int) -> Reply:
         reply = self.call("status")

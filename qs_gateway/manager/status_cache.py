@@ -25,8 +25,16 @@ was answered uses a status read from Redis after that write's increment, on any 
 host, whatever thread took which turn. A write waits only while some worker holds a lease: not
 at all when nobody has read the status for ``lease`` seconds. Durations are compared on Redis's
 clock and each host's monotonic clock (a step of Redis's wall clock during a lease could shorten
-a wait). Past half its time, one thread renews the lease while the others go on with it.
+a wait). Past half its time, the lease is renewed while lookups go on with it: by the cache's own
+renewing thread in a serving worker (:meth:`StatusCache.start_renewing`), so that no request
+waits for Redis while the status is read steadily (under load, a thread that waited on a socket
+waits again for the interpreter lock, up to a switch interval); else by one of the requests.
 ``lease = 0`` reads Redis on every lookup, and writes do not wait.
+
+While lookups renew leases, the renewing thread also keeps the fetched status from running out:
+in the last quarter of its ``ttl``, one worker of all (a short claim in Redis) fetches the next
+one from RE Manager (:attr:`StatusCache.refresh`, the manager client's fetch), so requests do
+not all find it gone at once and wait for that fetch. A status is never served older than before.
 
 If Redis is unavailable, each process falls back to its own memory with the same rules for the
 fetched status, which keeps read-your-writes within a process.
@@ -34,6 +42,7 @@ fetched status, which keeps read-your-writes within a process.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -41,6 +50,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..redis_store import RedisStore, StoreUnavailable
+
+logger = logging.getLogger(__name__)
 
 
 class StatusCache:
@@ -62,6 +73,11 @@ class StatusCache:
         # and replaced without a lock: any lease kept is valid for its own read's time.
         self._leased: tuple[float, bytes, int] | None = None
         self._renewal = threading.Lock()  # held by the one thread renewing a lease ahead of its end
+        self._renew_wanted = threading.Event()  # a lookup past half the lease asks the renewer
+        self._renewer: threading.Thread | None = None
+        self._stop_renewing = False
+        # Set by the manager client: fetch the status from RE Manager and keep it, in a generation.
+        self.refresh: Callable[[int], object] | None = None
         self._ttl_ms = max(int(ttl * 1000), 1)
         self._lock = threading.Lock()
         self._local_generation = 0
@@ -76,6 +92,9 @@ class StatusCache:
             # The lease marker: set before each leased read, for as long as the lease lasts.
             self._marker = store.key("status", "leased")
             self._mark = (self._marker, max(math.ceil(lease * 1000), 1)) if lease > 0 else None
+            # Held (NX) by the one worker fetching the next status, for the last quarter of ttl.
+            self._refreshing = store.key("status", "refreshing")
+            self._refresh_ms = max(self._ttl_ms // 4, 1)
 
     def lookup(self) -> tuple[bytes | None, int]:
         """Return ``(body or None, current generation)``."""
@@ -84,23 +103,22 @@ class StatusCache:
             leased = self._leased
             renewing = False
             if leased is not None and sent_at - leased[0] < self.lease:
-                # Past half its time, one thread at a time renews the lease ahead of its end
-                # (the others go on with it), so that under load few requests wait for Redis.
-                if sent_at - leased[0] < self.lease / 2 or not self._renewal.acquire(blocking=False):
+                if sent_at - leased[0] < self.lease / 2:
+                    return leased[1], leased[2]
+                # Past half its time the lease is renewed ahead of its end; the lookups go on with it.
+                if self._renewer is not None:
+                    if not self._renew_wanted.is_set():
+                        self._renew_wanted.set()
+                    return leased[1], leased[2]
+                if not self._renewal.acquire(blocking=False):  # one request renews it
                     return leased[1], leased[2]
                 renewing = True
             try:
-                found = self._read(self.store.mget(self._keys, self._mark))
+                found = self._read_leased(sent_at)
             except StoreUnavailable:
                 if renewing:
                     return leased[1], leased[2]  # still within its time
             else:
-                if self.lease > 0:
-                    current = self._leased
-                    if found[0] is None:
-                        self._leased = None  # a write came: the lease would only be served until it ends
-                    elif current is None or current[0] < sent_at:
-                        self._leased = (sent_at, found[0], found[1])
                 return found
             finally:
                 if renewing:
@@ -110,6 +128,63 @@ class StatusCache:
             if local is not None and local[0] == self._local_generation and local[1] > time.monotonic():
                 return local[2], self._local_generation
             return None, self._local_generation
+
+    def _read_leased(self, sent_at: float) -> tuple[bytes | None, int]:
+        """Read the status from Redis (marking a lease, if leases are on) and keep the lease."""
+        found = self._read(self.store.mget(self._keys, self._mark))
+        if self.lease > 0:
+            current = self._leased
+            if found[0] is None:
+                self._leased = None  # a write came: the lease would only be served until it ends
+            elif current is None or current[0] < sent_at:
+                self._leased = (sent_at, found[0], found[1])
+        return found
+
+    # -- the renewing thread (a serving worker's, started after the fork) ------------------------
+
+    def start_renewing(self) -> None:
+        """Renew leases in a thread of this cache's own from now on (see the module's note)."""
+        if self.store is None or self.lease <= 0 or self._renewer is not None:
+            return
+        self._stop_renewing = False
+        self._renewer = threading.Thread(target=self._renew_when_asked, name="qs-gateway-status-lease", daemon=True)
+        self._renewer.start()
+
+    def stop_renewing(self, timeout: float = 5.0) -> None:
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            self._stop_renewing = True
+            self._renew_wanted.set()
+            renewer.join(timeout)
+
+    def _renew_when_asked(self) -> None:
+        while True:
+            self._renew_wanted.wait()
+            if self._stop_renewing:
+                return
+            try:
+                _, generation = self._read_leased(self._clock())
+                if self.refresh is not None and self._claimed_refresh():
+                    self.refresh(generation)
+            except StoreUnavailable:
+                pass  # the lease is served while it lasts; then lookups read Redis themselves
+            except Exception as exc:  # RE Manager did not answer: the requests that need it will say so
+                logger.debug("refreshing the status ahead of its end failed: %s", exc)
+            # Cleared after the read: lookups meanwhile go on with the lease they have.
+            self._renew_wanted.clear()
+
+    def _claimed_refresh(self) -> bool:
+        """Whether the fetched status is missing or in the last quarter of its ttl, and this
+        worker claimed fetching the next one."""
+        cached_key, refreshing, refresh_ms = self._keys[1], self._refreshing, self._refresh_ms
+
+        def claim(r: Any) -> bool:
+            left = r.pttl(cached_key)  # -2: none; -1: no expiry (not a gateway's)
+            if left == -1 or left >= refresh_ms:
+                return False
+            return bool(r.set(refreshing, b"1", nx=True, px=refresh_ms))
+
+        return bool(self.store.run(claim))
 
     @staticmethod
     def _read(values: list[bytes | None]) -> tuple[bytes | None, int]:
