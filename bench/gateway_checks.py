@@ -16,7 +16,7 @@ from qs_gateway.serving.cli import GUNICORN_CONFIG
 from qs_gateway.serving.stack import ManagedProcess, free_port, http_status
 
 from . import wrk
-from .rows import CUSTOM_WORKER, RSS_GROWTH, STOCK_WORKER, Row, from_wrk
+from .rows import CUSTOM_WORKER, FLOOR_ROUND, RSS_GROWTH, STOCK_WORKER, Row, compare, from_wrk
 from .usage import ProcessUsage, requests_answered
 
 ROUNDS = 5  # of each worker, alternating: the machine changes under a run; p99 varies by several ms round to round
@@ -46,12 +46,18 @@ def start_stock_gthread(workdir: Path, env: dict[str, str]) -> tuple[ManagedProc
 
 
 def worker_rows(
-    workdir: Path, env: dict[str, str], gateway: tuple[int, Path, str], headers: dict[str, str], seconds: float
+    workdir: Path,
+    env: dict[str, str],
+    gateway: tuple[int, Path, str],
+    headers: dict[str, str],
+    seconds: float,
+    floor_url: str,
 ) -> list[Row]:
     """``/api/status`` at 32 connections through the gateway's worker and through stock gthread,
-    alternating, ROUNDS times each. ``gateway``: its master's pid, metrics directory and URL.
-    Each row notes the requests each worker answered: the kernel shares connections out, and a
-    round in which one worker got most of them is slower for that alone."""
+    each round right after the framework floor's constant body at 32 connections (each worker's
+    row is compared with it), ROUNDS rounds. ``gateway``: its master's pid, metrics directory and
+    URL. Each row notes the requests each worker answered: the kernel shares connections out, and
+    a round in which one worker got most of them is slower for that alone."""
     stock, stock_url = start_stock_gthread(workdir, env)
     try:
         gateway_pid, metrics_dir, url = gateway
@@ -63,11 +69,13 @@ def worker_rows(
             wrk.run(f"{target}/api/status", connections=8, seconds=1, headers=headers)  # warm both alike
         rows = []
         for _ in range(ROUNDS):
+            floor = from_wrk(FLOOR_ROUND, 32, wrk.run(f"{floor_url}/small", connections=32, seconds=seconds))
+            rows.append(floor)
             for what, target, pids, metrics in targets:
                 before = [requests_answered(metrics, pid) for pid in pids]
                 result = wrk.run(f"{target}/api/status", connections=32, seconds=seconds, headers=headers)
                 split = [requests_answered(metrics, pid) - b for pid, b in zip(pids, before, strict=True)]
-                row = from_wrk(what, 32, result)
+                row = compare(from_wrk(what, 32, result), floor)
                 row.note = "per worker " + " / ".join(f"{n:,}" for n in split)
                 rows.append(row)
         return rows

@@ -69,6 +69,7 @@ RSS_GROWTH = "gateway RSS per worker after 1,000 → 100,000 requests each (MB)"
 GC = "gateway garbage-collection pauses"
 CUSTOM_WORKER = "gateway's worker, `GET /api/status`, side by side"
 STOCK_WORKER = "stock gthread worker, `GET /api/status`, side by side"
+FLOOR_ROUND = "Flask + gunicorn, constant body, side by side"
 
 
 def _find(rows: list[Row], what: str, concurrency: int | str) -> Row | None:
@@ -82,8 +83,17 @@ def _check(goal: str, row: Row | None, met: object, value: str) -> tuple[str, bo
 def http_goals(rows: list[Row]) -> list[tuple[str, bool, str]]:
     """The goals of issues 6 and 19, each checked against this run."""
     checks = []
+    custom = [r for r in rows if r.what == CUSTOM_WORKER]
+    rounds = [r for r in custom if r.ratio is not None]  # each measured right after the floor
     status = _find(rows, STATUS, 32)
-    if status:
+    if rounds:
+        # One 5 s window is at the mercy of one bad moment of the machine: the median of the rounds.
+        ratio = statistics.median(r.ratio for r in rounds)
+        p99 = statistics.median(r.p99 for r in rounds)
+        of = f"(median of {len(rounds)} rounds)"
+        checks.append((f"`/api/status` @32 >= 0.6 of the framework floor {of}", ratio >= 0.6, f"{ratio:.2f}"))
+        checks.append((f"`/api/status` @32 p99 <= 30 ms {of}", p99 <= 30, f"{p99:.1f} ms"))
+    elif status:
         checks.append(_check("`/api/status` @32 >= 0.6 of the framework floor", status, status.ratio >= 0.6,
                              f"{status.ratio:.2f}"))  # fmt: skip
         checks.append(_check("`/api/status` @32 p99 <= 30 ms", status, status.p99 <= 30, f"{status.p99:.1f} ms"))
@@ -95,7 +105,6 @@ def http_goals(rows: list[Row]) -> list[tuple[str, bool, str]]:
     add = _find(rows, ADD, 8)
     if add:
         checks.append(_check("`queue/item/add` @8 >= 0.7 of direct ZeroMQ", add, add.ratio >= 0.7, f"{add.ratio:.2f}"))
-    custom = [r for r in rows if r.what == CUSTOM_WORKER]
     stock = [r for r in rows if r.what == STOCK_WORKER]
     if custom and stock:
         # each round's pair was measured back to back; the median is not moved by one bad moment

@@ -202,7 +202,7 @@ def gateway_http_rows(
     with rss:
         rows += http_rows("gateway", url, floor_url, ports.control_address, seconds)
     print("gateway's worker and stock gthread ...", file=sys.stderr)
-    rows += gateway_checks.worker_rows(workdir, env, (gateway.pid, args.metrics_dir, url), HEADERS, seconds)
+    rows += gateway_checks.worker_rows(workdir, env, (gateway.pid, args.metrics_dir, url), HEADERS, seconds, floor_url)
     print("gateway's memory after 100,000 requests per worker ...", file=sys.stderr)
     rows.append(growth.late(url, HEADERS))
     loaded = rss.worker_peaks()
