@@ -33,6 +33,9 @@ WORKERS = os.environ.get("QS_CONFORMANCE_WORKERS", "1")
 LOGS = Path(os.environ["QS_CONFORMANCE_LOGS"])
 START_TIMEOUT = 120.0  # seconds; a loaded machine imports slowly
 STOP_TIMEOUT = 20.0
+# One file per running gateway, naming its process group: scripts/conformance stops what is left
+# there when pytest itself was killed before its finalizers could run.
+GROUPS = Path(os.environ["QS_CONFORMANCE_GROUPS"])
 _starts = itertools.count(1)
 
 
@@ -89,6 +92,8 @@ class Gateway:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self.group_record = GROUPS / f"gateway-{os.getpid()}-{number}"
+        self.group_record.write_text(str(self.process.pid))
         url = f"http://{self.host}:{self.port}/api/nonexistent-readiness-probe"
         while not _answers_http(url):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -100,14 +105,19 @@ class Gateway:
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
-        if not self.running():
+        """Stops the whole group, also when its first process has already gone."""
+        if self.process is None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass  # nothing of the group is left
         try:
             self.process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        self.group_record.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")

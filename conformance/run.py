@@ -70,6 +70,7 @@ SUITES = {
     )
 }  # fmt: skip
 CI_SUBSET = ("core", "access", "console", "fs")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -105,13 +106,55 @@ def _private_redis() -> subprocess.Popen | None:
     return redis
 
 
-def _stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+class Stopped(Exception):
+    """A stop signal arrived: the ``finally`` clauses stop everything this run started."""
+
+
+def _stop_on_signals() -> None:
+    """SIGINT, SIGTERM and SIGHUP end the run through its ``finally`` clauses, once."""
+
+    def stop(signum: int, _frame: object) -> None:
+        for name in STOP_SIGNALS:  # a second signal must not cut the clean-up short
+            signal.signal(name, signal.SIG_IGN)
+        raise Stopped(signal.Signals(signum).name)
+
+    for name in STOP_SIGNALS:
+        signal.signal(name, stop)
+
+
+def _stop_group(pgid: int, process: subprocess.Popen | None = None, interrupt_first: bool = False) -> None:
+    """Stops a process group: SIGTERM, then SIGKILL, and waits for all of it to go.
+
+    With ``interrupt_first`` the group's first process (``process``) gets a SIGINT before, as a
+    person's Ctrl-C, and a minute to end (pytest runs its finalizers then, which stop the gateways).
+    """
+    if interrupt_first and process is not None and process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            pass
+    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return  # nothing of the group is left
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if process is not None:
+                process.poll()  # reaps our own child: a zombie still counts as a member of the group
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+def _stop_recorded_groups(groups: Path) -> None:
+    """The gateways whose pytest could not stop them (it was killed before its finalizers ran)."""
+    for record in groups.iterdir():
+        _stop_group(int(record.read_text()))
+        record.unlink()
 
 
 def _site_packages(python: Path) -> Path:
@@ -162,6 +205,8 @@ def run_suite(suite: Suite, python: Path, gateway_python: Path, site: Path, work
     folder = _lay_out(suite, site, workdir)
     logs = workdir / f"{suite.name}-logs"
     logs.mkdir()
+    groups = workdir / f"{suite.name}-process-groups"
+    groups.mkdir()
     report = workdir / f"{suite.name}.xml"
     env = {
         **os.environ,
@@ -170,6 +215,7 @@ def run_suite(suite: Suite, python: Path, gateway_python: Path, site: Path, work
         "QS_CONFORMANCE_GATEWAY_PYTHON": str(gateway_python),
         "QS_CONFORMANCE_WORKERS": str(suite.workers),
         "QS_CONFORMANCE_LOGS": str(logs),
+        "QS_CONFORMANCE_GROUPS": str(groups),
     }
     command = [str(python), "-m", "pytest", str(folder), "-p", "gateway_server", "-p", "no:cacheprovider",
                "-o", "addopts=", "--timeout=600", "-q", "-rN", "--tb=short", "--show-capture=no",
@@ -178,7 +224,15 @@ def run_suite(suite: Suite, python: Path, gateway_python: Path, site: Path, work
         command += ["-k", suite.select]
     print(f"\n== {suite.name}: {suite.description}", flush=True)
     started = time.monotonic()
-    subprocess.run(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL)
+    # pytest in a session of its own: the reference's fixtures start RE Manager in its group, and
+    # all of that group is stopped when the suite ends or this run is stopped. SIGINT first, as a
+    # person's Ctrl-C, so that pytest runs its finalizers (which stop the gateways).
+    pytest = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        pytest.wait()
+    finally:
+        _stop_group(pytest.pid, pytest, interrupt_first=True)
+        _stop_recorded_groups(groups)
     result = Result(suite, seconds=time.monotonic() - started)
     _read_junit(report, result)
     return result
@@ -208,15 +262,16 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in names if name not in SUITES]
     if unknown:
         parser.error(f"unknown suite(s): {', '.join(unknown)}")
+    _stop_on_signals()
     busy = [port for port in (60610, 60615, 60625) if _listening(port)]
     if busy:
         raise SystemExit(f"conformance: ports {busy} are in use; the reference's suites need 60610, 60615 and 60625")
     print("Preparing .venv-plain (pip install .) and .venv-conformance (the reference's packages) ...", flush=True)
     gateway_python, python = plain_gateway(), reference_packages()
     site = _site_packages(python)
-    redis = _private_redis()
-    results = []
+    redis, results = None, []
     try:
+        redis = _private_redis()
         with tempfile.TemporaryDirectory(prefix="qs-conformance-") as temporary:
             workdir = Path(args.keep or temporary)
             workdir.mkdir(parents=True, exist_ok=True)
@@ -224,10 +279,13 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(run_suite(SUITES[name], python, gateway_python, site, workdir, args.pytest))
     finally:
         if redis is not None:
-            _stop(redis)
+            _stop_group(redis.pid, redis)
     print_table(results)
     return 1 if any(r.failed for r in results) or not results else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Stopped as stop:
+        sys.exit(f"conformance: stopped by {stop}; everything it started has been stopped")

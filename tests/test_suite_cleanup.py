@@ -78,3 +78,79 @@ def test_a_run_stopped_by_a_signal_leaves_no_process_behind(tmp_path, inner_runs
     output, _ = inner.communicate(timeout=120)
     assert inner.returncode == pytest.ExitCode.INTERRUPTED, "".join(lines) + output
     wait_for(lambda: not living_in_groups(watcher.groups), 30, "every process of the run to end")
+
+
+# scripts/conformance runs the reference's suites, whose own fixtures start RE Manager and whose
+# server fixtures (ours) start gateways in sessions of their own: stopping the run stops them all.
+
+SIGINT_ENDS_THE_LEADER_ONLY = textwrap.dedent(
+    """
+    import signal, subprocess, sys, threading
+    subprocess.Popen(["sleep", "600"])  # stays behind when the leader ends, as RE Manager would
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    print("UP", flush=True)
+    threading.Event().wait()
+    """
+)
+
+
+def test_the_conformance_runner_interrupts_pytest_then_stops_the_rest_of_its_group():
+    from conformance.run import _stop_group
+
+    leader = subprocess.Popen([sys.executable, "-c", SIGINT_ENDS_THE_LEADER_ONLY], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)  # fmt: skip
+    try:
+        assert leader.stdout.readline().strip() == "UP"
+        assert len(living_in_groups({leader.pid})) == 2
+        _stop_group(leader.pid, leader, interrupt_first=True)
+        assert leader.returncode == 0, "the leader was not asked with SIGINT first"
+        assert not living_in_groups({leader.pid})
+    finally:
+        subprocess.run(["pkill", "-KILL", "-g", str(leader.pid)])
+        leader.wait()
+
+
+def test_the_conformance_runner_stops_the_gateways_that_pytest_left_behind(tmp_path):
+    from conformance.run import _stop_recorded_groups
+
+    orphan = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        (tmp_path / "gateway-1-1").write_text(str(orphan.pid))
+        _stop_recorded_groups(tmp_path)
+        assert orphan.wait(30) == -signal.SIGTERM
+        assert not list(tmp_path.iterdir())
+    finally:
+        orphan.kill()
+        orphan.wait()
+
+
+STOPPED_RUN = textwrap.dedent(
+    """
+    import threading
+    from conformance.run import Stopped, _stop_on_signals
+    _stop_on_signals()
+    try:
+        print("UP", flush=True)
+        threading.Event().wait()
+    except Stopped as stop:
+        print("STOPPED BY", stop, flush=True)
+    finally:
+        print("CLEANED UP", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda sig: signal.Signals(sig).name
+)
+def test_a_stop_signal_runs_the_conformance_runners_clean_up(sig):
+    run = subprocess.Popen([sys.executable, "-c", STOPPED_RUN], cwd=REPOSITORY, stdout=subprocess.PIPE, text=True,
+                           start_new_session=True)  # fmt: skip
+    try:
+        assert run.stdout.readline().strip() == "UP"
+        run.send_signal(sig)
+        output, _ = run.communicate(timeout=60)
+        assert output.split("\n")[:2] == [f"STOPPED BY {signal.Signals(sig).name}", "CLEANED UP"], output
+    finally:
+        run.kill()
+        run.wait()
