@@ -212,6 +212,80 @@ def test_in_the_last_quarter_of_its_ttl_one_worker_of_all_fetches_the_next_statu
             cache.stop_renewing()
 
 
+class GatedStore(CountedStore):
+    """A store whose MGETs wait for ``gate`` once it is closed: a read on its way to Redis."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def mget(self, keys: list[str], mark: tuple[str, int] | None = None) -> list[bytes | None]:
+        self.reads += 1
+        self.readers.append(threading.current_thread().name)
+        self.gate.wait()
+        return FakeStore.mget(self, keys, mark)
+
+
+class RecordedEvent(threading.Event):
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiters: list[str] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiters.append(threading.current_thread().name)
+        return super().wait(timeout)
+
+
+def test_a_lookup_without_a_valid_lease_waits_for_a_read_on_its_way_sent_within_a_lease_before_it():
+    clock = Clock()
+    store = GatedStore(clock)
+    cache = StatusCache(store, ttl=10, lease=0.004, clock=clock, sleep=clock.sleep)
+    cache.store_status(status_body("a"), 0, "t")
+    answers: dict[str, tuple[bytes | None, int]] = {}
+
+    def lookup_in(name: str) -> threading.Thread:
+        thread = threading.Thread(target=lambda: answers.__setitem__(name, cache.lookup()), name=name)
+        thread.start()
+        return thread
+
+    def a_read_on_its_way(sent_at: float) -> RecordedEvent:
+        """A lookup at ``sent_at`` (no lease valid then) whose read waits at the gate."""
+        clock.now = sent_at
+        store.gate.clear()
+        reads = store.reads
+        threads.append(lookup_in(f"reader at {sent_at}"))
+        wait_for(lambda: store.reads == reads + 1 and cache._in_flight is not None, 10, "the read to be sent")
+        cache._in_flight.done = RecordedEvent()  # the reader sets this one when its read is answered
+        return cache._in_flight.done
+
+    threads: list[threading.Thread] = []
+    try:
+        done = a_read_on_its_way(100.0)
+        clock.now = 100.0039  # less than a lease after the read was sent: this lookup waits for it
+        threads.append(lookup_in("joiner"))
+        wait_for(lambda: "joiner" in done.waiters or store.reads > 1, 10, "the joiner to wait or read")
+        assert store.readers == ["reader at 100.0"] and done.waiters == ["joiner"]
+        store.gate.set()
+        for thread in threads:
+            thread.join(10)
+        assert answers["joiner"] == (status_body("a"), 0) and store.reads == 1
+
+        done = a_read_on_its_way(100.01)  # that lease has ended
+        clock.now = 100.0145  # more than a lease after this read was sent: a read of its own
+        threads.append(lookup_in("too late to join"))
+        wait_for(lambda: store.reads == 3, 10, "the second lookup's own read")
+        assert done.waiters == []
+        store.gate.set()
+        for thread in threads:
+            thread.join(10)
+        assert answers["too late to join"] == (status_body("a"), 0)
+    finally:
+        store.gate.set()
+        for thread in threads:
+            thread.join(10)
+
+
 def test_a_lease_counts_from_when_the_read_was_sent():
     clock = Clock()
     store = CountedStore(clock, read_seconds=0.006)  # Redis answers after the lease would end

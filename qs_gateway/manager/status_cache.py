@@ -29,6 +29,13 @@ a wait). Past half its time, the lease is renewed while lookups go on with it: b
 renewing thread in a serving worker (:meth:`StatusCache.start_renewing`), so that no request
 waits for Redis while the status is read steadily (under load, a thread that waited on a socket
 waits again for the interpreter lock, up to a switch interval); else by one of the requests.
+A lookup that finds no lease valid waits for a leased read already on its way to Redis, if that
+read was sent less than ``lease`` before the lookup began, and serves its status: it is as valid
+for this lookup as a lease found at its start (a write answered before the lookup began was
+answered after that read's lease ended, so the read was handled after the write's increment).
+Under load the renewing thread's read can take longer than the lease has left; without this,
+every request arriving meanwhile sent a read of its own, queued behind the others for Redis and
+the interpreter lock, and those requests were the slowest hundredth.
 ``lease = 0`` reads Redis on every lookup, and writes do not wait.
 
 While lookups renew leases, the renewing thread also keeps the fetched status from running out:
@@ -54,6 +61,16 @@ from ..redis_store import RedisStore, StoreUnavailable
 logger = logging.getLogger(__name__)
 
 
+class _LeasedRead:
+    """A leased read on its way to Redis: lookups that began within its lease wait for it."""
+
+    __slots__ = ("sent_at", "done")
+
+    def __init__(self, sent_at: float) -> None:
+        self.sent_at = sent_at
+        self.done = threading.Event()
+
+
 class StatusCache:
     def __init__(
         self,
@@ -72,6 +89,7 @@ class StatusCache:
         # (when the read was sent, body, generation) of the last status read from Redis; read
         # and replaced without a lock: any lease kept is valid for its own read's time.
         self._leased: tuple[float, bytes, int] | None = None
+        self._in_flight: _LeasedRead | None = None  # the latest leased read not yet answered
         self._renewal = threading.Lock()  # held by the one thread renewing a lease ahead of its end
         self._renew_wanted = threading.Event()  # a lookup past half the lease asks the renewer
         self._renewer: threading.Thread | None = None
@@ -113,6 +131,10 @@ class StatusCache:
                 if not self._renewal.acquire(blocking=False):  # one request renews it
                     return leased[1], leased[2]
                 renewing = True
+            elif self._joined_read_in_flight(sent_at):
+                leased = self._leased
+                if leased is not None and sent_at - leased[0] < self.lease:
+                    return leased[1], leased[2]
             try:
                 found = self._read_leased(sent_at)
             except StoreUnavailable:
@@ -131,14 +153,30 @@ class StatusCache:
 
     def _read_leased(self, sent_at: float) -> tuple[bytes | None, int]:
         """Read the status from Redis (marking a lease, if leases are on) and keep the lease."""
-        found = self._read(self.store.mget(self._keys, self._mark))
-        if self.lease > 0:
+        if self.lease <= 0:
+            return self._read(self.store.mget(self._keys, self._mark))
+        flight = self._in_flight = _LeasedRead(sent_at)
+        try:
+            found = self._read(self.store.mget(self._keys, self._mark))
             current = self._leased
             if found[0] is None:
                 self._leased = None  # a write came: the lease would only be served until it ends
             elif current is None or current[0] < sent_at:
                 self._leased = (sent_at, found[0], found[1])
-        return found
+            return found
+        finally:
+            flight.done.set()
+            if self._in_flight is flight:
+                self._in_flight = None
+
+    def _joined_read_in_flight(self, began_at: float) -> bool:
+        """Waits for the leased read on its way, if it was sent less than ``lease`` before
+        ``began_at`` (see the module's note); whether there was one to wait for."""
+        flight = self._in_flight
+        if flight is None or began_at - flight.sent_at >= self.lease:
+            return False
+        flight.done.wait()  # the store's socket timeouts bound the read
+        return True
 
     # -- the renewing thread (a serving worker's, started after the fork) ------------------------
 
