@@ -181,7 +181,6 @@ def test_in_the_last_quarter_of_its_ttl_one_worker_of_all_fetches_the_next_statu
         cache.refresh = fetcher(n)
         cache.start_renewing()
     try:
-
         start = clock.now
 
         def renewed_by_both(lookup_at: float) -> None:
