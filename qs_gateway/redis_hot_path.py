@@ -1,8 +1,8 @@
-"""One redis-py connection per thread for the few reads on the hottest path.
+"""One redis-py connection per thread for the few commands on the hottest paths.
 
-``GET /api/status`` asks Redis one MGET per status lease (see
+``GET /api/status`` asks Redis one MGET per status lease, and every write one increment (see
 :mod:`qs_gateway.manager.status_cache`). Through ``redis.Redis`` that costs more
-CPU than the rest of the request's own work (checking a connection out of the pool and back,
+CPU than the rest of a status request's own work (checking a connection out of the pool and back,
 packing the command, dispatching the reply), so this path keeps one redis-py ``Connection`` per
 thread, made by the client's own pool (so with its TLS, AUTH, database and, with Sentinels,
 its way to the current master), and sends a command packed once.
@@ -13,6 +13,7 @@ protocol does not allow is reported as a connection error: the connection is not
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -33,7 +34,13 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
 end
 return redis.call('MGET', unpack(KEYS, 2))
 """
-MARKED_MGET_SHA = hashlib.sha1(MARKED_MGET.encode()).hexdigest()
+
+# A write's step in the status cache (see qs_gateway.manager.status_cache): KEYS[1] (the
+# generation) is incremented, then KEYS[2] (the lease marker) says how long it has left.
+INCREMENT_THEN_TIME_LEFT = """
+redis.call('INCR', KEYS[1])
+return redis.call('PTTL', KEYS[2])
+"""
 
 
 class HotPathReader:
@@ -44,7 +51,7 @@ class HotPathReader:
         self.make_connection = make_connection
         self.timeout = timeout
         self._local = threading.local()
-        self._packed: dict[tuple[str, ...], Packed] = {}
+        self._packed: dict[tuple[str | int, ...], Packed] = {}
 
     def _connection(self) -> AbstractConnection:
         """This thread's connection (``self._local.answered`` says whether it answered before)."""
@@ -95,14 +102,27 @@ class HotPathReader:
     def mget(self, keys: list[str] | tuple[str, ...], mark: tuple[str, int] | None = None) -> list[bytes | None]:
         """MGET ``keys``. With ``mark`` (a key, milliseconds), first make the key live at least
         that long from now, in the same round trip (:data:`MARKED_MGET`)."""
-        command = ("MGET", *keys) if mark is None else (1 + len(keys), mark[0], *keys, mark[1])
+        if mark is None:
+            return self._send(("MGET", *keys))
+        return self.script(MARKED_MGET, (mark[0], *keys), (mark[1],))
+
+    def script(self, source: str, keys: tuple[str, ...], args: tuple[str | int, ...] = ()) -> Any:
+        """Run the Lua ``source`` by its digest (sent in full once after Redis lost its scripts)."""
+        command = (len(keys), *keys, *args)
+        try:
+            return self._send(("EVALSHA", _digest(source), *command))
+        except redis.exceptions.NoScriptError:  # Redis started since it last ran: EVAL caches it
+            return self.call(self._connection().pack_command("EVAL", source, *command))
+
+    def _send(self, command: tuple[str | int, ...]) -> Any:
         packed = self._packed.get(command)
         if packed is None:
             if len(self._packed) > 64:
-                self._packed.clear()  # the hot path asks for the same few keys; anything else is rare
-            script = () if mark is None else ("EVALSHA", MARKED_MGET_SHA)
-            packed = self._packed[command] = self._connection().pack_command(*script, *command)
-        try:
-            return self.call(packed)
-        except redis.exceptions.NoScriptError:  # Redis started since it last ran: EVAL caches it
-            return self.call(self._connection().pack_command("EVAL", MARKED_MGET, *command))
+                self._packed.clear()  # the hot path sends the same few commands; anything else is rare
+            packed = self._packed[command] = self._connection().pack_command(*command)
+        return self.call(packed)
+
+
+@functools.cache
+def _digest(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()

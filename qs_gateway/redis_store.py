@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from redis.commands.core import Script
@@ -161,6 +161,10 @@ class RedisStore:
         """MGET for the hottest path: on this thread's own connection (see redis_hot_path). With
         ``mark`` (a key, milliseconds), ``SET key 1 PX milliseconds`` first, in the same round trip."""
         return self.run(lambda _: self.hot_path.mget(keys, mark))
+
+    def hot_script(self, source: str, keys: tuple[str, ...], args: tuple[str | int, ...] = ()) -> Any:
+        """A Lua script on the hottest paths: on this thread's own connection (see redis_hot_path)."""
+        return self.run(lambda _: self.hot_path.script(source, keys, args))
 
     def ping(self) -> bool:
         try:

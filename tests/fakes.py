@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qs_gateway.manager import singleflight
+from qs_gateway.redis_hot_path import INCREMENT_THEN_TIME_LEFT
 from qs_gateway.redis_store import StoreUnavailable
 from qs_gateway.transport import Timeouts
 
@@ -106,6 +107,16 @@ class FakeStore:
             return r.mget(keys)
 
         return self.run(marked_mget)
+
+    def hot_script(self, source: str, keys: tuple[str, ...], args: tuple[str | int, ...] = ()) -> Any:
+        if source != INCREMENT_THEN_TIME_LEFT:
+            raise NotImplementedError("the fake store runs only the status cache's increment")
+
+        def increment_then_time_left(r: _FakeRedis) -> int:
+            r.incr(keys[0])
+            return r.pttl(keys[1])
+
+        return self.run(increment_then_time_left)
 
 
 class FakeTransport:

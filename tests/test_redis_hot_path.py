@@ -11,6 +11,7 @@ import redis
 from redis.connection import Connection
 
 from qs_gateway.config.redis import RedisSettings
+from qs_gateway.redis_hot_path import INCREMENT_THEN_TIME_LEFT
 from qs_gateway.redis_store import RedisStore, StoreUnavailable
 from qs_gateway.serving.stack import start_redis
 
@@ -78,6 +79,22 @@ def test_a_marked_read_keeps_the_marker_alive_at_least_as_long_as_asked(private_
     assert store.mget(["k"], ("other", 5000)) == [b"v"]
     assert admin.pttl("other") > 4000
     assert store.mget(["k"], ("other", 5000)) == [b"v"]
+
+
+def test_a_writes_increment_answers_the_markers_time_left(private_redis):
+    """A write's step in the status cache: the generation incremented and the lease marker's
+    time left, in one round trip, also after Redis forgot the script."""
+    _, port = private_redis
+    admin = redis.Redis(port=port, password="s3cret")
+    store = RedisStore(RedisSettings(url=f"redis://:s3cret@127.0.0.1:{port}/0"))
+    keys = ("generation", "marker")
+    assert store.hot_script(INCREMENT_THEN_TIME_LEFT, keys) == -2  # no lease held anywhere
+    admin.set("marker", b"1", px=5000)
+    assert 4000 < store.hot_script(INCREMENT_THEN_TIME_LEFT, keys) <= 5000
+    admin.script_flush()
+    admin.persist("marker")
+    assert store.hot_script(INCREMENT_THEN_TIME_LEFT, keys) == -1
+    assert admin.get("generation") == b"3"
 
 
 def test_a_dropped_connection_is_replaced(private_redis):

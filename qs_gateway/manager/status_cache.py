@@ -56,6 +56,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..redis_hot_path import INCREMENT_THEN_TIME_LEFT
 from ..redis_store import RedisStore, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -274,7 +275,7 @@ class StatusCache:
         if self.store is None:
             return
         try:
-            left_ms = self.store.run(self._increment)
+            left_ms = self.store.hot_script(INCREMENT_THEN_TIME_LEFT, (self._keys[0], self._marker))
         except StoreUnavailable:
             # Other workers may still hold leases they took before Redis went away: wait for
             # the longest this worker would hold one.
@@ -286,7 +287,3 @@ class StatusCache:
             incremented_at = self._clock()
             while (remaining := incremented_at + left - self._clock()) > 0:
                 self._sleep(remaining)
-
-    def _increment(self, r: Any) -> int:
-        """Increment the generation, then read the marker's time left (in milliseconds; -2: none)."""
-        return r.pipeline(transaction=False).incr(self._keys[0]).pttl(self._marker).execute()[1]
