@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qs_gateway.manager import singleflight
-from qs_gateway.redis_hot_path import INCREMENT_THEN_TIME_LEFT
+from qs_gateway.redis_hot_path import CLAIM_IF_ENDING, INCREMENT_THEN_TIME_LEFT
 from qs_gateway.redis_store import StoreUnavailable
 from qs_gateway.transport import Timeouts
 
@@ -109,14 +109,22 @@ class FakeStore:
         return self.run(marked_mget)
 
     def hot_script(self, source: str, keys: tuple[str, ...], args: tuple[str | int, ...] = ()) -> Any:
-        if source != INCREMENT_THEN_TIME_LEFT:
-            raise NotImplementedError("the fake store runs only the status cache's increment")
+        """The status cache's scripts, step by step as their Lua does."""
 
         def increment_then_time_left(r: _FakeRedis) -> int:
             r.incr(keys[0])
             return r.pttl(keys[1])
 
-        return self.run(increment_then_time_left)
+        def claim_if_ending(r: _FakeRedis) -> int:
+            left = r.pttl(keys[0])
+            if left == -1 or left >= int(args[0]):
+                return 0
+            return int(r.set(keys[1], b"1", nx=True, px=int(args[0])))
+
+        scripts = {INCREMENT_THEN_TIME_LEFT: increment_then_time_left, CLAIM_IF_ENDING: claim_if_ending}
+        if source not in scripts:
+            raise NotImplementedError("the fake store runs only the status cache's scripts")
+        return self.run(scripts[source])
 
 
 class FakeTransport:

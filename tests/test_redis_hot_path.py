@@ -11,7 +11,7 @@ import redis
 from redis.connection import Connection
 
 from qs_gateway.config.redis import RedisSettings
-from qs_gateway.redis_hot_path import INCREMENT_THEN_TIME_LEFT
+from qs_gateway.redis_hot_path import CLAIM_IF_ENDING, INCREMENT_THEN_TIME_LEFT
 from qs_gateway.redis_store import RedisStore, StoreUnavailable
 from qs_gateway.serving.stack import start_redis
 
@@ -95,6 +95,28 @@ def test_a_writes_increment_answers_the_markers_time_left(private_redis):
     admin.persist("marker")
     assert store.hot_script(INCREMENT_THEN_TIME_LEFT, keys) == -1
     assert admin.get("generation") == b"3"
+
+
+def test_one_caller_claims_the_fetch_ahead_of_a_status_ending(private_redis):
+    """The status cache's fetch ahead: claimed only when the status is missing or within the
+    last stretch (here 1,000 ms), by one caller, and never for a key without expiry."""
+    _, port = private_redis
+    admin = redis.Redis(port=port, password="s3cret")
+    store = RedisStore(RedisSettings(url=f"redis://:s3cret@127.0.0.1:{port}/0"))
+
+    def claim(claim_key: str) -> int:
+        return store.hot_script(CLAIM_IF_ENDING, ("status", claim_key), (1000,))
+
+    admin.set("status", b"s", px=60_000)
+    assert claim("a") == 0  # far from its end
+    admin.set("status", b"s", px=500)
+    assert claim("a") == 1
+    assert 0 < admin.pttl("a") <= 1000
+    assert claim("a") == 0  # claimed already
+    admin.delete("status")
+    assert claim("b") == 1  # missing
+    admin.set("status", b"s")
+    assert claim("c") == 0  # no expiry: not a gateway's
 
 
 def test_a_dropped_connection_is_replaced(private_redis):

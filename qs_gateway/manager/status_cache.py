@@ -54,9 +54,8 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
-from ..redis_hot_path import INCREMENT_THEN_TIME_LEFT
+from ..redis_hot_path import CLAIM_IF_ENDING, INCREMENT_THEN_TIME_LEFT
 from ..redis_store import RedisStore, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -214,16 +213,9 @@ class StatusCache:
 
     def _claimed_refresh(self) -> bool:
         """Whether the fetched status is missing or in the last quarter of its ttl, and this
-        worker claimed fetching the next one."""
-        cached_key, refreshing, refresh_ms = self._keys[1], self._refreshing, self._refresh_ms
-
-        def claim(r: Any) -> bool:
-            left = r.pttl(cached_key)  # -2: none; -1: no expiry (not a gateway's)
-            if left == -1 or left >= refresh_ms:
-                return False
-            return bool(r.set(refreshing, b"1", nx=True, px=refresh_ms))
-
-        return bool(self.store.run(claim))
+        worker claimed fetching the next one (one round trip)."""
+        keys = (self._keys[1], self._refreshing)
+        return bool(self.store.hot_script(CLAIM_IF_ENDING, keys, (self._refresh_ms,)))
 
     @staticmethod
     def _read(values: list[bytes | None]) -> tuple[bytes | None, int]:
