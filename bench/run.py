@@ -31,7 +31,7 @@ from qs_gateway.serving.stack import (
 
 from . import direct, floor_app, gateway_checks, profile, streams, wrk
 from .rows import GC, RSS_LOADED, Row, compare, from_latencies, from_wrk, http_goals, table
-from .usage import ProcessUsage, requests_answered
+from .usage import ProcessUsage, read_cpu_ticks, requests_answered, stolen_share
 
 API_KEY = "BenchmarkKeyOfTheGateway20261202xyz"  # 32+ letters and digits: shorter keys are refused
 HEADERS = {"Authorization": f"ApiKey {API_KEY}"}
@@ -371,10 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         print(measure_profile(args))
         return 0
+    ticks = read_cpu_ticks()
     rows, stream_rows = measure(args)
+    stolen = stolen_share(ticks, read_cpu_ticks())
     print(
         f"\n{args.workers} workers x {args.threads} threads, {args.seconds:g} s per run, "
-        f"{os.cpu_count()} CPUs, took {time.monotonic() - started:.0f} s\n"
+        f"{os.cpu_count()} CPUs, took {time.monotonic() - started:.0f} s, "
+        f"CPU time taken by the hypervisor (steal) {stolen:.1%}\n"
     )
     if rows:
         print(table(rows), end="\n\n")

@@ -15,6 +15,24 @@ STATUS_POLLERS = 8  # clients polling GET /api/status meanwhile, each ...
 STATUS_PERIOD = 0.1  # ... every 0.1 s: 80 requests a second, the load of 80 GUIs polling once a second
 
 
+def cpu_ticks(stat_text: str) -> tuple[int, int]:
+    """(all, stolen) CPU ticks since boot from /proc/stat's first line: *steal* is time a
+    virtual machine's CPUs were ready to run but the hypervisor ran something else."""
+    fields = [int(v) for v in stat_text.splitlines()[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
+def stolen_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of CPU time the hypervisor took between two ``cpu_ticks`` readings."""
+    elapsed = after[0] - before[0]
+    return (after[1] - before[1]) / elapsed if elapsed > 0 else 0.0
+
+
+def read_cpu_ticks() -> tuple[int, int]:
+    return cpu_ticks(Path("/proc/stat").read_text())
+
+
 def requests_answered(metrics_dir: Path, pid: int, endpoint: str | None = None) -> int:
     """The requests (to ``endpoint``, a URL rule, if given) worker ``pid`` counted in its own
     metrics file (prometheus_client's multiprocess mode keeps one file per process)."""

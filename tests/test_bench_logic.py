@@ -1,5 +1,5 @@
 """The benchmark's own logic (no load, no timing): how the profile groups a sampled stack, and how
-the goals read the rows."""
+the goals read the rows, what the hypervisor took."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections import Counter
 
 from bench.profile import FRAMEWORK, OTHER, Breakdown, Recording, charged, group_of
 from bench.rows import CUSTOM_WORKER, RSS_GROWTH, STATUS, STOCK_WORKER, Row, http_goals
+from bench.usage import cpu_ticks, stolen_share
 
 THREAD = "_bootstrap (threading.py:995);_WorkItem.run (concurrent/futures/thread.py:58)"
 SERVE = (
@@ -86,3 +87,13 @@ def test_the_cpu_the_kernel_charged_is_set_against_what_the_samples_saw():
     line = charged(breakdown(1000, 50, 0.4), breakdown(1000, 50, 0.2))
     assert "gateway **400 µs** per request, floor **200 µs**" in line
     assert "gateway's: 0.50" in line and "account for 50% and 100% of it" in line
+
+
+def test_the_share_of_cpu_time_the_hypervisor_took_is_read_from_proc_stat():
+    before = cpu_ticks("cpu  100 0 50 800 10 0 5 35 7 0\ncpu0 50 0 25 400 5 0 2 18 0 0\n")
+    after = cpu_ticks("cpu  200 0 100 1500 10 0 5 185 9 0\ncpu0 100 0 50 750 5 0 2 93 0 0\n")
+    assert before == (1000, 35)  # guest time is already inside user time
+    assert after == (2000, 185)
+    assert stolen_share(before, after) == 0.15
+    assert stolen_share(after, after) == 0.0
+    assert cpu_ticks("cpu  1 2 3 4\n") == (10, 0)  # an old kernel without the steal column
