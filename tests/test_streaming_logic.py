@@ -54,7 +54,7 @@ class SilentSubscriber:
     def close(self):
         pass
 
-    def receive(self, timeout, limit=1000, gather=0.0):
+    def receive(self, timeout, limit=1000):
         time.sleep(timeout)
         return []
 
@@ -82,7 +82,7 @@ class OneStatusSubscriber(SilentSubscriber):
     def __init__(self):
         self.sent = False
 
-    def receive(self, timeout, limit=1000, gather=0.0):
+    def receive(self, timeout, limit=1000):
         if self.sent:
             return super().receive(timeout, limit)
         self.sent = True

@@ -18,7 +18,6 @@ import zmq
 from qs_gateway.extensions import EXTENSION_KEY
 from qs_gateway.serving.stack import free_port, start_re_manager
 from qs_gateway.transport import CircuitBreaker, CircuitOpen, Codec, PoolExhausted, RequestTimeout, SocketPool, Timeouts
-from qs_gateway.transport.subscriber import Subscriber
 
 from .support import API_KEY, PLAN_COUNT, Manager, keyed_client, make_app, wait_for
 
@@ -260,53 +259,3 @@ def test_wrong_curve_key_times_out(secure_manager):
         assert response.get_json()["detail"].startswith("Request timeout: ZMQ communication error")
     finally:
         app.extensions[EXTENSION_KEY].close()
-
-
-class SignallingCodec(Codec):
-    """Decodes as JSON and sets ``decoded`` once a message with ``"n": 1`` was decoded."""
-
-    def __init__(self) -> None:
-        super().__init__("json")
-        self.decoded = threading.Event()
-        plain = self.decode
-
-        def decode(frame: bytes) -> dict:
-            message = plain(frame)
-            if message.get("n") == 1:
-                self.decoded.set()
-            return message
-
-        self.decode = decode
-
-
-def test_the_subscriber_gathers_messages_that_arrive_soon_after_the_first():
-    """The ingest leader's batches: a message published after the first was read (and before
-    ``gather`` ends) comes in the same batch."""
-    context = zmq.Context()
-    publisher = context.socket(zmq.PUB)
-    port = publisher.bind_to_random_port("tcp://127.0.0.1")
-    codec = SignallingCodec()
-    subscriber = Subscriber(f"tcp://127.0.0.1:{port}", codec, topics=("QS_Console",))
-    subscriber.open()
-    try:
-
-        def probe_arrived() -> bool:  # PUB drops what it sends before the subscription reached it
-            publisher.send_multipart([b"QS_Console", b'{"n": 0}'])
-            return bool(subscriber.receive(timeout=0.05))
-
-        wait_for(probe_arrived, 30, "the subscription")
-        while subscriber.receive(timeout=0):
-            pass  # probes still on their way
-        with ThreadPoolExecutor(1) as pool:
-            batch = pool.submit(subscriber.receive, 30, 2, 30)
-            publisher.send_multipart([b"QS_Console", b'{"n": 1}'])
-            assert codec.decoded.wait(30)
-            publisher.send_multipart([b"QS_Console", b'{"n": 2}'])
-            assert batch.result(60) == [("QS_Console", {"n": 1}), ("QS_Console", {"n": 2})]
-        publisher.send_multipart([b"QS_Console", b'{"n": 3}'])
-        # without gathering, a batch is what had arrived: it ends once nothing more waits
-        assert subscriber.receive(timeout=30) == [("QS_Console", {"n": 3})]
-    finally:
-        subscriber.close()
-        publisher.close(linger=0)
-        context.term()

@@ -32,12 +32,6 @@ from .keys import StreamKeys
 
 logger = logging.getLogger(__name__)
 
-# After the first message, the leader waits this long for more before appending: RE Manager
-# publishes three messages per queue edit (two console lines, a status) and, appended as they
-# came (one Redis script call for every one or two), they cost the leader's worker a fifth of a
-# core under a load of queue edits. Live viewers see each line at most this much later.
-GATHER_SECONDS = 0.005
-
 _RENEW = script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
@@ -152,7 +146,7 @@ class Ingester:
                 self.on_leadership()
             renewed_at = time.monotonic()
             while not self._stop.is_set():
-                messages = subscriber.receive(timeout=min(0.2, self.renew_every), gather=GATHER_SECONDS)
+                messages = subscriber.receive(timeout=min(0.2, self.renew_every))
                 if messages:
                     try:
                         self._append(messages)

@@ -7,8 +7,6 @@ opened, never at import.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -48,23 +46,16 @@ class Subscriber:
             self._context.term()
             self._context = None
 
-    def receive(self, timeout: float, limit: int = 1000, gather: float = 0.0) -> list[tuple[str, Any]]:
-        """Wait up to ``timeout`` seconds for messages; return those that arrived (at most
-        ``limit``), and those that arrive within ``gather`` seconds of the first one."""
+    def receive(self, timeout: float, limit: int = 1000) -> list[tuple[str, Any]]:
+        """Wait up to ``timeout`` seconds for messages; return those that arrived (at most ``limit``)."""
         messages: list[tuple[str, Any]] = []
         if not self._socket.poll(int(timeout * 1000), zmq.POLLIN):
             return messages
-        gather_until = None
         while len(messages) < limit:
             try:
                 frames = self._socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                now = time.monotonic()
-                if gather_until is None:
-                    gather_until = now + gather
-                if now >= gather_until or not self._socket.poll(math.ceil((gather_until - now) * 1000), zmq.POLLIN):
-                    break
-                continue
+                break
             if len(frames) != 2:
                 logger.warning("Ignoring a published message of %d frames", len(frames))
                 continue
