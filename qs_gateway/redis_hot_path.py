@@ -35,23 +35,6 @@ end
 return redis.call('MGET', unpack(KEYS, 2))
 """
 
-# A write's step in the status cache (see qs_gateway.manager.status_cache): KEYS[1] (the
-# generation) is incremented, then KEYS[2] (the lease marker) says how long it has left.
-INCREMENT_THEN_TIME_LEFT = """
-redis.call('INCR', KEYS[1])
-return redis.call('PTTL', KEYS[2])
-"""
-
-# The fetch ahead of the status's end: 1 if KEYS[1] (the fetched status) is missing or has less
-# than ARGV[1] ms left and this caller claimed KEYS[2] (NX, for ARGV[1] ms), else 0. A key with
-# no expiry (-1) is not one a gateway set: nothing to fetch ahead of.
-CLAIM_IF_ENDING = """
-local left = redis.call('PTTL', KEYS[1])
-if left == -1 or left >= tonumber(ARGV[1]) then return 0 end
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 1 end
-return 0
-"""
-
 
 class HotPathReader:
     """Reads through connections from ``make_connection`` (the client's pool's factory), one

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qs_gateway.manager import singleflight
-from qs_gateway.redis_hot_path import CLAIM_IF_ENDING, INCREMENT_THEN_TIME_LEFT
+from qs_gateway.manager.status_cache import CLAIM_IF_ENDING, INCREMENT_THEN_TIME_LEFT
 from qs_gateway.redis_store import StoreUnavailable
 from qs_gateway.transport import Timeouts
 

@@ -11,7 +11,7 @@ import redis
 from redis.connection import Connection
 
 from qs_gateway.config.redis import RedisSettings
-from qs_gateway.redis_hot_path import CLAIM_IF_ENDING, INCREMENT_THEN_TIME_LEFT
+from qs_gateway.manager.status_cache import CLAIM_IF_ENDING, INCREMENT_THEN_TIME_LEFT
 from qs_gateway.redis_store import RedisStore, StoreUnavailable
 from qs_gateway.serving.stack import start_redis
 
