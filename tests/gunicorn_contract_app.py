@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from qs_gateway.config.gateway import ServingSettings
 from qs_gateway.exceptions import ClientTooSlow, ServiceUnavailable
 from qs_gateway.extensions import EXTENSION_KEY
+from qs_gateway.serving.worker import GatewayWorker
 from qs_gateway.streaming.takeover import end_request, take
 
 HEADER_TIMEOUT = 1.0
@@ -65,3 +66,11 @@ class ContractApp:
 
 
 app = ContractApp()
+
+
+class PatientWorker(GatewayWorker):
+    """The gateway's worker, waiting as long as it takes for a worker that holds fewer connections
+    to accept a new one: which worker takes a connection is then decided by the counts alone
+    (tests/test_accept_turns.py), not by how soon a worker is scheduled."""
+
+    yield_at_most = 120.0

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,21 +175,29 @@ class TreeWatcher:
                 pass
 
 
-def answers_of_every_worker(send: Callable[[], Any], workers: int, within: float = 30.0) -> dict[str, Any]:
-    """One answer of each of ``workers`` gunicorn workers to ``send()``, keyed by worker.
+def answers_of_every_worker(
+    send: Callable[[httpx.Client], httpx.Response],
+    workers: int,
+    within: float = 30.0,
+    client: Callable[[], httpx.Client] = httpx.Client,
+) -> dict[str, httpx.Response]:
+    """One answer of each of ``workers`` gunicorn workers to ``send(c)``, keyed by worker.
 
-    ``send`` makes its request on a fresh connection, which the kernel hands to whichever worker
-    accepts first; one worker can win dozens of times in a row, so this goes on sending for up to
-    ``within`` seconds, not a fixed number of times. The gateway must run with
+    Each ``send`` gets a new client (``client()``: a new connection) that stays open until every
+    worker has answered: the workers take turns at accepting (qs_gateway/serving/turns.py), so the
+    next new connection goes to a worker that holds fewer, and a worker that holds more connections
+    than the others (a stream, nginx's kept-alive ones) is reached once they hold as many. It goes
+    on for up to ``within`` seconds, not a fixed number of times. The gateway must run with
     ``QS_GATEWAY_WORKER_HEADER=1``.
     """
-    answers: dict[str, Any] = {}
+    answers: dict[str, httpx.Response] = {}
     deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        response = send()
-        answers.setdefault(response.headers["X-Gateway-Worker"], response)
-        if len(answers) == workers:
-            return answers
+    with ExitStack() as held:
+        while time.monotonic() < deadline:
+            response = send(held.enter_context(client()))
+            answers.setdefault(response.headers["X-Gateway-Worker"], response)
+            if len(answers) == workers:
+                return answers
     raise AssertionError(f"in {within} s only workers {sorted(answers)} answered, of {workers}")
 
 

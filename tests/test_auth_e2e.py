@@ -118,7 +118,7 @@ def test_tokens_and_keys_issued_by_one_worker_are_accepted_by_all(auth_gateway, 
 
     secret, key_issuer = key
     reached = answers_of_every_worker(
-        lambda: httpx.get(f"{auth_gateway}/api/queue/get", headers=api_key_header(secret)), WORKERS
+        lambda client: client.get(f"{auth_gateway}/api/queue/get", headers=api_key_header(secret)), WORKERS
     )
     assert all(response.status_code == 200 for response in reached.values())
     assert set(reached) - {key_issuer}

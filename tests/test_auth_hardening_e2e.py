@@ -48,7 +48,7 @@ def clients(gateway):
 
 def _answers(url: str, token: str) -> dict[str, httpx.Response]:
     headers = {"Authorization": f"Bearer {token}"}
-    return answers_of_every_worker(lambda: httpx.get(f"{url}/api/status", headers=headers), WORKERS)
+    return answers_of_every_worker(lambda client: client.get(f"{url}/api/status", headers=headers), WORKERS)
 
 
 def _refused_by_every_worker(url: str, token: str) -> bool:

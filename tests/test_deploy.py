@@ -191,15 +191,17 @@ def test_metrics_across_workers_and_after_a_worker_dies(deployment, manager_idle
     before = value(scrape(), status_series)
     sent = 0
 
-    def status_on_a_fresh_connection() -> httpx.Response:
+    def status(client: httpx.Client) -> httpx.Response:
         nonlocal sent
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(deployment.socket_path))) as client:
-            response = client.get(f"{socket_url}/api/status", headers={"Authorization": f"ApiKey {API_KEY}"})
+        response = client.get(f"{socket_url}/api/status", headers={"Authorization": f"ApiKey {API_KEY}"})
         assert response.status_code == 200
         sent += 1
         return response
 
-    workers = answers_of_every_worker(status_on_a_fresh_connection, workers=3)
+    def fresh() -> httpx.Client:
+        return httpx.Client(transport=httpx.HTTPTransport(uds=str(deployment.socket_path)))
+
+    workers = answers_of_every_worker(status, workers=3, client=fresh)
     text = scrape()
     assert value(text, status_series) - before == sent  # every worker's requests, whichever answers
     assert value(text, "qs_gateway_pool_size") == 3 * 4

@@ -60,6 +60,7 @@ WORKER_HOOKS = {
     "init_process": [],
     "load_wsgi": [],
     "accept": ["listener"],
+    "set_accept_enabled": ["enabled"],
     "on_client_socket_readable": ["conn", "client"],
     "murder_pending": [],
     "wait_for_and_dispatch_events": ["timeout"],
@@ -84,6 +85,11 @@ def test_gthread_event_loop_calls_the_hooks_the_worker_overrides():
         holds(call in run, f"ThreadWorker.run no longer calls {call}...) every round")
     holds("self.accept" in inspect.getsource(gthread.ThreadWorker.set_accept_enabled),
           "listeners are no longer registered with ThreadWorker.accept")  # fmt: skip
+    holds("self.set_accept_enabled(" in run, "ThreadWorker.run no longer turns the listeners on and off with "
+          "set_accept_enabled (the worker keeps them off while it yields its turn, serving/turns.py)")  # fmt: skip
+    holds(all("self.nr_conns -= 1" in inspect.getsource(getattr(gthread.ThreadWorker, name))
+              for name in ("murder_keepalived", "finish_request")),
+          "ThreadWorker no longer counts its connections in self.nr_conns (the worker shares that count)")  # fmt: skip
     holds("self._keepalive_after(" in handle, "ThreadWorker.handle no longer asks _keepalive_after")
     holds(isinstance(gthread.STOP_KEEPALIVE_LINGER, int | float), "gthread.STOP_KEEPALIVE_LINGER is gone")
     enqueue = inspect.getsource(gthread.ThreadWorker.enqueue_req)

@@ -81,7 +81,10 @@ def http(gateway):
 
 
 def on_every_worker(http: httpx.Client, method: str, path: str, **kwargs) -> dict[str, httpx.Response]:
-    return answers_of_every_worker(lambda: http.request(method, path, **kwargs), WORKERS)
+    def fresh() -> httpx.Client:
+        return httpx.Client(base_url=http.base_url, headers=http.headers, timeout=10)
+
+    return answers_of_every_worker(lambda client: client.request(method, path, **kwargs), WORKERS, client=fresh)
 
 
 def first_status_event(http: httpx.Client) -> str:

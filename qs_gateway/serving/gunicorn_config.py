@@ -22,6 +22,7 @@ from qs_gateway.config.environment import LOG_LEVEL_DEFAULT, LOG_LEVEL_ENV
 from qs_gateway.extensions import EXTENSION_KEY, check_settings
 from qs_gateway.logs import configure_logging, make_formatter
 from qs_gateway.metrics import MULTIPROCESS_DIR_ENV, mark_worker_dead, prepare_multiprocess_dir
+from qs_gateway.serving.turns import release_slot, reserve_slot, share_counts
 
 try:
     _settings = load_settings()
@@ -74,6 +75,11 @@ def on_starting(server) -> None:  # noqa: ANN001 - gunicorn's hook signature
         handler.setFormatter(make_formatter(_settings.serving.log_format))
     if _settings.http.metrics_enabled:
         _prepare_metrics_dir()
+    share_counts(workers)  # the workers' connection counts, so that they take turns at accepting
+
+
+def pre_fork(server, worker) -> None:  # noqa: ANN001
+    reserve_slot(worker)
 
 
 def _prepare_metrics_dir() -> None:
@@ -88,6 +94,7 @@ def _prepare_metrics_dir() -> None:
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001
+    release_slot(worker)
     if _settings.http.metrics_enabled:
         mark_worker_dead(worker.pid)
 

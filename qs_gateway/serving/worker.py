@@ -17,6 +17,8 @@ and the body as long as the client likes: sixteen slow connections take every th
   arrived whole.
 * **A body the application did not read** is drained only as far as it has arrived; if more is
   to come, the connection is closed (the answer says so) instead of waiting for it.
+* **Connections are spread over the workers** (:mod:`.turns`): a worker lets another that holds
+  fewer connections take a new one, for at most 10 ms.
 * **Closing never blocks the event loop**: the lingering read that lets a client receive the
   last answer before the connection goes (RFC 9112 section 9.6) is done by the loop as data
   arrives, for at most 2 s, instead of a blocking read in the loop's thread.
@@ -27,6 +29,8 @@ TLS must be terminated in front of the gateway (nginx, see deploy/nginx.conf).
 from __future__ import annotations
 
 import errno
+import os
+import select
 import selectors
 import socket
 import threading
@@ -41,6 +45,7 @@ from ..api.hooks import DRAIN_BODY, SECURITY_HEADERS
 from ..config.gateway import ServingSettings
 from ..extensions import EXTENSION_KEY
 from .pacing import BodyPace, PacedUnreader, WaitingPlaces, raw_answer
+from .turns import RECHECK_SECONDS, YIELD_AT_MOST_SECONDS, shared_counts
 
 MAX_HEAD = 64 * 1024
 HEAD_CHUNK = 16 * 1024
@@ -51,7 +56,14 @@ HEADERS_TOO_LARGE_DETAIL = f"Request headers are larger than {MAX_HEAD} bytes"
 
 
 class GatewayWorker(ThreadWorker):
+    accept_slot: int | None = None  # in the shared connection counts (set by the master, see .turns)
+    yield_at_most = YIELD_AT_MOST_SECONDS
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._conns = 0
+        self.counts = None  # the shared connection counts, once this worker has claimed its slot
+        self.yielding_since: float | None = None  # a new connection is left to a worker with fewer
+        self.accepting_again_at: float | None = None  # listeners are off until then
         super().__init__(*args, **kwargs)
         self.heads: dict[TConn, float] = {}  # connections whose headers are awaited -> deadline
         self.lingering: dict[socket.socket, float] = {}  # closing connections -> when to give up
@@ -64,7 +76,22 @@ class GatewayWorker(ThreadWorker):
     def init_process(self) -> None:
         if self.cfg.is_ssl:
             raise RuntimeError("qs-gateway does not terminate TLS itself: put nginx in front (deploy/nginx.conf)")
+        counts = shared_counts()
+        if counts is not None and self.accept_slot is not None:
+            counts.claim(self.accept_slot, os.getpid())
+            self.counts = counts
         super().init_process()
+
+    @property
+    def nr_conns(self) -> int:
+        return self._conns
+
+    @nr_conns.setter
+    def nr_conns(self, value: int) -> None:
+        # gthread counts its connections here; the other workers read the count (see .turns)
+        self._conns = value
+        if self.counts is not None:
+            self.counts.hold(self.accept_slot, value)
 
     def handle_quit(self, sig: int, frame: Any) -> None:
         """SIGQUIT/SIGINT: stop at once, as gunicorn's base worker does, without gthread's
@@ -140,6 +167,8 @@ class GatewayWorker(ThreadWorker):
     # -- in the event loop ------------------------------------------------------------------------
 
     def accept(self, listener: socket.socket) -> None:
+        if self.counts is not None and self._yields_turn():
+            return
         try:
             client_sock, client_addr = listener.accept()
         except OSError as exc:
@@ -149,6 +178,41 @@ class GatewayWorker(ThreadWorker):
         self.nr_conns += 1
         conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())  # non-blocking
         self._await_head(conn, bytearray())
+
+    def _yields_turn(self) -> bool:
+        """Whether to leave the connection waiting on the listener to a worker holding fewer:
+        then the listeners are off until RECHECK_SECONDS have passed (see murder_pending)."""
+        if not self.counts.another_holds_fewer(self.accept_slot, self._conns):
+            self.yielding_since = None
+            return False
+        now = time.monotonic()
+        if self.yielding_since is None:
+            self.yielding_since = now
+        elif now - self.yielding_since >= self.yield_at_most:
+            self.yielding_since = None  # the other did not take it in time: take it here
+            return False
+        self.accepting_again_at = now + RECHECK_SECONDS
+        ThreadWorker.set_accept_enabled(self, False)
+        return True
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        # gthread's loop turns the listeners on every round unless the worker is full
+        if enabled and self.accepting_again_at is not None:
+            return
+        if not enabled and not self.alive and self.counts is not None:
+            self.counts.withdraw(self.accept_slot)  # stopping: the others must not yield to it
+        super().set_accept_enabled(enabled)
+
+    def _resume_accepting(self, now: float) -> None:
+        if self.accepting_again_at is None or now < self.accepting_again_at:
+            return
+        self.accepting_again_at = None
+        try:
+            waiting = select.select(self.sockets, [], [], 0)[0]
+        except (OSError, ValueError):
+            waiting = []
+        if not waiting:  # another worker took it: the next connection starts a new wait
+            self.yielding_since = None
 
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
         # The next request on a kept-alive connection: a thread takes what has arrived without
@@ -235,6 +299,7 @@ class GatewayWorker(ThreadWorker):
         deadline order (each entry was added a fixed time after the one before)."""
         super().murder_pending()
         now = time.monotonic()
+        self._resume_accepting(now)
         while self.heads:
             conn, deadline = next(iter(self.heads.items()))
             if deadline > now and (self.alive or conn.head):
@@ -253,6 +318,8 @@ class GatewayWorker(ThreadWorker):
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         deadlines = [next(iter(pending.values())) for pending in (self.heads, self.lingering) if pending]
+        if self.accepting_again_at is not None:
+            deadlines.append(self.accepting_again_at)
         if deadlines:
             timeout = max(0.0, min(timeout, min(deadlines) - time.monotonic()))
         super().wait_for_and_dispatch_events(timeout)
