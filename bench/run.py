@@ -99,12 +99,9 @@ def http_rows(name: str, url: str, floor_url: str, control_address: str, seconds
     rows = []
 
     def floor(path: str, c: int) -> Row:
-        # The better of two runs: stock gthread may give all of wrk's connections to one of its
-        # workers (the gateway's worker takes turns, serving/turns.py), which would halve the
-        # ceiling and flatter the gateway's ratio.
         body = "constant body" if path == "/small" else "constant body of the queue's size"
-        runs = [wrk.run(f"{floor_url}{path}", connections=c, seconds=seconds) for _ in range(2)]
-        row = from_wrk(f"Flask + gunicorn, {body}", c, max(runs, key=lambda run: run.requests_per_second))
+        best = wrk.ceiling(f"{floor_url}{path}", connections=c, seconds=seconds)
+        row = from_wrk(f"Flask + gunicorn, {body}", c, best)
         rows.append(row)
         return row
 

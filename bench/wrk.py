@@ -72,3 +72,11 @@ def run(
     if socket_errors:
         errors += sum(int(n) for n in socket_errors.groups())
     return Result(rate, p50, p99, errors)
+
+
+def ceiling(url: str, *, connections: int, seconds: float, runs: int = 2) -> Result:
+    """The better of ``runs`` runs, for a ceiling (the framework floor): stock gthread may give all
+    of wrk's connections to one of its workers (the gateway's worker takes turns,
+    qs_gateway/serving/turns.py), which would halve the ceiling and flatter what is compared with it."""
+    results = [run(url, connections=connections, seconds=seconds) for _ in range(runs)]
+    return max(results, key=lambda result: result.requests_per_second)

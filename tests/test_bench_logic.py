@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from bench import wrk
 from bench.profile import FRAMEWORK, OTHER, Breakdown, Recording, charged, group_of
 from bench.rows import CUSTOM_WORKER, RSS_GROWTH, STATUS, STOCK_WORKER, Row, http_goals
 from bench.usage import cpu_ticks, stolen_share
@@ -97,3 +98,10 @@ def test_the_share_of_cpu_time_the_hypervisor_took_is_read_from_proc_stat():
     assert stolen_share(before, after) == 0.15
     assert stolen_share(after, after) == 0.0
     assert cpu_ticks("cpu  1 2 3 4\n") == (10, 0)  # an old kernel without the steal column
+
+
+def test_a_ceiling_is_the_better_of_its_runs(monkeypatch):
+    """A floor run in which stock gthread gave every connection to one worker does not halve it."""
+    rates = iter([2_400.0, 7_300.0])
+    monkeypatch.setattr(wrk, "run", lambda url, **kwargs: wrk.Result(next(rates), 1.0, 2.0, 0))
+    assert wrk.ceiling("http://floor/small", connections=32, seconds=1).requests_per_second == 7_300.0
