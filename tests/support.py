@@ -201,6 +201,29 @@ def answers_of_every_worker(
     raise AssertionError(f"in {within} s only workers {sorted(answers)} answered, of {workers}")
 
 
+@contextmanager
+def clients_on_every_worker(url: str, workers: int, within: float = 30.0) -> Iterator[dict[str, httpx.Client]]:
+    """A kept-alive client on each of ``workers`` gunicorn workers, keyed by worker: what a test
+    sends on one is served by that worker. New clients are opened until every worker holds one
+    (each held open, so the workers' turns at accepting send the next to another worker). The
+    gateway must run with ``QS_GATEWAY_WORKER_HEADER=1``."""
+    found: dict[str, httpx.Client] = {}
+    deadline = time.monotonic() + within
+    with ExitStack() as held:
+        while len(found) < workers:
+            assert time.monotonic() < deadline, f"in {within} s only workers {sorted(found)} held a connection"
+            client = held.enter_context(
+                httpx.Client(
+                    base_url=url,
+                    headers={"Authorization": f"ApiKey {API_KEY}"},
+                    timeout=10,
+                    limits=httpx.Limits(max_connections=1),  # one connection: one worker
+                )
+            )
+            found.setdefault(client.get("/api/status").headers["X-Gateway-Worker"], client)
+        yield found
+
+
 class DirectManager:
     """RE Manager over plain ZeroMQ, a fresh REQ socket per request: the tests' own view of it,
     independent of the gateway's transport.
