@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,12 +142,29 @@ def _gunicorn(workdir: Path, worker_class: str) -> Iterator[SimpleNamespace]:
     try:
         address = ("127.0.0.1", port)
         process.wait_until(lambda: len(_workers(process.pid)) == 2 and _served(_connect(address)), 30, "serving")
-        yield SimpleNamespace(address=address, port=port, workers=_workers(process.pid), stopped=stopped)
+        workers = _workers(process.pid)
+        _until_each_worker_has_accepted(address, port, workers)
+        yield SimpleNamespace(address=address, port=port, workers=workers, stopped=stopped)
     finally:
         for pid in stopped:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
         process.stop()
+
+
+def _until_each_worker_has_accepted(address: tuple[str, int], port: int, workers: list[int]) -> None:
+    """Hold new connections until each worker holds one, then close them all and wait until the
+    workers have: each worker has then claimed its slot (a worker still starting is left out of
+    the turns), and they hold none."""
+    deadline = time.monotonic() + 60
+    with contextlib.ExitStack() as stack:
+        holders: dict[int, int] = {}
+        while set(holders.values()) != set(workers):
+            assert time.monotonic() < deadline, f"only workers {sorted(set(holders.values()))} accepted"
+            sock = stack.enter_context(_connect(address))
+            assert _served(sock)
+            holders[sock.getsockname()[1]] = _holder(sock, port, workers)
+    wait_for(lambda: not _server_ends(port, set(holders)), 10, "the workers closing the warm-up connections")
 
 
 def _connect(address: tuple[str, int]) -> socket.socket:
