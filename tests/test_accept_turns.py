@@ -97,15 +97,24 @@ def _workers(master: int) -> list[int]:
     return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
 
 
-def _holder(client: socket.socket, server_port: int, workers: list[int]) -> int:
-    """The worker that holds the server's end of ``client``'s connection."""
-    client_port = client.getsockname()[1]
-    inode = None
+OPEN_STATES = ("01", "08")  # ESTABLISHED, CLOSE_WAIT (the client closed, the worker has not)
+
+
+def _open_server_ends(server_port: int) -> dict[int, str]:
+    """The server's ends of connections to ``server_port`` not closed yet: client port -> inode."""
+    ends = {}
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local, remote = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
-        if local == server_port and remote == client_port:
-            inode = fields[9]
+        if local == server_port and fields[3] in OPEN_STATES:
+            ends[remote] = fields[9]
+    return ends
+
+
+def _holder(client: socket.socket, server_port: int, workers: list[int]) -> int:
+    """The worker that holds the server's end of ``client``'s connection."""
+    client_port = client.getsockname()[1]
+    inode = _open_server_ends(server_port).get(client_port)
     assert inode is not None, f"no server socket for the connection from port {client_port}"
     for pid in workers:
         with contextlib.suppress(FileNotFoundError):
@@ -116,16 +125,9 @@ def _holder(client: socket.socket, server_port: int, workers: list[int]) -> int:
     raise AssertionError(f"no worker holds socket {inode}")
 
 
-def _server_ends(server_port: int, client_ports: set[int]) -> list[str]:
-    """The states of the server's ends of the connections from ``client_ports`` not closed yet
-    (established, or CLOSE_WAIT: the client closed, the worker has not)."""
-    states = []
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
-        if local == server_port and remote in client_ports and fields[3] in ("01", "08"):
-            states.append(fields[3])
-    return states
+def _server_ends(server_port: int, client_ports: set[int]) -> set[int]:
+    """Which of ``client_ports``' connections the server has not closed its end of yet."""
+    return client_ports & set(_open_server_ends(server_port))
 
 
 @contextlib.contextmanager
