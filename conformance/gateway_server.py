@@ -13,6 +13,7 @@ Runs inside the reference's environment, so it uses the standard library and pyt
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import os
 import signal
@@ -54,7 +55,10 @@ def _answers_http(url: str) -> bool:
         urllib.request.urlopen(url, timeout=2)
     except urllib.error.HTTPError:
         return True  # any status: the gateway is listening and answering
-    except OSError:
+    except (OSError, http.client.HTTPException):
+        # HTTPException: before the gateway listens, a connect to a port of the ephemeral range
+        # (the reference's 60610 is one) can be given that very port as its source and connect
+        # to itself; it then reads its own request back (BadStatusLine: GET /api/...)
         return False
     return True
 
