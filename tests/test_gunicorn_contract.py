@@ -28,7 +28,9 @@ from gunicorn.http import wsgi
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers import gthread
 
+from qs_gateway.api.hooks import CONSTANT_ANSWER_HEADERS
 from qs_gateway.exceptions import ClientTooSlow
+from qs_gateway.serving.answers import answer_start
 from qs_gateway.serving.pacing import BodyPace, PacedUnreader, WaitingPlaces
 from qs_gateway.serving.stack import ManagedProcess, free_port
 from qs_gateway.serving.worker import GatewayWorker
@@ -206,6 +208,28 @@ def test_the_response_and_environ_the_worker_and_takeover_use(connection):
     holds(not response.should_close(), "Response.should_close() is true for a kept-alive answer")
     response.force_close()
     holds(response.should_close(), "Response.force_close() no longer makes Response.should_close() true")
+
+
+def test_headers_added_to_the_response_after_start_response_are_sent(connection):
+    # qs_gateway/serving/answers.py: the gateway's constant headers skip Response.process_headers
+    # and go straight into Response.headers, the list Response.send_headers() writes.
+    conn, client = connection
+    conn.parser.unreader.unread(GET_PLAIN)
+    response, _ = wsgi.create(next(conn.parser), conn.sock, conn.client, conn.server, conn.cfg)
+    start = answer_start(response.start_response)
+    constant = sorted(CONSTANT_ANSWER_HEADERS)[:2]
+    write = start("200 OK", [*constant, ("Content-Length", "2"), ("Connection", "close"), ("X-Own", "a b ")])
+    write(b"ok")
+    client.settimeout(5)
+    head = read_answer(client, 5, enough=b"\r\n\r\nok").partition(b"\r\n\r\n")[0].decode("latin-1")
+    lines = head.split("\r\n")
+    for name, value in constant:
+        holds(
+            lines.count(f"{name}: {value}") == 1,
+            f"Response.headers appended to is not what send_headers() sends ({name})",
+        )
+    holds("X-Own: a b" in lines, "Response.process_headers() no longer checks and strips the other headers")
+    holds("Connection: close" in lines and response.should_close(), "Response.force_close() is not honoured")
 
 
 # -- gunicorn itself, with the gateway's worker ---------------------------------------------------

@@ -34,6 +34,18 @@ SECURITY_HEADERS = (
 )
 # Answers other than the /docs page (which sets its own) are data, never a page to run or frame.
 DATA_CSP = "default-src 'none'; frame-ancestors 'none'"
+NO_STORE = "no-store"
+REVALIDATE = "private, no-cache"  # an answer with an ETag (see AnswerHeaders)
+# Headers that are the same on most answers, valid as written: a server may skip checking them.
+CONSTANT_ANSWER_HEADERS = frozenset(
+    (
+        *SECURITY_HEADERS,
+        ("Content-Security-Policy", DATA_CSP),
+        ("Cache-Control", NO_STORE),
+        ("Cache-Control", REVALIDATE),
+        ("Content-Type", "application/json"),
+    )
+)
 
 Step = Callable[[Response], Response]
 
@@ -233,5 +245,5 @@ def with_answer_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]
     if not csp:
         answer.append(("Content-Security-Policy", DATA_CSP))
     if not cache:
-        answer.append(("Cache-Control", "private, no-cache" if etag else "no-store"))
+        answer.append(("Cache-Control", REVALIDATE if etag else NO_STORE))
     return answer

@@ -44,6 +44,7 @@ from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 from ..api.hooks import DRAIN_BODY, SECURITY_HEADERS
 from ..config.gateway import ServingSettings
 from ..extensions import EXTENSION_KEY
+from .answers import answer_start
 from .pacing import BodyPace, PacedUnreader, WaitingPlaces, raw_answer
 from .turns import RECHECK_SECONDS, YIELD_AT_MOST_SECONDS, shared_counts
 
@@ -114,22 +115,14 @@ class GatewayWorker(ThreadWorker):
     # -- in a thread ----------------------------------------------------------------------------
 
     def _serve_paced(self, app: Any, environ: dict, start_response: Any) -> Any:
-        """Offer the application a drain that never waits, and honour its ``Connection: close``
-        (gunicorn drops an application's hop-by-hop headers)."""
+        """Offer the application a drain that never waits, honour its ``Connection: close``
+        (gunicorn drops an application's hop-by-hop headers) and hand its constant headers to
+        gunicorn's answer unchecked."""
         unreader = getattr(self.current, "unreader", None)
         if unreader is not None:
             environ[DRAIN_BODY] = partial(unreader.drain, environ["wsgi.input"])
 
-        def start(status: str, headers: list, exc_info: Any = None) -> Any:
-            for name, value in headers:
-                if len(name) == 10 and name.lower() == "connection" and value.strip().lower() == "close":
-                    gunicorn_response = getattr(start_response, "__self__", None)
-                    if gunicorn_response is not None:
-                        gunicorn_response.force_close()
-                    break
-            return start_response(status, headers, exc_info)
-
-        return app(environ, start)
+        return app(environ, answer_start(start_response))
 
     def handle(self, conn: TConn) -> Any:
         unreader = conn.parser.unreader
