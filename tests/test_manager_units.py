@@ -429,6 +429,20 @@ def test_a_guarded_read_is_fetched_again_only_when_its_uid_changes(transport, ma
     assert transport.methods[-2:] == ["status", "queue_get"]
 
 
+def test_the_cached_status_is_answered_by_one_reply_until_it_changes(transport, manager):
+    # the reply keeps what was worked out of the body (the ETag's uid, the gzipped body)
+    client = client_of(transport)
+    client.status()  # fetched from RE Manager
+    served = client.status()
+    assert client.status() is served and served.peek("plan_queue_uid") == "q1"
+    manager.queue_uid = "q2"
+    client.status_cache.invalidate()
+    client.status()
+    changed = client.status()
+    assert changed is not served and changed.peek("plan_queue_uid") == "q2"
+    assert client.status() is changed and transport.methods == ["status", "status"]
+
+
 def test_a_read_with_more_than_the_identity_goes_to_re_manager(transport):
     client = client_of(transport)
     client.read("lock_info")

@@ -65,6 +65,9 @@ class ManagerClient:
         # dict during an insert raises "changed size during iteration".
         self._by_uid_lock = threading.Lock()
         status_cache.refresh = self._refresh_status
+        # The Reply of the status body last served, for every request the same status answers:
+        # it keeps what was worked out of the body (the ETag's uid, the gzipped body).
+        self._served_status: Reply | None = None
 
     # -- plain requests ----------------------------------------------------------------------
 
@@ -94,7 +97,11 @@ class ManagerClient:
     def status(self, *, reload: bool = False) -> Reply:
         body, generation = self.status_cache.lookup()
         if body is not None and not reload:
-            return Reply(body=body)
+            served = self._served_status
+            if served is not None and served.holds(body):
+                return served
+            served = self._served_status = Reply(body=body)
+            return served
         if reload:
             return self._fetch_status(generation)
         return self._flights.do(("status", generation), lambda: self._fetch_status(generation))

@@ -62,6 +62,10 @@ class Reply:
         value = peeked[key] = found.group(1).decode() if found else None
         return value
 
+    def holds(self, body: bytes) -> bool:
+        """Whether this reply was made of ``body`` (the same object, or equal bytes)."""
+        return self._body is body or self._body == body
+
     def get(self, key: str, default: Any = None) -> Any:
         data = self.data
         return data.get(key, default) if isinstance(data, dict) else default
