@@ -15,7 +15,6 @@ import itertools
 import logging
 import os
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,24 +38,24 @@ _MAX_MSG = 500
 
 class _RequestIds:
     """Ids for requests that bring none: 32 hex digits, a random half per process and a counter
-    (a random id per request would cost a system call on every request)."""
+    (a random id per request would cost a system call on every request, and so would asking
+    for the process id: a forked worker is given its own random half as it starts)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        # (pid, prefix, counter) replaced as one object: a thread never sees a half-made state
-        self._state: tuple[int, str, Iterator[int]] = (-1, "", itertools.count(1))
+        self.renew()
+
+    def renew(self) -> None:
+        # (prefix, counter) replaced as one object: a thread never sees a half-made state
+        self._state: tuple[str, Iterator[int]] = (uuid.uuid4().hex[:16], itertools.count(1))
 
     def next(self) -> str:
-        pid, prefix, counter = self._state
-        if pid != os.getpid():  # a new prefix in each forked worker, made once by one thread
-            with self._lock:
-                if self._state[0] != os.getpid():
-                    self._state = (os.getpid(), uuid.uuid4().hex[:16], itertools.count(1))
-                pid, prefix, counter = self._state
+        prefix, counter = self._state
         return f"{prefix}{next(counter):016x}"
 
 
-_new_request_id = _RequestIds().next
+_request_ids = _RequestIds()
+os.register_at_fork(after_in_child=_request_ids.renew)
+_new_request_id = _request_ids.next
 
 
 def request_id_from(header: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
@@ -11,7 +12,7 @@ from qs_gateway.api.payload import describe
 from qs_gateway.auth.credentials import parse_credentials
 from qs_gateway.exceptions import BadRequest
 from qs_gateway.manager.singleflight import SingleFlight
-from qs_gateway.observability import _RequestIds
+from qs_gateway.observability import _RequestIds, request_id_from
 from qs_gateway.transport.breaker import CircuitBreaker, CircuitOpen
 
 from .fakes import counted_flights
@@ -168,6 +169,26 @@ def test_timeout_policy_overrides_single_methods():
     assert policy.for_method("status") == Timeouts(send=0.5, receive=2.0)
 
 
+def test_a_forked_worker_makes_request_ids_of_its_own():
+    parent = request_id_from(None)
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child writes its first two ids and leaves at once
+        try:
+            os.write(writing, f"{request_id_from(None)} {request_id_from(None)}".encode())
+        finally:
+            os._exit(0)
+    os.close(writing)
+    try:
+        first, second = os.read(reading, 200).decode().split()
+    finally:
+        os.close(reading)
+        os.waitpid(child, 0)
+    assert first[:16] == second[:16] != parent[:16]  # its own random half, kept for its life
+    assert int(second[16:], 16) == int(first[16:], 16) + 1
+    assert request_id_from(None)[:16] == parent[:16]
+
+
 def _ids_from_threads(threads: int, per_thread: int) -> tuple[list[str], list[BaseException]]:
     """Ids of one fresh ``_RequestIds``, asked for by ``threads`` threads released at once."""
     ids = _RequestIds()
@@ -203,3 +224,27 @@ def test_request_ids_made_by_many_threads_in_a_fresh_process_are_whole_and_uniqu
             assert len({request_id[:16] for request_id in made}) == 1  # one prefix per process
     finally:
         sys.setswitchinterval(previous)
+
+
+def test_the_app_asks_once_per_function_whether_it_must_run_as_a_coroutine(monkeypatch):
+    import flask.app
+
+    from qs_gateway.app import GatewayFlask
+
+    asked: list[object] = []
+    monkeypatch.setattr(flask.app, "iscoroutinefunction", lambda func: asked.append(func) or False)
+    app = GatewayFlask(__name__)
+
+    def view() -> str:
+        return "ok"
+
+    class Unhashable:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self) -> str:
+            return "ok"
+
+    unhashable = Unhashable()
+    assert [app.ensure_sync(view) for _ in range(3)] == [view] * 3
+    assert [app.ensure_sync(unhashable) for _ in range(2)] == [unhashable] * 2
+    assert asked == [view, unhashable, unhashable]  # an unhashable callable is asked each time
