@@ -107,24 +107,29 @@ _ABSENT = object()
 
 
 _REQUEST_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
+# The id the answer carries, for the WSGI layer that adds it (qs_gateway.api.hooks.AnswerHeaders).
+ANSWER_REQUEST_ID = "qs_gateway.request_id"
 
 
 def start_request() -> None:
     """Before the view: the request's id and start time, for every line written about it."""
     context = g._get_current_object()  # one proxy lookup instead of two
     context.request_started = time.perf_counter()
-    context.request_id = request_id_from(request.environ.get(_REQUEST_ID_ENVIRON))
+    environ = request.environ
+    context.request_id = environ[ANSWER_REQUEST_ID] = request_id_from(environ.get(_REQUEST_ID_ENVIRON))
 
 
 def account_for_request(response: Response) -> Response:
-    """After everything else: the ``X-Request-ID`` header, the request's metrics, its log line and,
-    for a request that may change state, its audit line (with the final status)."""
+    """After everything else: the request's metrics, its log line and, for a request that may
+    change state, its audit line (with the final status). The answer's ``X-Request-ID`` header
+    is added to the header list by the WSGI layer (``AnswerHeaders``)."""
     services = current_app.extensions[EXTENSION_KEY]
     context = g._get_current_object()  # one proxy lookup instead of several
     seconds = time.perf_counter() - context.get("request_started", time.perf_counter())
-    request_id = context.get("request_id") or request_id_from(None)
-    response.headers[REQUEST_ID_HEADER] = request_id
     current = request._get_current_object()  # one proxy lookup instead of many
+    request_id = context.get("request_id")
+    if request_id is None:  # start_request did not run (a hook before it refused the request)
+        request_id = context.request_id = current.environ[ANSWER_REQUEST_ID] = request_id_from(None)
     endpoint = current.url_rule.rule if current.url_rule is not None else UNMATCHED
     status = response.status_code
     if services.metrics is not None:

@@ -77,6 +77,9 @@ class Call:
         return params
 
 
+JSON_CONTENT_TYPE = ("Content-Type", "application/json")
+
+
 def to_response(result: Any, etag_field: str | None = None) -> Response:
     """The view's result as JSON; conditional (ETag) and compressed (gzip) where that pays."""
     if isinstance(result, Response):
@@ -85,20 +88,20 @@ def to_response(result: Any, etag_field: str | None = None) -> Response:
     hand_over_reply(reply)  # the audit line reads the verdict from it, not from the (maybe gzipped) body
     current = request._get_current_object()  # one proxy lookup instead of several
     environ = current.environ
-    headers = []
+    headers = [JSON_CONTENT_TYPE]  # given as a header, werkzeug sets no content type of its own
     if etag_field is not None:
         version = reply.peek(etag_field)
         if version is not None:
             # RE Manager's uid of what the body shows: a new uid for every change
             headers.append(("ETag", f'W/"{version}"'))
             if "HTTP_IF_NONE_MATCH" in environ and current.if_none_match.contains_weak(version):
-                return Response(status=304, headers=headers)
+                return Response(status=304, headers=headers[1:])
     body = reply.body
     minimum = services().gzip_min_bytes
     if minimum and len(body) >= minimum and "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
         body = reply.gzipped
         headers += (("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding"))
-    return Response(body, content_type="application/json", headers=headers)
+    return Response(body, headers=headers)
 
 
 def _as_schema(schema: type[Schema] | Schema | None) -> Schema | None:

@@ -19,7 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..config import Settings
 from ..extensions import EXTENSION_KEY
-from ..observability import account_for_request, start_request
+from ..observability import ANSWER_REQUEST_ID, REQUEST_ID_HEADER, account_for_request, start_request
 from .browser import check_csrf, register_cors, set_cookies
 
 # Offered by a server (the gateway's gunicorn worker) in the WSGI environ: a callable that reads
@@ -203,12 +203,14 @@ class MetricsListener:
         return [body]
 
 
-_SECURITY_NAMES = frozenset(name.lower() for name, _ in SECURITY_HEADERS)
+# Replaced on every answer: a view's own are dropped.
+_REPLACED_NAMES = frozenset(name.lower() for name, _ in (*SECURITY_HEADERS, (REQUEST_ID_HEADER, "")))
 
 
 class AnswerHeaders:
     """WSGI middleware: the security headers on every answer (replacing any the view set), the
-    data CSP and the cache policy unless the view set its own. Answers carry credentials' data
+    request's ``X-Request-ID`` (see :mod:`qs_gateway.observability`), the data CSP and the cache
+    policy unless the view set its own. Answers carry credentials' data
     (and tokens): nothing may be stored, by a browser or a proxy. An answer with an ETag (RE
     Manager's uid of what it shows) may be kept by the browser for revalidation
     (``If-None-Match`` → 304), never by a shared cache.
@@ -221,18 +223,21 @@ class AnswerHeaders:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            return start_response(status, with_answer_headers(headers), exc_info)
+            return start_response(status, with_answer_headers(headers, environ.get(ANSWER_REQUEST_ID)), exc_info)
 
         return self.app(environ, start)
 
 
-def with_answer_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """``headers`` with the security headers replaced and the CSP and cache policy defaulted."""
+def with_answer_headers(headers: list[tuple[str, str]], request_id: str | None = None) -> list[tuple[str, str]]:
+    """``headers`` with the security headers (and the request id, if given) replaced and the CSP
+    and cache policy defaulted."""
     answer = []
     csp = cache = etag = False
     for header in headers:
         name = header[0].lower()
-        if name in _SECURITY_NAMES:
+        if name in _REPLACED_NAMES:
+            if request_id is None and name == "x-request-id":
+                answer.append(header)
             continue
         if name == "content-security-policy":
             csp = True
@@ -242,6 +247,8 @@ def with_answer_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]
             etag = True
         answer.append(header)
     answer += SECURITY_HEADERS
+    if request_id is not None:
+        answer.append((REQUEST_ID_HEADER, request_id))
     if not csp:
         answer.append(("Content-Security-Policy", DATA_CSP))
     if not cache:
