@@ -21,10 +21,12 @@ from ..config import Settings
 from ..extensions import EXTENSION_KEY
 from ..observability import ANSWER_REQUEST_ID, REQUEST_ID_HEADER, account_for_request, start_request
 from .browser import check_csrf, register_cors, set_cookies
+from .payload import sent_a_body
 
 # Offered by a server (the gateway's gunicorn worker) in the WSGI environ: a callable that reads
 # what is left of the request body as far as it has arrived, and says whether that was all of it.
 DRAIN_BODY = "qs_gateway.drain_body"
+
 
 # On every answer, also those of the metrics listener.
 SECURITY_HEADERS = (
@@ -96,8 +98,8 @@ def finish_request_body(response: Response) -> Response:
     serve the next request; if the rest has not arrived, close the connection instead of waiting.
     A body over the size limit is never read."""
     environ = request.environ
-    if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
-        return response  # no body was sent
+    if not sent_a_body(environ):
+        return response
     drain = environ.get(DRAIN_BODY)
     try:
         if drain is not None:

@@ -89,6 +89,11 @@ def read_form() -> dict[str, Any]:
 CREDENTIAL_PARAMETERS = frozenset({"api_key", "csrf"})
 
 
+def sent_a_body(environ: dict) -> bool:
+    """Whether the request came with a body (most GETs do not)."""
+    return bool(environ.get("CONTENT_LENGTH")) or "HTTP_TRANSFER_ENCODING" in environ
+
+
 def read_payload(schema: Schema, location: str = "json") -> dict[str, Any]:
     """The payload for ``schema`` from where the endpoint reads it: a form, the query string, or
     the JSON body (on a GET without a body, the query string typed through ``schema``)."""
@@ -97,7 +102,7 @@ def read_payload(schema: Schema, location: str = "json") -> dict[str, Any]:
     environ = request.environ
     if location == "query":
         return query_payload(schema, request.args.to_dict(flat=False))
-    if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
+    if not sent_a_body(environ):
         # no body at all (most GETs): the query string, if any, is the payload
         if environ.get("QUERY_STRING") and request.method in ("GET", "HEAD"):
             return query_payload(schema, request.args.to_dict(flat=False))

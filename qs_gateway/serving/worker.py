@@ -42,6 +42,7 @@ from gunicorn.workers.base import Worker
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from ..api.hooks import DRAIN_BODY, SECURITY_HEADERS
+from ..api.payload import sent_a_body
 from ..config.gateway import ServingSettings
 from ..extensions import EXTENSION_KEY
 from .answers import answer_start
@@ -118,9 +119,10 @@ class GatewayWorker(ThreadWorker):
         """Offer the application a drain that never waits, honour its ``Connection: close``
         (gunicorn drops an application's hop-by-hop headers) and hand its constant headers to
         gunicorn's answer unchecked."""
-        unreader = getattr(self.current, "unreader", None)
-        if unreader is not None:
-            environ[DRAIN_BODY] = partial(unreader.drain, environ["wsgi.input"])
+        if sent_a_body(environ):
+            unreader = getattr(self.current, "unreader", None)
+            if unreader is not None:
+                environ[DRAIN_BODY] = partial(unreader.drain, environ["wsgi.input"])
 
         return app(environ, answer_start(start_response))
 
