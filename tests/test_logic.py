@@ -248,3 +248,19 @@ def test_the_app_asks_once_per_function_whether_it_must_run_as_a_coroutine(monke
     assert [app.ensure_sync(view) for _ in range(3)] == [view] * 3
     assert [app.ensure_sync(unhashable) for _ in range(2)] == [unhashable] * 2
     assert asked == [view, unhashable, unhashable]  # an unhashable callable is asked each time
+
+
+def test_answer_headers_carry_the_request_id_once_replacing_a_views_own():
+    from qs_gateway.api.hooks import with_answer_headers
+
+    view = [("Content-Type", "application/json"), ("x-request-id", "from-the-view"), ("X-Frame-Options", "SAMEORIGIN")]
+
+    def values(headers: list[tuple[str, str]], name: str) -> list[str]:
+        return [value for key, value in headers if key.lower() == name]
+
+    answer = with_answer_headers(view, "id-of-the-request")
+    assert values(answer, "x-request-id") == ["id-of-the-request"]
+    assert values(answer, "x-frame-options") == ["DENY"]  # the security headers are the gateway's
+    assert values(answer, "cache-control") == ["no-store"] and values(answer, "content-type") == ["application/json"]
+    # without an id (an answer of the metrics listener) a view's own is left alone
+    assert values(with_answer_headers(view), "x-request-id") == ["from-the-view"]

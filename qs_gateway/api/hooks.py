@@ -27,7 +27,6 @@ from .payload import sent_a_body
 # what is left of the request body as far as it has arrived, and says whether that was all of it.
 DRAIN_BODY = "qs_gateway.drain_body"
 
-
 # On every answer, also those of the metrics listener.
 SECURITY_HEADERS = (
     ("X-Content-Type-Options", "nosniff"),
