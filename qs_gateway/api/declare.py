@@ -25,6 +25,7 @@ from ..extensions import services
 from ..manager import Reply, method
 from ..observability import hand_over_reply
 from .access import ANY_PRINCIPAL, PUBLIC, authorize
+from .hooks import JSON_CONTENT_TYPE
 from .idempotency import REPLAYED_HEADER, answer_once
 from .payload import load, read_payload
 from .refusing import in_managers_shape
@@ -75,9 +76,6 @@ class Call:
         for name in injects:
             params[name] = self.principal.displayed_name if name == "user" else self.principal.user_group
         return params
-
-
-JSON_CONTENT_TYPE = ("Content-Type", "application/json")
 
 
 def to_response(result: Any, etag_field: str | None = None) -> Response:

@@ -37,6 +37,7 @@ SECURITY_HEADERS = (
 DATA_CSP = "default-src 'none'; frame-ancestors 'none'"
 NO_STORE = "no-store"
 REVALIDATE = "private, no-cache"  # an answer with an ETag (see AnswerHeaders)
+JSON_CONTENT_TYPE = ("Content-Type", "application/json")
 # Headers that are the same on most answers, valid as written: a server may skip checking them.
 CONSTANT_ANSWER_HEADERS = frozenset(
     (
@@ -44,7 +45,7 @@ CONSTANT_ANSWER_HEADERS = frozenset(
         ("Content-Security-Policy", DATA_CSP),
         ("Cache-Control", NO_STORE),
         ("Cache-Control", REVALIDATE),
-        ("Content-Type", "application/json"),
+        JSON_CONTENT_TYPE,
     )
 )
 
