@@ -59,13 +59,17 @@ def page(driver, tmp_path, request):
 
 
 def _sign_in_at_provider_page(page: Page, user: str) -> None:
-    """The provider's own login page, as a person fills it in (if the provider asks)."""
+    """The provider's own login page, as a person fills it in.
+
+    The provider always asks: each test starts without its cookies. Waiting for the login form
+    itself, not for "an address that is not an interaction", matters: right after a click the
+    browser still shows the page clicked on, whose address is not an interaction either.
+    """
     driver = page.driver
-    page.wait(lambda: driver.find_elements(By.ID, "login") or "/interaction/" not in driver.current_url, "login page")
-    if driver.find_elements(By.ID, "login"):
-        driver.find_element(By.ID, "login").send_keys(user)
-        driver.find_element(By.ID, "password").send_keys(USERS[user]["password"])
-        driver.find_element(By.ID, "sign-in").click()
+    page.wait(lambda: driver.find_elements(By.ID, "login"), "the provider's login page")
+    driver.find_element(By.ID, "login").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(USERS[user]["password"])
+    driver.find_element(By.ID, "sign-in").click()
 
 
 def test_the_web_page_signs_in_through_the_provider_s_login_page(stack, page):
