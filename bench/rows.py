@@ -70,6 +70,8 @@ GC = "gateway garbage-collection pauses"
 CUSTOM_WORKER = "gateway's worker, `GET /api/status`, side by side"
 STOCK_WORKER = "stock gthread worker, `GET /api/status`, side by side"
 FLOOR_ROUND = "Flask + gunicorn, constant body, side by side"
+INPROCESS_FLOOR = "Flask app alone, in one process, constant body"
+INPROCESS_STATUS = "gateway app alone, in one process, `GET /api/status`"
 
 
 def _find(rows: list[Row], what: str, concurrency: int | str) -> Row | None:
@@ -102,9 +104,12 @@ def http_goals(rows: list[Row]) -> list[tuple[str, bool, str]]:
         if queue:
             checks.append(_check(f"`queue/get` (1,000 items) @{c} >= 0.5 of the floor's body of the same size",
                                  queue, queue.ratio >= 0.5, f"{queue.ratio:.2f}"))  # fmt: skip
-    add = _find(rows, ADD, 8)
-    if add:
-        checks.append(_check("`queue/item/add` @8 >= 0.7 of direct ZeroMQ", add, add.ratio >= 0.7, f"{add.ratio:.2f}"))
+    adds = [r.ratio for r in rows if r.what == ADD and r.concurrency == 8 and r.ratio is not None]
+    if adds:
+        ratio = statistics.median(adds)
+        of = f" (median of {len(adds)} rounds)" if len(adds) > 1 else ""
+        goal = f"`queue/item/add` @8 >= 0.7 of direct ZeroMQ{of}"
+        checks.append((goal, ratio >= 0.7, f"{ratio:.2f}"))
     stock = [r for r in rows if r.what == STOCK_WORKER]
     if custom and stock:
         # each round's pair was measured back to back; the median is not moved by one bad moment

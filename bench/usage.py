@@ -4,6 +4,7 @@ latency clients polling its status see."""
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import threading
 import time
@@ -31,6 +32,17 @@ def stolen_share(before: tuple[int, int], after: tuple[int, int]) -> float:
 
 def read_cpu_ticks() -> tuple[int, int]:
     return cpu_ticks(Path("/proc/stat").read_text())
+
+
+def gc_pauses(metrics_url: str) -> tuple[float, int]:
+    """The longest garbage-collection pause in any worker (ms) and how many exceeded 20 ms."""
+    text = httpx.get(metrics_url).text
+    longest = max(
+        (float(v) for v in re.findall(r"^qs_gateway_gc_pause_max_seconds\S* (\S+)$", text, re.M)), default=0.0
+    )
+    total = sum(float(v) for v in re.findall(r"^qs_gateway_gc_pause_seconds_count\S* (\S+)$", text, re.M))
+    under = sum(float(v) for v in re.findall(r'^qs_gateway_gc_pause_seconds_bucket\{le="0.02"\S* (\S+)$', text, re.M))
+    return longest * 1000, int(total - under)
 
 
 def requests_answered(metrics_dir: Path, pid: int, endpoint: str | None = None) -> int:
