@@ -175,53 +175,62 @@ class TreeWatcher:
                 pass
 
 
+def one_per_worker(
+    held: ExitStack, connect: Callable[[ExitStack], tuple[str, Any]], workers: int, within: float
+) -> dict[str, Any]:
+    """``connect(held)`` (which opens a new connection, kept in ``held``, and says which worker
+    served it and what it got) until each of ``workers`` gunicorn workers has served one; the
+    first of each, keyed by worker. The workers take turns at accepting
+    (qs_gateway/serving/turns.py), so the next new connection goes to a worker that holds fewer,
+    and one that holds more connections than the others (a stream, nginx's kept-alive ones) is
+    reached once they hold as many: every connection stays open until all have answered. It goes
+    on for up to ``within`` seconds, not a fixed number of times. The gateway must run with
+    ``QS_GATEWAY_WORKER_HEADER=1``."""
+    found: dict[str, Any] = {}
+    deadline = time.monotonic() + within
+    while len(found) < workers:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"in {within} s only workers {sorted(found)} answered, of {workers}")
+        worker, got = connect(held)
+        found.setdefault(worker, got)
+    return found
+
+
 def answers_of_every_worker(
     send: Callable[[httpx.Client], httpx.Response],
     workers: int,
     within: float = 30.0,
     client: Callable[[], httpx.Client] = httpx.Client,
 ) -> dict[str, httpx.Response]:
-    """One answer of each of ``workers`` gunicorn workers to ``send(c)``, keyed by worker.
+    """One answer of each of ``workers`` gunicorn workers to ``send(c)``, keyed by worker, each
+    ``send`` on a new client (``client()``: a new connection); see :func:`one_per_worker`."""
 
-    Each ``send`` gets a new client (``client()``: a new connection) that stays open until every
-    worker has answered: the workers take turns at accepting (qs_gateway/serving/turns.py), so the
-    next new connection goes to a worker that holds fewer, and a worker that holds more connections
-    than the others (a stream, nginx's kept-alive ones) is reached once they hold as many. It goes
-    on for up to ``within`` seconds, not a fixed number of times. The gateway must run with
-    ``QS_GATEWAY_WORKER_HEADER=1``.
-    """
-    answers: dict[str, httpx.Response] = {}
-    deadline = time.monotonic() + within
+    def connect(held: ExitStack) -> tuple[str, httpx.Response]:
+        response = send(held.enter_context(client()))
+        return response.headers["X-Gateway-Worker"], response
+
     with ExitStack() as held:
-        while time.monotonic() < deadline:
-            response = send(held.enter_context(client()))
-            answers.setdefault(response.headers["X-Gateway-Worker"], response)
-            if len(answers) == workers:
-                return answers
-    raise AssertionError(f"in {within} s only workers {sorted(answers)} answered, of {workers}")
+        return one_per_worker(held, connect, workers, within)
 
 
 @contextmanager
 def clients_on_every_worker(url: str, workers: int, within: float = 30.0) -> Iterator[dict[str, httpx.Client]]:
     """A kept-alive client on each of ``workers`` gunicorn workers, keyed by worker: what a test
-    sends on one is served by that worker. New clients are opened until every worker holds one
-    (each held open, so the workers' turns at accepting send the next to another worker). The
-    gateway must run with ``QS_GATEWAY_WORKER_HEADER=1``."""
-    found: dict[str, httpx.Client] = {}
-    deadline = time.monotonic() + within
-    with ExitStack() as held:
-        while len(found) < workers:
-            assert time.monotonic() < deadline, f"in {within} s only workers {sorted(found)} held a connection"
-            client = held.enter_context(
-                httpx.Client(
-                    base_url=url,
-                    headers={"Authorization": f"ApiKey {API_KEY}"},
-                    timeout=10,
-                    limits=httpx.Limits(max_connections=1),  # one connection: one worker
-                )
+    sends on one is served by that worker (see :func:`one_per_worker`)."""
+
+    def connect(held: ExitStack) -> tuple[str, httpx.Client]:
+        client = held.enter_context(
+            httpx.Client(
+                base_url=url,
+                headers={"Authorization": f"ApiKey {API_KEY}"},
+                timeout=10,
+                limits=httpx.Limits(max_connections=1),  # one connection: one worker
             )
-            found.setdefault(client.get("/api/status").headers["X-Gateway-Worker"], client)
-        yield found
+        )
+        return client.get("/api/status").headers["X-Gateway-Worker"], client
+
+    with ExitStack() as held:
+        yield one_per_worker(held, connect, workers, within)
 
 
 class DirectManager:
