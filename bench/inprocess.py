@@ -3,8 +3,9 @@ and per constant body of the framework floor's, each called directly with a WSGI
 process (no gunicorn, no socket, no kernel, no other thread competing).
 
 The HTTP rows vary by ±10 % from one 5 s window to the next, more than a cut of a few
-microseconds moves them; these numbers vary by a few per cent, so they show such a cut (and
-what the application costs beside the framework). The gateway is configured by the environment
+microseconds moves them. Both numbers here move with the machine too, but together: their ratio
+held within a per cent between runs, so it shows such a cut (and what the application costs
+beside the framework). The gateway is configured by the environment
 as under gunicorn and reads the same Redis and RE Manager; run as a child process by
 ``bench.run`` (``python -m bench.inprocess``), it prints one JSON object.
 """
