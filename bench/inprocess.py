@@ -24,12 +24,12 @@ from pathlib import Path
 
 from qs_gateway.metrics import MULTIPROCESS_DIR_ENV
 
+from . import REPO
 from .rows import INPROCESS_FLOOR, INPROCESS_STATUS, Row, compare
 
 CALLS = 2_000  # per batch
 BATCHES = 9  # of each application, alternating; the median batch counts
 WARM_UP = 500
-REPO = Path(__file__).resolve().parents[1]
 
 WsgiApp = Callable[[dict, Callable], object]
 

@@ -28,7 +28,7 @@ from qs_gateway.serving.stack import (
     start_redis,
 )
 
-from . import direct, floor_app, gateway_checks, inprocess, profile, streams, wrk
+from . import REPO, direct, floor_app, gateway_checks, inprocess, profile, streams, wrk
 from .rows import GC, RSS_LOADED, Row, compare, from_latencies, from_wrk, http_goals, table
 from .usage import ProcessUsage, gc_pauses, read_cpu_ticks, requests_answered, stolen_share
 
@@ -36,7 +36,6 @@ API_KEY = "BenchmarkKeyOfTheGateway20261202xyz"  # 32+ letters and digits: short
 HEADERS = {"Authorization": f"ApiKey {API_KEY}"}
 ITEM = {"item_type": "plan", "name": "count", "args": [["det1", "det2"]]}
 ADD_BODY = orjson.dumps({"item": ITEM})
-REPO = Path(__file__).resolve().parents[1]
 
 
 def start_floor(workdir: Path, workers: int, threads: int, large_bytes: int) -> tuple[ManagedProcess, str]:

@@ -29,10 +29,9 @@ from qs_gateway.serving.stack import ManagedProcess, ManagerPorts, start_gateway
 from qs_gateway.transport import Codec
 from qs_gateway.transport.subscriber import CONSOLE_TOPIC, INFO_TOPIC, Subscriber
 
-from . import direct
+from . import REPO, direct
 from .usage import StatusPoller, Watch
 
-REPO = Path(__file__).resolve().parents[1]
 SIZES = (0, 100, 500, 1000)  # 0: the status latency without streams, beside the others
 SUBSCRIBERS_PER_PROCESS = 250
 SETTLE_SECONDS = 2.0  # after the last line, for the last messages to arrive
