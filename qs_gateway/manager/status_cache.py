@@ -56,6 +56,7 @@ import time
 from collections.abc import Callable
 
 from ..redis_store import RedisStore, StoreUnavailable
+from ..streaming.keys import StreamKeys
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +118,12 @@ class StatusCache:
         self._local_generation = 0
         self._local: tuple[int, float, bytes] | None = None  # generation, expiry, body
         if store is not None:
+            shared = StreamKeys.of(store)
             self._keys = [
                 store.key("status", "generation"),
                 store.key("status", "cached"),
-                store.key("status", "floor"),
-                store.key("status", "published"),
+                shared.status_floor,
+                shared.published_status,
             ]
             # The lease marker: set before each leased read, for as long as the lease lasts.
             self._marker = store.key("status", "leased")

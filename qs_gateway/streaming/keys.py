@@ -1,4 +1,4 @@
-"""The Redis keys of what RE Manager publishes."""
+"""The Redis keys of what RE Manager publishes, and of the newest status a worker fetched."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ class StreamKeys:
     info: str  # stream of info messages {data: {"time", "msg": {"status": ...}}}
     leader: str  # the ingest lease: who subscribes to RE Manager
     published_status: str  # the latest published status (see manager.status_cache)
+    # "generation|time" of the newest status a worker fetched; RE Manager's time of it tells
+    # the console how far the ingest must have come (see streaming.console)
+    status_floor: str
 
     @classmethod
     def of(cls, store: RedisStore) -> "StreamKeys":
@@ -21,6 +24,7 @@ class StreamKeys:
             info=store.key("info", "stream"),
             leader=store.key("ingest", "leader"),
             published_status=store.key("status", "published"),
+            status_floor=store.key("status", "floor"),
         )
 
 
