@@ -147,6 +147,8 @@ def test_both_units_start_and_the_gateway_is_ready(tmp_path, redis_port, notify_
             60,
             "new workers in place of the old",
         )
-        assert gateway.running() and http_status(f"unix:{socket_path}", "/readyz") == 200
+        # a new worker may still be loading the application: the request waits in the socket's
+        # backlog meanwhile, and is answered (not refused) once it is ready
+        assert gateway.running() and http_status(f"unix:{socket_path}", "/readyz", timeout=60) == 200
     finally:
         stop_all([gateway, manager])
