@@ -41,6 +41,8 @@ TOY_PROVIDER = {
     "args": {"users_to_passwords": PASSWORDS},
 }  # spelled out: it is also an example of a configuration entry
 
+NOT_ENOUGH = "Not enough permissions"  # how a refusal for lack of scopes begins
+
 
 def provider(name: str, authenticator: str, **args: Any) -> dict:
     """One entry of ``authentication.providers``, with bluesky-httpserver's import path."""

@@ -3,7 +3,9 @@ tests/oidc/node_modules by ``scripts/setup test``), run by tests/oidc/provider.m
 loopback port, waited for through its discovery document, stopped by process group.
 
 Its clients and users are here; the gateway's configurations are those of
-docs/authentication.md ("Single sign-on"), filled in with the provider's address.
+docs/authentication.md ("Single sign-on"), filled in with the provider's address. So is what
+tests/test_sso.py and tests/test_sso_providers.py share: the provider as a fixture, a browser's
+sign-in through the in-process gateway, and tokens signed by the provider (or by a stranger).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import re
 import shutil
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from html.parser import HTMLParser
@@ -21,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from qs_gateway.serving.stack import ManagedProcess
 
@@ -205,3 +210,62 @@ def sign_in_at_provider(start: str, user: str, password: str, stop_at: str) -> h
                 fields.update(login=user, password=password)
             response = browser.post(str(response.url.join(form["action"] or response.url)), data=fields)
         raise AssertionError("the provider's pages did not end")
+
+
+# -- what the single sign-on tests share: the provider, a sign-in through the gateway, tokens --------
+
+GATEWAY = "http://localhost"  # the Flask test client's address
+REDIRECT_URI = f"{GATEWAY}/api/auth/provider/facility/code"
+POLICY = {
+    "policy": "bluesky_httpserver.authorization:DictionaryAPIAccessControl",
+    "args": {"users": {"dana": {"roles": "user"}}},
+}
+
+
+@pytest.fixture(scope="module")
+def oidc(tmp_path_factory):
+    """The provider, one per test module that takes this fixture (``oidc = oidc_support.oidc``)."""
+    with running_provider(tmp_path_factory.mktemp("oidc"), [REDIRECT_URI]) as provider:
+        yield provider
+
+
+def browser_sign_in(client, user: str, state: str = "page-state", provider: str = "facility"):
+    """/authorize, the provider's pages as ``user``, and the provider's redirect to the gateway."""
+    start = client.get(f"/api/auth/provider/{provider}/authorize?state={state}")
+    assert start.status_code == 302, start.get_data(as_text=True)
+    back = sign_in_at_provider(start.headers["Location"], user, USERS[user]["password"], GATEWAY)
+    return client.get(back.headers["Location"].removeprefix(GATEWAY))
+
+
+def session_of(client, handover_location: str, provider: str = "facility") -> dict:
+    """The page's part: the hand-over code exchanged for the refresh token, then for tokens."""
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(handover_location).query))
+    refresh_token = client.post(f"/api/auth/provider/{provider}/code?code={query['code']}").get_json()
+    tokens = client.post("/api/auth/session/refresh", json={"refresh_token": refresh_token}).get_json()
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def bearer_header(token: str) -> dict:
+    """The Authorization header that sends ``token``, a provider's token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def token_claims(user: str, **changes) -> dict:
+    """The claims of an access token of the provider for ``user``, valid for five minutes."""
+    now = int(time.time())
+    claims = {"iss": None, "sub": user, "preferred_username": user, "aud": AUDIENCE, "iat": now, "exp": now + 300}
+    claims["groups"] = USERS.get(user, {}).get("groups", [])
+    return {**claims, **changes}
+
+
+def provider_token(oidc, user: str, **changes) -> str:
+    """An access token for ``user`` signed by the provider ``oidc``."""
+    return oidc.sign({**token_claims(user, iss=oidc.issuer), **changes})
+
+
+def private_pem() -> bytes:
+    """A new RSA private key (PEM), one the provider never signs with."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )

@@ -22,7 +22,8 @@ import pytest
 
 from qs_gateway.serving.stack import ManagedProcess, PortInUse, free_port, start_gateway
 
-from .support import TreeWatcher, living_in_groups, process_table, tree_of, wait_for
+from .processes import TreeWatcher, living_in_groups, process_table, tree_of
+from .support import wait_for
 
 STOP_WITHIN = 10.0  # seconds from the signal until nothing of it is left
 START_WITHIN = 180.0  # a busy machine starts RE Manager slowly

@@ -3,17 +3,16 @@
 * No relative link or anchor in README.md and docs/*.md is broken (anchors as GitHub makes them).
 * docs/configuration.md's tables are what :mod:`qs_gateway.config.reference` renders from the settings
   now: every setting, every variable and YAML key the code reads besides, the code's defaults.
-* The README's quick start (its curl lines and its Python) works against the gateway under gunicorn.
+
+The README's quick start is run in tests/test_docs_quick_start.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import pkgutil
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,6 @@ from qs_gateway.config import reference
 from qs_gateway.config.loader import all_options, section_keys
 from qs_gateway.config.options import default_of, options_of
 from qs_gateway.config.settings import GROUPS
-
-from .support import API_KEY, wait_for
 
 ROOT = Path(__file__).parents[1]
 PAGES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
@@ -332,60 +329,6 @@ def test_a_rendered_default_given_to_the_variable_is_the_default():
             )
             checked += 1
     assert checked > 50
-
-
-# -- the quick start ---------------------------------------------------------------------------------
-
-
-def quick_start_block(language: str) -> str:
-    """The first fenced block in ``language`` under the README's "Using it"."""
-    section = (ROOT / "README.md").read_text().split("\n## Using it\n", 1)[1]
-    return re.search(rf"^```{language}\n(.*?)^```", section, re.MULTILINE | re.DOTALL).group(1)
-
-
-def quick_start_commands() -> list[str]:
-    """The commands of the quick start's ``sh`` block, continuation lines joined."""
-    block = quick_start_block("sh")
-    return [command.strip() for command in block.replace("\\\n", " ").splitlines() if command.strip()]
-
-
-def test_the_quick_start_works(gateway_url, manager_closed):
-    commands = quick_start_commands()
-    assert commands[0].startswith("KEY=")  # the key the demo printed: here the suite's
-    curls = [command for command in commands[1:] if command.startswith("curl ")]
-    assert len(curls) == len(commands) - 1 >= 5, commands
-    for command in curls:
-        # one after the other, as a person types them: each once RE Manager is done with the last
-        wait_for(lambda: manager_closed.status()["manager_state"] == "idle", 60, "RE Manager idle")
-        command = command.replace("http://127.0.0.1:60610", gateway_url) + " -w '\\n%{http_code}'"
-        done = subprocess.run(
-            ["bash", "-c", command],
-            env={"KEY": API_KEY, "PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, (command, done.stderr)
-        body, _, status = done.stdout.rpartition("\n")
-        assert status.startswith("2"), (command, status, body)
-        answer = json.loads(body)
-        assert answer.get("success", True) is True, (command, answer)
-    # what the example says it does: the plan ran
-    wait_for(lambda: manager_closed.status()["items_in_history"] == 1, 60, "the plan in the history")
-    finished = manager_closed.request("history_get")["items"][-1]
-    assert (finished["name"], finished["result"]["exit_status"]) == ("count", "completed")
-
-
-def test_the_quick_start_in_python_works(gateway_url, manager_closed, capsys):
-    code = quick_start_block("python").replace("http://127.0.0.1:60610", gateway_url)
-    code = code.replace('api_key="..."', f'api_key="{API_KEY}"')
-    namespace: dict = {}
-    try:
-        exec(compile(code, "README.md (Using it)", "exec"), namespace)
-    finally:
-        if "RM" in namespace:
-            namespace["RM"].close()
-    assert capsys.readouterr().out.strip() == "completed"
 
 
 def test_the_documented_policy_defaults_are_the_authenticators():

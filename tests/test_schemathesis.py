@@ -13,7 +13,7 @@ Left out, and why:
   for seconds while it cleans up (a destroy during an open takes about ten);
 * ``GET /api/test/server/sleep`` sleeps up to 300 s by design;
 * the streams (``/api/stream_console_output``, ``.../events``, ``.../ws``) never end by design;
-  they have their own tests in test_console.py.
+  they have their own tests in test_console_streams.py and test_console.py.
 """
 
 from __future__ import annotations

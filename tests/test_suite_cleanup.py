@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from .support import TreeWatcher, living_in_groups, wait_for
+from .processes import TreeWatcher, living_in_groups
+from .support import wait_for
 
 REPOSITORY = Path(__file__).parents[1]
 

@@ -26,7 +26,8 @@ from qs_gateway.serving.stack import (
     stop_all,
 )
 
-from .support import process_table, tree_of, wait_for
+from .processes import process_table, tree_of
+from .support import wait_for
 
 DEPLOY = Path(__file__).parents[1] / "deploy"
 INSTALLED_BIN = "/opt/qs-gateway/venv/bin/"

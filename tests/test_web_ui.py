@@ -1,7 +1,10 @@
 """The web page in real headless Chromium, against gunicorn with two workers, the real RE Manager
-and Redis. One gateway (with password and OpenID Connect logins, short-lived access tokens) and
-one browser serve the whole module. Each test saves a screenshot under its temporary directory
-and prints where (pytest shows it when the test fails).
+and Redis: the environment, the queue edited through the form and by dragging, a plan run with
+its output and history, an observer's disabled controls, the console after the workers restart,
+the page under a prefix behind nginx, and single-user mode with its streams refused. One gateway
+(with password and OpenID Connect logins, short-lived access tokens) and one browser serve the
+whole module; signing in through the providers: tests/test_web_ui_sign_in.py. Each test saves a
+screenshot under its temporary directory and prints where (pytest shows it when the test fails).
 
 ``QS_GATEWAY_SCREENSHOT_DIR=docs pytest tests/test_web_ui.py`` also writes the picture of the
 README and docs/web-page.md (docs/web-ui.png).
@@ -23,69 +26,19 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
-from qs_gateway.serving.stack import free_port, start_gateway, stopped_on_failure
+from qs_gateway.serving.stack import start_gateway, stopped_on_failure
 
-from .auth_support import PASSWORDS, ROLES, TOY_PROVIDER, private_prefix, provider
+from . import web_fixtures
+from .auth_support import PASSWORDS, private_prefix
 from .support import API_KEY, PLAN_SLOW, self_signed_certificate, wait_for
 from .test_deploy import start_nginx
-from .test_oidc import CLIENT_ID, CLIENT_SECRET, GOOD_CODE, IdentityProvider
-from .web_support import Page, SignInPage, WebGateway, recorded_page, start_chromium, start_web_gateway
+from .web_support import TOY, Page, WebGateway
 
-ACCESS_TOKEN_SECONDS = 3
-TOY = "toy (user name and password)"
+identity_provider = web_fixtures.identity_provider
+web_gateway = web_fixtures.web_gateway_with_oidc
+driver, page = web_fixtures.driver_trusting_nginx, web_fixtures.page_signed_out
+
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-
-
-@pytest.fixture(scope="module")
-def identity_provider():
-    idp = IdentityProvider()
-    sign_in_page = SignInPage(GOOD_CODE)
-    yield idp, sign_in_page
-    sign_in_page.close()
-    idp.server.close()
-
-
-@pytest.fixture(scope="module")
-def web_gateway(tmp_path_factory, re_manager, identity_provider):
-    idp, sign_in_page = identity_provider
-    workdir = tmp_path_factory.mktemp("web")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    oidc = provider(
-        "oidc",
-        "OIDCAuthenticator",
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        # bluesky-httpserver's convention: the identity provider sends the browser to the code endpoint
-        redirect_uri=f"{url}/api/auth/provider/oidc/code",
-        token_uri=f"{idp.server.url}/token",
-        authorization_endpoint=sign_in_page.url,
-        public_keys=[idp.jwk],
-        issuer=idp.server.url,
-    )
-    users = {name: {"roles": roles} for name, roles in ROLES.items()} | {"dana": {"roles": "user"}}
-    gateway = start_web_gateway(
-        workdir, re_manager, [TOY_PROVIDER, oidc], users, port=port, access_token_max_age=ACCESS_TOKEN_SECONDS
-    )
-    yield gateway
-    gateway.process.stop()
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory):
-    chromium = start_chromium(
-        tmp_path_factory.mktemp("chromium") / "profile",
-        "--window-size=1400,1500",
-        "--ignore-certificate-errors",  # nginx in front serves a self-signed certificate
-    )
-    yield chromium
-    chromium.quit()
-
-
-@pytest.fixture
-def page(driver, tmp_path, request):
-    with recorded_page(driver, tmp_path, request.node.name) as page:
-        yield page
 
 
 def _readme_screenshot(driver) -> None:
@@ -298,53 +251,6 @@ def test_an_observer_sees_the_write_controls_disabled_with_the_reason_and_cannot
     )
     assert status == 401
     assert len(manager_idle.queue_get()["items"]) == 1
-
-
-def test_a_provider_login_stays_signed_in_across_token_refreshes_and_reloads(page, web_gateway, manager_idle):
-    page.open(web_gateway.url + "/")
-    page.sign_in_with_password(TOY, "bob", PASSWORDS["bob"])
-    account = page.driver.find_element(By.ID, "account")
-    assert "Signed in as bob" in account.text
-    # no credential is kept in localStorage; only the refresh token, for this tab
-    assert page.driver.execute_script("return localStorage.length") == 0
-    stored = page.driver.execute_script("return Object.keys(sessionStorage)")
-    assert stored == ["qs-gateway.refresh-token"]
-
-    # several access-token lifetimes pass: the page renews its tokens before each one ends
-    seen = set()
-
-    def renewed_twice() -> bool:
-        seen.add(page.driver.execute_script("return sessionStorage.getItem('qs-gateway.refresh-token')"))
-        return len(seen) >= 3
-
-    page.wait(renewed_twice, "two renewals of the tokens", timeout=10 * ACCESS_TOKEN_SECONDS)
-    page.button("Add queue stop").click()
-    page.wait(lambda: len(page.queue_rows()) == 1, "the instruction in the queue")
-    assert "Signed in as bob" in account.text and not page.region("Sign in").is_displayed()
-
-    page.driver.refresh()
-    page.wait(lambda: page.driver.find_element(By.ID, "account").is_displayed(), "the account after a reload")
-    assert "Signed in as bob" in page.driver.find_element(By.ID, "account").text
-    page.wait(lambda: len(page.queue_rows()) == 1, "the queue after a reload")
-
-    page.button("Sign out").click()
-    page.wait(lambda: page.region("Sign in").is_displayed(), "the Sign in region")
-    assert page.driver.execute_script("return sessionStorage.length") == 0
-    assert not page.driver.find_element(By.ID, "workspace").is_displayed()
-
-
-def test_openid_connect_sign_in(page, web_gateway, identity_provider, manager_idle):
-    _, sign_in_page = identity_provider
-    page.open(web_gateway.url + "/")
-    signin = page.sign_in_region()
-    page.button("Sign in with oidc", signin).click()  # an external provider has a button of its own
-    page.wait(lambda: page.driver.find_element(By.ID, "account").is_displayed(), "the signed-in page")
-    assert "Signed in as dana" in page.driver.find_element(By.ID, "account").text
-    assert page.driver.current_url == f"{web_gateway.url}/ui/"  # the code is gone from the address
-    asked = sign_in_page.authorizations[-1]
-    assert asked["client_id"] == CLIENT_ID and asked["response_type"] == "code"
-    assert asked["state"].startswith("qsui.")
-    page.wait(lambda: page.status("Manager state") == "idle", "the status")
 
 
 def _reading(number: int) -> str:

@@ -32,6 +32,7 @@ Scope = WebElement | Callable[[], WebElement] | None
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WAIT_SECONDS = 60  # generous: a busy machine renders late
+TOY = "toy (user name and password)"  # the toy provider, as the sign-in form names it
 # installed from npm by scripts/setup (tests/web/package.json); never served by the gateway
 AXE_SCRIPT = Path(__file__).parent / "web" / "node_modules" / "axe-core" / "axe.min.js"
 
