@@ -46,7 +46,15 @@ from qs_gateway.serving.stack import (
 
 from .load import Answer, Load
 from .netns import Host, Network, namespaces_work
-from .support import API_KEY, DirectManager, plan, reset_manager, self_signed_certificate, wait_for
+from .support import (
+    API_KEY,
+    DirectManager,
+    clients_on_every_worker,
+    plan,
+    reset_manager,
+    self_signed_certificate,
+    wait_for,
+)
 
 # Network namespaces need root. A developer's run without root skips this module; CI (root)
 # never does: there, a machine where namespaces do not work fails the test instead.
@@ -318,20 +326,24 @@ def back_on_every_worker(host: GatewayHost, after: float) -> float:
 
     A Redis call begun before the unblock may still time out after it (the store's timeout) and
     restart that worker's cool-down; so only answers to requests sent once such calls are over
-    count, and each worker is asked (a fresh connection per request reaches any of them).
+    count. Each worker is asked on a kept-alive connection of its own: a fresh connection per
+    request goes to the worker that holds fewer connections (qs_gateway/serving/turns.py), and
+    under the load through nginx that may be the same worker every time.
     """
     store = RedisStore(RedisSettings())  # the timeout and cool-down every worker's store has
     pending_until = after + store.timeout
     back: dict[str, float] = {}
+    with clients_on_every_worker(host.url, len(host.workers()), within=60) as clients:
 
-    def every_worker_back() -> bool:
-        started = time.monotonic()
-        answer = httpx.get(f"{host.url}/api/console_output", headers=HEADERS, timeout=10)
-        if answer.status_code == 200 and started >= pending_until:
-            back.setdefault(answer.headers["X-Gateway-Worker"], time.monotonic())
-        return {int(worker.rpartition(":")[2]) for worker in back} >= host.workers()
+        def every_worker_back() -> bool:
+            for client in clients.values():
+                started = time.monotonic()
+                answer = client.get("/api/console_output")
+                if answer.status_code == 200 and started >= pending_until:
+                    back.setdefault(answer.headers["X-Gateway-Worker"], time.monotonic())
+            return {int(worker.rpartition(":")[2]) for worker in back} >= host.workers()
 
-    wait_for(every_worker_back, 60, "every worker of the host to reach Redis again")
+        wait_for(every_worker_back, 60, "every worker of the host to reach Redis again")
     return max(back.values())
 
 
