@@ -9,10 +9,8 @@ from qs_gateway.api.declare import registered_endpoints
 from qs_gateway.auth.scopes import DEFAULT_ROLES
 
 from .agents_support import AGENT_SCOPES, agents_config, key_of
-from .auth_support import sample_path
+from .auth_support import NOT_ENOUGH, sample_path
 from .support import PLAN_COUNT, plan
-
-NOT_ENOUGH = "Not enough permissions"
 
 
 @pytest.fixture

@@ -14,13 +14,12 @@ from selenium.webdriver.common.by import By
 from . import web_fixtures
 from .auth_support import PASSWORDS, ROLES, TOY_PROVIDER
 from .support import wait_for
-from .web_support import recorded_page, start_web_gateway
+from .web_support import TOY, recorded_page, start_web_gateway
 
 driver = web_fixtures.driver  # this module's browser
 
 REVIEWERS = {"reviewer": {"scopes_set": ["read:queue", "write:queue:approve"]}}
 EXTRA_PASSWORDS = {"ada": "ada_password", "ross": "ross_password"}
-TOY = "toy (user name and password)"
 
 
 @pytest.fixture(scope="module")
