@@ -87,3 +87,26 @@ def test_var_positional_and_var_keyword_take_their_annotation():
     assert validator.is_valid(item([1, 2, 3], {"x": "y"}))
     assert not validator.is_valid(item(["a"]))
     assert not validator.is_valid(item([], {"x": 1}))
+
+
+@pytest.mark.parametrize(
+    "default_text, shown",
+    [
+        ("1", 1),
+        ("'x'", "x"),
+        ("None", None),
+        ("()", []),  # bluesky's fly(watch=()): a client reads the array []
+        ("(1, (2.5, 'a'))", [1, [2.5, "a"]]),
+        ("{'a': (1,)}", {"a": [1]}),
+    ],
+)
+def test_a_literal_default_is_shown_as_the_json_value_a_client_reads(default_text, shown):
+    schema = plan_schema({"name": "p", "parameters": [parameter("v", "KEYWORD_ONLY", default=default_text)]})
+    default = schema["properties"]["kwargs"]["properties"]["v"]["default"]
+    assert default == shown and type(default) is type(shown)
+
+
+@pytest.mark.parametrize("default_text", ["{1, 2}", "b'x'", "1j", "1e999", "{1: 'a'}", "some_device", "[frozenset()]"])
+def test_a_default_json_cannot_hold_is_left_out(default_text):
+    schema = plan_schema({"name": "p", "parameters": [parameter("v", "KEYWORD_ONLY", default=default_text)]})
+    assert "default" not in schema["properties"]["kwargs"]["properties"]["v"]

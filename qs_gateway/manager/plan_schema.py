@@ -122,10 +122,28 @@ def value_schema(parameter: Mapping[str, Any]) -> dict[str, Any]:
         schema = {**schema, "description": str(parameter["description"])}
     if "default" in parameter:
         try:
-            schema = {**schema, "default": ast.literal_eval(str(parameter["default"]))}
+            default = _json_value(ast.literal_eval(str(parameter["default"])))
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            pass  # a default that is not a literal (an object of the profile): not shown
+            pass  # not a literal (an object of the profile) or not JSON (a set, bytes): not shown
+        else:
+            schema = {**schema, "default": default}
     return schema
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` as the JSON value a client reads (a tuple is an array); ``ValueError`` when JSON
+    has none (a set, bytes, a complex or non-finite number, a key that is not a string)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("not a JSON number")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(element) for element in value]
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {key: _json_value(element) for key, element in value.items()}
+    raise ValueError(f"no JSON value for a {type(value).__name__}")
 
 
 def annotation_schema(annotation: Mapping[str, Any]) -> dict[str, Any]:
