@@ -13,9 +13,11 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 
+from qs_gateway.api import streams as streams_api
 from qs_gateway.serving.stack import free_port, start_gateway
 
 from . import console_support
@@ -83,28 +85,63 @@ def test_status_events_and_heartbeats(console_gateway, manager_idle):
     assert data[0]["manager_state"] == "idle" and "plan_queue_uid" in data[0]
 
 
+def byte_messages(response: httpx.Response, enough: Callable[[list[dict]], bool]) -> list[dict]:
+    """The messages of ``/api/stream_console_output`` (concatenated JSON objects) until ``enough``."""
+    buffer, messages, decoder = "", [], json.JSONDecoder()
+    for chunk in response.iter_text():
+        buffer += chunk
+        while buffer:
+            try:
+                message, end = decoder.raw_decode(buffer)
+            except json.JSONDecodeError:
+                break
+            messages.append(message)
+            buffer = buffer[end:]
+        if enough(messages):
+            return messages
+    raise AssertionError(f"the stream ended first: {messages}")
+
+
+def printed(messages: list[dict], prefix: str) -> list[int]:
+    return numbers("".join(m["msg"] for m in messages), prefix)
+
+
 def test_stream_console_output_byte_format(console_gateway, manager_open):
     url, _, _ = console_gateway
     script = threading.Thread(target=run_script, args=(url, 3, "byte-line"))
     with httpx.stream("GET", f"{url}/api/stream_console_output", headers=HEADERS, timeout=30) as response:
         script.start()
-        buffer = ""
-        messages = []
-        decoder = json.JSONDecoder()
-        for chunk in response.iter_text():
-            buffer += chunk
-            while buffer:
-                try:
-                    message, end = decoder.raw_decode(buffer)
-                except json.JSONDecodeError:
-                    break
-                messages.append(message)
-                buffer = buffer[end:]
-            if numbers("".join(m["msg"] for m in messages), "byte-line") == [0, 1, 2]:
-                break
+        messages = byte_messages(response, lambda got: printed(got, "byte-line") == [0, 1, 2])
     script.join()
     # concatenated JSON objects, as Python's json.dumps writes them, with no separator
     assert all(set(m) == {"time", "msg"} for m in messages)
+
+
+def test_the_byte_stream_starts_with_the_lines_of_the_last_two_seconds(console_gateway, manager_open):
+    """Opened just after a request's lines went through (its opening handled late), the byte
+    stream still has them; lines older than the look-back are not sent again."""
+    url, store, prefix = console_gateway
+    run_script(url, 1, "before-open")
+    with httpx.stream("GET", f"{url}/api/stream_console_output", headers=HEADERS, timeout=30) as response:
+        script = threading.Thread(target=run_script, args=(url, 1, "after-open"))
+        script.start()
+        messages = byte_messages(response, lambda got: printed(got, "after-open") == [0])
+    script.join()
+    assert printed(messages, "before-open") == [0]
+    newest = int(poll_update(url, "ALL").json()["last_msg_uid"].split("-")[0])
+
+    def redis_ms() -> int:
+        seconds, micros = store.time()
+        return seconds * 1000 + micros // 1000
+
+    look_back = streams_api.CONSOLE_STREAM_LOOK_BACK_MS
+    wait_for(lambda: redis_ms() > newest + look_back, 10, "the lines to age past the look-back")
+    with httpx.stream("GET", f"{url}/api/stream_console_output", headers=HEADERS, timeout=30) as response:
+        script = threading.Thread(target=run_script, args=(url, 1, "later"))
+        script.start()
+        messages = byte_messages(response, lambda got: printed(got, "later") == [0])
+    script.join()
+    assert printed(messages, "before-open") == [] and printed(messages, "after-open") == []
 
 
 def test_stream_limit_per_worker(stack_dir, re_manager):

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 POLL_SECONDS = 1.0
+CONSOLE_STREAM_LOOK_BACK_MS = 2000  # see console_byte_stream
 SSE_CONNECTED = b": connected\n\n"  # sent with the head: the client sees the stream is open
 SSE_HEARTBEAT = b": heartbeat\n\n"
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te", "trailer"}
@@ -73,12 +74,13 @@ def grant_of(credentials: Credentials, scope: str) -> Grant:
     return Grant(services().auth, credentials, scope)
 
 
-def open_stream(key: str, kind: str, encode: Encoder, after: str | None = None) -> Stream:
+def open_stream(key: str, kind: str, encode: Encoder, after: str | None = None, look_back_ms: int = 0) -> Stream:
     """Open a stream on Redis stream ``key``; ``kind`` names it in the open-streams metric."""
     metrics = services().metrics
     gauge = metrics.open_streams.labels(kind) if metrics is not None else None
     try:
-        stream = services().hub.open(key, after, encode, on_close=gauge.dec if gauge is not None else None)
+        on_close = gauge.dec if gauge is not None else None
+        stream = services().hub.open(key, after, encode, on_close=on_close, look_back_ms=look_back_ms)
     except TooManyStreams as exc:
         raise ServiceUnavailable(f"Too many open streams: {exc}", 5) from None
     except StreamClosed:
@@ -200,11 +202,11 @@ class _ThreadHeld:
 
 def _serve(
     call: Call, key: str, kind: str, encoder: Callable[[bool], Encoder], first: bytes, mimetype: str,
-    heartbeat: bytes | None = None, after: str | None = None,
+    heartbeat: bytes | None = None, after: str | None = None, look_back_ms: int = 0,
 ) -> Response:  # fmt: skip
     chunked = can_take(request.environ) and _chunked()  # a connection of ours is framed by us
     protocol = HttpStream(chunked=chunked, heartbeat=heartbeat)
-    stream = open_stream(key, kind, encoder(chunked), after)
+    stream = open_stream(key, kind, encoder(chunked), after, look_back_ms)
     grant = grant_of(g.get("credentials") or Credentials(), call.scope)
     return _Handover(stream, protocol, chunk(first) if chunked else first, mimetype, grant)
 
@@ -218,5 +220,12 @@ def server_sent_events(call: Call, key: str, kind: str, render: Callable[[bytes]
 
 
 def console_byte_stream(call: Call, key: str) -> Response:
-    """``/api/stream_console_output``: new console messages in bluesky-httpserver's byte format."""
-    return _serve(call, key, "console_stream", console_byte_encoder, b"", "text/plain")
+    """``/api/stream_console_output``: new console messages in bluesky-httpserver's byte format.
+
+    It has no cursor to resume from, so it starts with the messages of the last
+    ``CONSOLE_STREAM_LOOK_BACK_MS``: a client that opens it and at once sends a request (as
+    bluesky-httpserver's own test does) sees that request's lines even when its opening is
+    handled after the request went through RE Manager (another worker, a busy machine)."""
+    return _serve(
+        call, key, "console_stream", console_byte_encoder, b"", "text/plain", look_back_ms=CONSOLE_STREAM_LOOK_BACK_MS
+    )

@@ -85,8 +85,13 @@ class StreamHub:
             self._client = redis_client(self.redis_url, timeout=self.block_ms / 1000 + 5, connect_timeout=2)
         return self._client
 
-    def open(self, key: str, after: str | None, encode: Encoder, on_close: Callable[[], None] | None = None) -> Stream:
-        """A stream on Redis stream ``key``: the entries after id ``after``, or from now on.
+    def open(
+        self, key: str, after: str | None, encode: Encoder, on_close: Callable[[], None] | None = None,
+        look_back_ms: int = 0,
+    ) -> Stream:  # fmt: skip
+        """A stream on Redis stream ``key``: the entries after id ``after``, or from now on
+        (with the entries of the last ``look_back_ms`` before now, by Redis's clock, which made
+        the entries' ids).
 
         Its bytes wait in the fan-out until :meth:`attach` says where they go.
         """
@@ -95,10 +100,9 @@ class StreamHub:
         client = self._redis()
         if after is None:
             try:
-                newest = client.xrevrange(key, count=1)
+                after = self._now_id(client, key, look_back_ms)
             except redis.RedisError as exc:
                 raise self._unavailable(exc) from exc
-            after = newest[0][0].decode() if newest else "0-0"
         stream = Stream(key, encode, parse_id(after), on_close=on_close)
         with self._lock:
             if len(self._streams) >= self.max_streams:
@@ -115,6 +119,14 @@ class StreamHub:
             raise self._unavailable(exc) from exc
         self.fanout.backlog(stream, _entries(reversed(missed)))
         return stream
+
+    @staticmethod
+    def _now_id(client: redis.Redis, key: str, look_back_ms: int) -> str:
+        if look_back_ms > 0:
+            seconds, micros = client.time()
+            return f"{max(seconds * 1000 + micros // 1000 - look_back_ms, 0)}-0"
+        newest = client.xrevrange(key, count=1)
+        return newest[0][0].decode() if newest else "0-0"
 
     def attach(
         self,
