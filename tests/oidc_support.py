@@ -245,6 +245,15 @@ def session_of(client, handover_location: str, provider: str = "facility") -> di
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
+def signed_in_identity(client, user: str, provider: str) -> dict:
+    """The whole sign-in of ``user`` through ``provider``'s pages and the page's hand-over: the
+    first identity ``/api/auth/whoami`` then reports."""
+    returned = browser_sign_in(client, user, provider=provider)
+    assert returned.status_code == 303, returned.get_data(as_text=True)
+    who = client.get("/api/auth/whoami", headers=session_of(client, returned.headers["Location"], provider))
+    return who.get_json()["identities"][0]
+
+
 def bearer_header(token: str) -> dict:
     """The Authorization header that sends ``token``, a provider's token."""
     return {"Authorization": f"Bearer {token}"}

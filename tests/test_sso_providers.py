@@ -36,7 +36,7 @@ from .oidc_support import (
     private_pem,
     provider_token,
     running_provider,
-    session_of,
+    signed_in_identity,
     token_claims,
 )
 
@@ -53,10 +53,7 @@ def test_keycloak_s_realm_by_its_documented_configuration(tmp_path, re_manager):
         config["api_access"] = POLICY
         with configured_app(re_manager, tmp_path, config, KEYCLOAK_CLIENT_SECRET=CLIENT_SECRET) as app:
             client = app.test_client()
-            returned = browser_sign_in(client, "dana", provider="keycloak")
-            assert returned.status_code == 303, returned.get_data(as_text=True)
-            who = client.get("/api/auth/whoami", headers=session_of(client, returned.headers["Location"], "keycloak"))
-            identity = who.get_json()["identities"][0]
+            identity = signed_in_identity(client, "dana", "keycloak")
             assert (identity["id"], identity["provider"]) == ("dana", "keycloak")
             erin = provider_token(keycloak, "erin")
             assert client.get("/api/auth/scopes", headers=bearer_header(erin)).get_json()["roles"] == ["expert"]
@@ -81,10 +78,7 @@ def test_entra_by_its_documented_configuration(entra, re_manager, tmp_path):
     config["api_access"] = POLICY
     with configured_app(re_manager, tmp_path, config, ENTRA_CLIENT_SECRET=CLIENT_SECRET) as app:
         client = app.test_client()
-        returned = browser_sign_in(client, "dana", provider="entra")
-        assert returned.status_code == 303, returned.get_data(as_text=True)
-        who = client.get("/api/auth/whoami", headers=session_of(client, returned.headers["Location"], "entra"))
-        assert who.get_json()["identities"][0]["id"] == "dana"  # preferred_username, Entra's default
+        assert signed_in_identity(client, "dana", "entra")["id"] == "dana"  # preferred_username, Entra's default
         # the provider's own token for the exposed API, the group's object id mapped to a role
         claims = {**token_claims("erin", iss=entra.issuer, aud=ENTRA_AUDIENCE), "tid": TENANT}
         assert ENTRA_STAFF_GROUP in claims["groups"]

@@ -102,10 +102,15 @@ class CountedStore(FakeStore):
         return found
 
 
+def on_clock(store: CountedStore, lease: float = 0.005) -> StatusCache:
+    """A worker's cache (``lease``, a 10 s ttl) on ``store``, timed by the store's clock."""
+    return StatusCache(store, ttl=10, lease=lease, clock=store.clock, sleep=store.clock.sleep)
+
+
 def test_a_status_read_from_redis_is_served_for_its_lease_without_reading_redis_again():
     clock = Clock()
     store = CountedStore(clock)
-    cache = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    cache = on_clock(store)
     cache.store_status(status_body("a"), 0, "t")
     assert [cache.lookup() for _ in range(3)] == [(status_body("a"), 0)] * 3
     assert store.reads == 1
@@ -119,7 +124,7 @@ def leased_status(lease: float = 0.004) -> tuple[Clock, CountedStore, StatusCach
     """A cache with ``lease`` over a store that holds status "a" (for 10 s)."""
     clock = Clock()
     store = CountedStore(clock)
-    cache = StatusCache(store, ttl=10, lease=lease, clock=clock, sleep=clock.sleep)
+    cache = on_clock(store, lease)
     cache.store_status(status_body("a"), 0, "t")
     return clock, store, cache
 
@@ -237,7 +242,7 @@ class RecordedEvent(threading.Event):
 def test_a_lookup_without_a_valid_lease_waits_for_a_read_on_its_way_sent_within_a_lease_before_it():
     clock = Clock()
     store = GatedStore(clock)
-    cache = StatusCache(store, ttl=10, lease=0.004, clock=clock, sleep=clock.sleep)
+    cache = on_clock(store, 0.004)
     cache.store_status(status_body("a"), 0, "t")
     answers: dict[str, tuple[bytes | None, int]] = {}
 
@@ -286,7 +291,7 @@ def test_a_lookup_without_a_valid_lease_waits_for_a_read_on_its_way_sent_within_
 def test_a_lease_counts_from_when_the_read_was_sent():
     clock = Clock()
     store = CountedStore(clock, read_seconds=0.006)  # Redis answers after the lease would end
-    cache = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    cache = on_clock(store)
     cache.store_status(status_body("a"), 0, "t")
     cache.lookup()
     cache.lookup()
@@ -296,7 +301,7 @@ def test_a_lease_counts_from_when_the_read_was_sent():
 def test_a_miss_is_not_leased():
     clock = Clock()
     store = CountedStore(clock)
-    cache = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    cache = on_clock(store)
     assert cache.lookup() == (None, 0)
     cache.store_status(status_body("a"), 0, "t")
     assert cache.lookup() == (status_body("a"), 0)
@@ -308,8 +313,8 @@ def test_a_write_is_answered_only_once_every_lease_taken_before_it_has_ended():
     B's next lookup reads the new generation from Redis."""
     clock = Clock()
     store = CountedStore(clock)
-    worker_a = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
-    worker_b = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    worker_a = on_clock(store)
+    worker_b = on_clock(store)
     worker_a.store_status(status_body("before the write"), 0, "t")
     assert worker_b.lookup() == (status_body("before the write"), 0)
     clock.now += 0.002
@@ -323,7 +328,7 @@ def test_a_write_is_answered_only_once_every_lease_taken_before_it_has_ended():
 def test_a_write_waits_only_while_some_worker_holds_a_lease():
     clock = Clock()
     store = CountedStore(clock)
-    cache = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    cache = on_clock(store)
     cache.store_status(status_body("a"), 0, "t")
     cache.invalidate()  # nobody has read the status
     assert clock.slept == []
@@ -339,8 +344,8 @@ def test_a_write_waits_for_the_longest_lease_held_whatever_its_own_length():
     change): a shorter lease taken later does not hide a longer one."""
     clock = Clock()
     store = CountedStore(clock)
-    long = StatusCache(store, ttl=10, lease=0.05, clock=clock, sleep=clock.sleep)
-    short = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    long = on_clock(store, 0.05)
+    short = on_clock(store)
     long.store_status(status_body("before the write"), 0, "t")
     assert long.lookup() == (status_body("before the write"), 0)
     clock.now += 0.001
@@ -353,7 +358,7 @@ def test_a_write_waits_for_the_longest_lease_held_whatever_its_own_length():
 def test_when_redis_cannot_be_asked_a_write_waits_its_own_lease():
     clock = Clock()
     store = CountedStore(clock)
-    cache = StatusCache(store, ttl=10, lease=0.005, clock=clock, sleep=clock.sleep)
+    cache = on_clock(store)
     store.down = True
     cache.invalidate()
     assert sum(clock.slept) == pytest.approx(0.005)
